@@ -1,0 +1,116 @@
+#pragma once
+
+// Every actor interface of flowmatch in one place. Peers hold each other by
+// these typed handles, so the compiler checks every message.
+//
+// The path of one event:
+//
+//   ndjson_source --ingest--> dispatcher --deliver--> worker_pool --> worker
+//        |                       ^   (routes by key,      (supervises,   |
+//        |                       |    keeps credits)       redelivers)   |
+//        |                       +-------------- done (credit) ----------+
+//        v                                                               v
+//   dead_letter_sink <------------------ rejected events --------- change_sink
+//                                                            (PostGIS sync,
+//                                                             match service)
+
+#include "messages/batch.hpp"
+#include "messages/dead_letter.hpp"
+#include "messages/domain.hpp"
+#include "messages/type_ids.hpp"
+
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace flowmatch {
+
+/// Subscriber to accepted changes: the one typed interface the PostGIS sync
+/// and the match service implement.
+using change_sink_actor = caf::typed_actor<
+  // Takes the changes of one worker batch, in the order they took effect.
+  caf::reacts_to<change_batch>>;
+
+/// Dead-letter sink: keeps rejected events with their reason (an NDJSON
+/// file without a database; the `dead_letters` table with one).
+using dead_letter_sink_actor = caf::typed_actor<
+  // Stores rejected events.
+  caf::reacts_to<std::vector<dead_letter>>,
+  // Makes everything stored so far durable; answers with the total count.
+  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+
+/// Supervisor of one worker-pool group: owns the workers, restarts a dead
+/// one with backoff and redelivers the batches it had not finished.
+using worker_pool_actor = caf::typed_actor<
+  // From the dispatcher: apply these events on worker `index`, in order.
+  caf::reacts_to<deliver_atom, uint32_t, std::vector<event>>,
+  // From a worker: `count` events of batch `seq` are done; `complete` when
+  // the batch is finished.
+  caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,
+                 bool>,
+  // Timer: restart worker `index` after its backoff.
+  caf::reacts_to<respawn_atom, uint32_t>,
+  // End of input: every worker dead-letters what it still holds.
+  caf::replies_to<release_atom>::with<registry_stats>,
+  // The current entities of all workers.
+  caf::replies_to<snapshot_atom>::with<registry_snapshot>>;
+
+/// A worker in a pool. Its handler applies batches and reports each to the
+/// pool with `done`.
+using worker_actor = caf::typed_actor<
+  // Applies a batch (skipping what a previous incarnation already applied).
+  caf::reacts_to<deliver_atom, event_batch>,
+  // Timer: dead-letters held flows past their hold time.
+  caf::reacts_to<expire_atom>,
+  // End of input: dead-letters every held flow.
+  caf::replies_to<release_atom>::with<registry_stats>,
+  // Copies out the current entities.
+  caf::replies_to<snapshot_atom>::with<registry_snapshot>>;
+
+/// Routes each event to the worker-pool group that handles its type, and to
+/// a worker within it by the group's policy; admits input only while each
+/// group has fewer events in flight than its budget (backpressure).
+using dispatcher_actor = caf::typed_actor<
+  // From a source: admits a batch. The answer comes once the batch is
+  // inside the in-flight budget, so a source waiting for it is slowed.
+  caf::replies_to<ingest_atom, std::vector<event>>::with<caf::ok_atom>,
+  // From a pool: `count` events done on `worker` of `group`.
+  caf::reacts_to<done_atom, uint32_t, uint32_t, uint64_t, registry_stats>,
+  // Answers once nothing is in flight or parked.
+  caf::replies_to<drain_atom>::with<caf::ok_atom>,
+  // End of input: held flows are dead-lettered; answers with all counters.
+  caf::replies_to<release_atom>::with<registry_stats>,
+  // The current entities of every worker, sorted by id.
+  caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // In-flight accounting.
+  caf::replies_to<status_atom>::with<dispatch_status>>;
+
+/// Told by an ingest source when it has no more input.
+using source_listener_actor = caf::typed_actor<
+  // The source read its last line (end of input or stop) and every batch
+  // it sent was admitted.
+  caf::reacts_to<eof_atom, source_stats>>;
+
+/// An ingest source: reads, decodes and validates events, sends them to the
+/// dispatcher in batches and waits for admission (backpressure).
+using source_actor = caf::typed_actor<
+  // Self-message: read and send more.
+  caf::reacts_to<read_atom>,
+  // Stop intake: decode what was already read, send it, then report eof.
+  caf::reacts_to<stop_atom>>;
+
+/// The root of a node: starts the stages, turns signals into a graceful
+/// drain, and reports the run.
+using node_actor = caf::typed_actor<
+  // Starts the run; answers with the process exit code when it is over.
+  caf::replies_to<run_atom>::with<int>,
+  // From the signal thread.
+  caf::reacts_to<signal_atom, int>,
+  // From the source.
+  caf::reacts_to<eof_atom, source_stats>,
+  // Timer: the shutdown grace period is over.
+  caf::reacts_to<deadline_atom>>;
+
+} // namespace flowmatch

@@ -1,0 +1,266 @@
+#include "actors/dispatcher.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <functional>
+#include <string_view>
+
+namespace flowmatch {
+
+std::string_view to_string(routing_policy p) {
+  switch (p) {
+    case routing_policy::key_hash:
+      return "key-hash";
+    case routing_policy::round_robin:
+      return "round-robin";
+    case routing_policy::least_loaded:
+      return "least-loaded";
+  }
+  return "unknown";
+}
+
+caf::optional<routing_policy> parse_routing_policy(std::string_view s) {
+  if (s == "key-hash")
+    return routing_policy::key_hash;
+  if (s == "round-robin")
+    return routing_policy::round_robin;
+  if (s == "least-loaded")
+    return routing_policy::least_loaded;
+  return caf::none;
+}
+
+namespace {
+
+using dispatcher_ptr = dispatcher_actor::stateful_pointer<dispatcher_state>;
+using group_t = dispatcher_state::group;
+
+uint32_t hash_slot(std::string_view key, size_t n) {
+  // libstdc++'s string hash is unseeded, so routing is the same every run.
+  return static_cast<uint32_t>(std::hash<std::string_view>{}(key) % n);
+}
+
+/// Chooses the worker of `g` for `ev`; for key-hash groups also maintains
+/// the flow routing table and queues an eviction when a flow changes worker.
+uint32_t pick_worker(group_t& g, event& ev) {
+  auto n = g.settings.workers;
+  switch (g.settings.policy) {
+    case routing_policy::round_robin:
+      return static_cast<uint32_t>(g.next_round_robin++ % n);
+    case routing_policy::least_loaded: {
+      uint32_t best = 0;
+      uint64_t best_load = UINT64_MAX;
+      for (uint32_t w = 0; w < n; ++w) {
+        auto load = g.worker_load[w] + g.buckets[w].size();
+        if (load < best_load) {
+          best = w;
+          best_load = load;
+        }
+      }
+      return best;
+    }
+    case routing_policy::key_hash:
+      break;
+  }
+  switch (ev.type) {
+    case event_type::resource_flow_created:
+    case event_type::resource_flow_updated: {
+      auto w = hash_slot(ev.flow_data.site_id, n);
+      auto [i, added] = g.flow_owner.try_emplace(ev.flow_data.flow_id, w);
+      if (!added && i->second != w) {
+        event evict;
+        evict.type = event_type::flow_evicted;
+        evict.target_id = ev.flow_data.flow_id;
+        g.buckets[i->second].push_back(std::move(evict));
+        i->second = w;
+      }
+      return w;
+    }
+    case event_type::resource_flow_deleted: {
+      auto i = g.flow_owner.find(ev.target_id);
+      if (i == g.flow_owner.end())
+        return hash_slot(ev.target_id, n); // unknown: a no-op anywhere
+      auto w = i->second;
+      g.flow_owner.erase(i);
+      return w;
+    }
+    default:
+      return hash_slot(ev.site_key(), n);
+  }
+}
+
+bool has_credit(dispatcher_ptr self) {
+  for (auto& g : self->state.groups)
+    if (g.in_flight >= g.settings.max_in_flight)
+      return false;
+  return true;
+}
+
+void route(dispatcher_ptr self, std::vector<event>& events) {
+  auto& st = self->state;
+  for (auto& ev : events) {
+    auto gi = st.route[static_cast<size_t>(ev.type)];
+    auto& g = st.groups[static_cast<size_t>(gi)];
+    auto w = pick_worker(g, ev);
+    g.buckets[w].push_back(std::move(ev));
+  }
+  st.admitted += events.size();
+  for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
+    auto& g = st.groups[gi];
+    for (uint32_t w = 0; w < g.buckets.size(); ++w) {
+      auto& bucket = g.buckets[w];
+      if (bucket.empty())
+        continue;
+      auto n = bucket.size();
+      g.in_flight += n;
+      g.worker_load[w] += n;
+      self->send(g.pool, deliver_atom::value, w, std::move(bucket));
+      bucket = std::vector<event>{};
+    }
+    if (g.in_flight > g.peak)
+      g.peak = g.in_flight;
+  }
+}
+
+bool idle(dispatcher_ptr self) {
+  if (!self->state.parked.empty())
+    return false;
+  for (auto& g : self->state.groups)
+    if (g.in_flight > 0)
+      return false;
+  return true;
+}
+
+void admit_parked(dispatcher_ptr self) {
+  auto& st = self->state;
+  while (!st.parked.empty() && has_credit(self)) {
+    auto p = std::move(st.parked.front());
+    st.parked.pop_front();
+    route(self, p.events);
+    p.promise.deliver(caf::ok_atom::value);
+  }
+  if (idle(self)) {
+    for (auto& rp : st.drain_waiters)
+      rp.deliver(caf::ok_atom::value);
+    st.drain_waiters.clear();
+  }
+}
+
+std::chrono::milliseconds reply_timeout(dispatcher_ptr self) {
+  return self->state.groups.front().settings.supervision.reply_timeout;
+}
+
+} // namespace
+
+dispatcher_actor::behavior_type
+dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
+           std::vector<group_settings> groups) {
+  auto& init = self->state;
+  init.route.fill(-1);
+  for (uint32_t gi = 0; gi < groups.size(); ++gi) {
+    dispatcher_state::group g;
+    g.settings = std::move(groups[gi]);
+    g.worker_load.resize(g.settings.workers);
+    g.buckets.resize(g.settings.workers);
+    for (auto t : g.settings.handles)
+      init.route[static_cast<size_t>(t)] = static_cast<int>(gi);
+    g.pool = self->spawn<caf::linked>(worker_pool, g.settings.name, gi,
+                                      g.settings.workers,
+                                      caf::actor_cast<dispatcher_actor>(self),
+                                      g.settings.factory,
+                                      g.settings.supervision);
+    log()->info("{} group {}: {} workers, policy {}, at most {} events in "
+                "flight",
+                self->name(), g.settings.name, g.settings.workers,
+                to_string(g.settings.policy), g.settings.max_in_flight);
+    init.groups.push_back(std::move(g));
+  }
+  // Flow evictions follow flows.
+  init.route[static_cast<size_t>(event_type::flow_evicted)]
+    = init.route[static_cast<size_t>(event_type::resource_flow_created)];
+  return {
+    [self](ingest_atom, std::vector<event>& events) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      if (st.parked.empty() && has_credit(self)) {
+        route(self, events);
+        return caf::ok_atom::value;
+      }
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.parked.push_back({std::move(events), rp});
+      return rp;
+    },
+    [self](done_atom, uint32_t gi, uint32_t worker, uint64_t count,
+           registry_stats& stats) {
+      auto& g = self->state.groups[gi];
+      g.in_flight -= count;
+      g.worker_load[worker] -= count;
+      self->state.totals += stats;
+      admit_parked(self);
+    },
+    [self](drain_atom) -> caf::result<caf::ok_atom> {
+      if (idle(self))
+        return caf::ok_atom::value;
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      self->state.drain_waiters.push_back(rp);
+      return rp;
+    },
+    [self](release_atom) -> caf::result<registry_stats> {
+      auto rp = self->make_response_promise<registry_stats>();
+      auto pending = std::make_shared<size_t>(self->state.groups.size());
+      for (auto& g : self->state.groups) {
+        self->request(g.pool, reply_timeout(self), release_atom::value)
+          .then(
+            [=](registry_stats& s) mutable {
+              self->state.totals += s;
+              if (--*pending == 0)
+                rp.deliver(self->state.totals);
+            },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+      }
+      return rp;
+    },
+    [self](snapshot_atom) -> caf::result<registry_snapshot> {
+      auto rp = self->make_response_promise<registry_snapshot>();
+      auto pending = std::make_shared<size_t>(self->state.groups.size());
+      auto all = std::make_shared<registry_snapshot>();
+      for (auto& g : self->state.groups) {
+        self->request(g.pool, reply_timeout(self), snapshot_atom::value)
+          .then(
+            [=](registry_snapshot& part) mutable {
+              for (auto& s : part.sites)
+                all->sites.push_back(std::move(s));
+              for (auto& f : part.flows)
+                all->flows.push_back(std::move(f));
+              if (--*pending > 0)
+                return;
+              std::sort(all->sites.begin(), all->sites.end(),
+                        [](const site& a, const site& b) {
+                          return a.site_id < b.site_id;
+                        });
+              std::sort(all->flows.begin(), all->flows.end(),
+                        [](const resource_flow& a, const resource_flow& b) {
+                          return a.flow_id < b.flow_id;
+                        });
+              rp.deliver(std::move(*all));
+            },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+      }
+      return rp;
+    },
+    [self](status_atom) -> dispatch_status {
+      auto& st = self->state;
+      dispatch_status s;
+      for (auto& g : st.groups) {
+        s.in_flight.push_back(g.in_flight);
+        s.peak_in_flight.push_back(g.peak);
+      }
+      s.admitted = st.admitted;
+      s.parked_batches = st.parked.size();
+      s.totals = st.totals;
+      return s;
+    },
+  };
+}
+
+} // namespace flowmatch

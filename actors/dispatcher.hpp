@@ -1,0 +1,86 @@
+#pragma once
+
+// The dispatcher: the single entry of validated events. It routes each
+// event to the worker-pool group that handles its type and, within the
+// group, to a worker chosen by the group's policy. Events are batched per
+// destination worker, one CAF message per (worker, input batch).
+//
+// Per-key ordering (policy key-hash): every event of a site and of that
+// site's flows goes to the same worker. Flow deletes name only the flow, so
+// the dispatcher remembers which worker each flow was routed to; when an
+// upsert moves a flow to a site on another worker, the old worker is told to
+// evict it.
+//
+// Backpressure: each group has a budget of events in flight (admitted, not
+// yet reported done by its workers). A source's batch is admitted only while
+// every group is below its budget; otherwise its reply is withheld, which
+// holds the source, so no mailbox grows without bound and nothing is dropped.
+
+#include "actors/actors.hpp"
+#include "actors/worker_pool.hpp"
+
+#include <array>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace flowmatch {
+
+enum class routing_policy { key_hash, round_robin, least_loaded };
+
+std::string_view to_string(routing_policy p);
+caf::optional<routing_policy> parse_routing_policy(std::string_view s);
+
+struct group_settings {
+  std::string name;
+  uint32_t workers = 2;
+  routing_policy policy = routing_policy::key_hash;
+  /// The in-flight budget: events admitted but not yet done.
+  uint64_t max_in_flight = 65536;
+  /// Event types routed to this group.
+  std::vector<event_type> handles;
+  worker_factory factory;
+  supervision_settings supervision;
+};
+
+/// Number of event_type values (the six of the contract plus eviction).
+constexpr size_t event_type_count
+  = static_cast<size_t>(event_type::flow_evicted) + 1;
+
+struct dispatcher_state {
+  static inline const char* name = "dispatcher";
+
+  struct group {
+    group_settings settings;
+    worker_pool_actor pool;
+    uint64_t in_flight = 0;
+    uint64_t peak = 0;
+    std::vector<uint64_t> worker_load;
+    uint64_t next_round_robin = 0;
+    /// Per-worker buckets of the batch being routed (reused).
+    std::vector<std::vector<event>> buckets;
+    /// Worker of each flow routed so far (key-hash groups only).
+    std::unordered_map<std::string, uint32_t> flow_owner;
+  };
+
+  struct parked_batch {
+    std::vector<event> events;
+    caf::typed_response_promise<caf::ok_atom> promise;
+  };
+
+  std::vector<group> groups;
+  std::array<int, event_type_count> route;
+  std::deque<parked_batch> parked;
+  std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
+  uint64_t admitted = 0;
+  registry_stats totals;
+};
+
+/// Spawns one supervised pool per group, linked to the dispatcher. Every
+/// event type must be handled by exactly one group.
+dispatcher_actor::behavior_type
+dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
+           std::vector<group_settings> groups);
+
+} // namespace flowmatch

@@ -1,0 +1,308 @@
+#include "actors/ndjson_source.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace flowmatch {
+
+ndjson_source_state::~ndjson_source_state() {
+  if (owns_fd && fd >= 0)
+    ::close(fd);
+}
+
+namespace {
+
+using source_ptr = source_actor::stateful_pointer<ndjson_source_state>;
+
+bool all_blank(const char* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r')
+      return false;
+  return true;
+}
+
+void reject_line(source_ptr self, dead_letter dl) {
+  auto& st = self->state;
+  st.stats.count_rejection(dl.reason);
+  st.rejects.push_back(std::move(dl));
+}
+
+void handle_line(source_ptr self, const char* p, size_t n) {
+  auto& st = self->state;
+  ++st.line_no;
+  ++st.stats.lines;
+  if (n > 0 && p[n - 1] == '\r')
+    --n;
+  if (all_blank(p, n))
+    return; // blank lines separate nothing and carry nothing
+  // The buffer has decoder_padding spare bytes past any line in it.
+  auto result = st.decoder.decode(std::string_view{p, n},
+                                  event_origin{st.source_name, st.line_no},
+                                  true);
+  if (auto* ev = std::get_if<event>(&result)) {
+    ++st.stats.events;
+    st.batch.push_back(std::move(*ev));
+  } else {
+    reject_line(self, std::move(std::get<dead_letter>(result)));
+  }
+}
+
+void finish_skip(source_ptr self) {
+  auto& st = self->state;
+  ++st.line_no;
+  ++st.stats.lines;
+  dead_letter dl;
+  dl.origin = event_origin{st.source_name, st.line_no};
+  dl.reason = reject_reason::line_too_long;
+  dl.detail = "line has " + std::to_string(st.skip_bytes)
+              + " bytes, at most " + std::to_string(max_line_bytes)
+              + " allowed; kept the first "
+              + std::to_string(st.skip_prefix.size());
+  dl.payload = std::move(st.skip_prefix);
+  reject_line(self, std::move(dl));
+  st.skipping = false;
+  st.skip_prefix.clear();
+  st.skip_bytes = 0;
+}
+
+/// Splits complete lines out of the buffer until the batch is full.
+void extract_lines(source_ptr self, bool ignore_batch_limit) {
+  auto& st = self->state;
+  char* data = st.buf.data();
+  while (st.begin < st.end) {
+    if (!ignore_batch_limit && st.batch.size() >= st.settings.batch_size)
+      return;
+    auto* nl = static_cast<char*>(
+      std::memchr(data + st.begin, '\n', st.end - st.begin));
+    if (st.skipping) {
+      if (nl == nullptr) {
+        st.skip_bytes += st.end - st.begin;
+        st.begin = st.end;
+        return;
+      }
+      st.skip_bytes += static_cast<size_t>(nl - (data + st.begin));
+      st.begin = static_cast<size_t>(nl - data) + 1;
+      finish_skip(self);
+      continue;
+    }
+    if (nl == nullptr) {
+      if (st.end - st.begin > max_line_bytes) {
+        // Too long already: keep a prefix for the dead letter and drop the
+        // rest as it arrives, never holding the whole line.
+        st.skipping = true;
+        st.skip_prefix.assign(data + st.begin, over_long_payload_prefix);
+        st.skip_bytes = st.end - st.begin;
+        st.begin = st.end;
+      }
+      return;
+    }
+    auto len = static_cast<size_t>(nl - (data + st.begin));
+    handle_line(self, data + st.begin, len);
+    st.begin += len + 1;
+  }
+}
+
+/// Reads once. With `wait`, a stream is first polled for up to the poll
+/// interval; returns false when nothing arrived in that time.
+bool fill(source_ptr self, bool wait) {
+  auto& st = self->state;
+  if (st.is_stream) {
+    pollfd pfd{st.fd, POLLIN, 0};
+    int timeout = wait ? static_cast<int>(st.settings.poll_interval.count())
+                       : 0;
+    int r = ::poll(&pfd, 1, timeout);
+    if (r == 0)
+      return false;
+    if (r < 0)
+      return errno == EINTR ? false : (st.eof = true, false);
+  }
+  if (st.begin > 0) {
+    std::memmove(st.buf.data(), st.buf.data() + st.begin, st.end - st.begin);
+    st.end -= st.begin;
+    st.begin = 0;
+  }
+  auto capacity = st.buf.size() - decoder_padding;
+  auto room = std::min(capacity - st.end, st.settings.read_size);
+  auto n = ::read(st.fd, st.buf.data() + st.end, room);
+  if (n > 0) {
+    st.end += static_cast<size_t>(n);
+    return true;
+  }
+  if (n == 0) {
+    st.eof = true;
+  } else if (errno != EINTR && errno != EAGAIN) {
+    log()->error("{} read error on {}: {}", self->name(), st.source_name,
+                 std::strerror(errno));
+    st.eof = true;
+  }
+  return false;
+}
+
+void flush_rejects(source_ptr self) {
+  auto& st = self->state;
+  if (st.rejects.empty())
+    return;
+  if (st.dead_letters)
+    self->send(st.dead_letters, std::move(st.rejects));
+  st.rejects.clear();
+}
+
+void maybe_report(source_ptr self) {
+  auto& st = self->state;
+  if (!st.input_done || st.outstanding > 0 || st.reported)
+    return;
+  flush_rejects(self);
+  st.reported = true;
+  uint64_t rejected = 0;
+  for (auto n : st.stats.rejected)
+    rejected += n;
+  log()->info("{} {}: {} lines, {} events, {} rejected", self->name(),
+              st.source_name, st.stats.lines, st.stats.events, rejected);
+  self->send(st.listener, eof_atom::value, st.stats);
+  self->quit();
+}
+
+void schedule_read(source_ptr self);
+
+void send_batch(source_ptr self) {
+  auto& st = self->state;
+  flush_rejects(self);
+  if (st.batch.empty())
+    return;
+  ++st.outstanding;
+  std::vector<event> batch;
+  batch.swap(st.batch);
+  batch.reserve(0);
+  st.batch.reserve(st.settings.batch_size);
+  // No timeout: waiting here is the backpressure. The shutdown deadline
+  // bounds the whole run.
+  self->request(st.dispatcher, caf::infinite, ingest_atom::value,
+                std::move(batch))
+    .then(
+      [self](caf::ok_atom) {
+        --self->state.outstanding;
+        schedule_read(self);
+        maybe_report(self);
+      },
+      [self](caf::error& err) {
+        log()->critical("{} the dispatcher refused a batch: {}",
+                        self->name(), self->system().render(err));
+        self->quit(err);
+      });
+}
+
+/// No more input (end of file, or stop): decode what is buffered,
+/// including a last line without line end, and send it all.
+void finish_input(source_ptr self) {
+  auto& st = self->state;
+  if (st.input_done)
+    return;
+  extract_lines(self, true);
+  if (st.skipping)
+    finish_skip(self);
+  else if (st.begin < st.end) {
+    handle_line(self, st.buf.data() + st.begin, st.end - st.begin);
+    st.begin = st.end;
+  }
+  send_batch(self);
+  st.input_done = true;
+  maybe_report(self);
+}
+
+void schedule_read(source_ptr self) {
+  auto& st = self->state;
+  if (st.read_scheduled || st.input_done
+      || st.outstanding >= st.settings.max_outstanding)
+    return;
+  st.read_scheduled = true;
+  self->send(self, read_atom::value);
+}
+
+void on_read(source_ptr self) {
+  auto& st = self->state;
+  st.read_scheduled = false;
+  if (st.input_done)
+    return;
+  while (st.outstanding < st.settings.max_outstanding && !st.eof) {
+    extract_lines(self, false);
+    if (st.batch.size() >= st.settings.batch_size) {
+      send_batch(self);
+      continue;
+    }
+    // Wait on a pipe only when there is nothing to send meanwhile; with a
+    // partial batch, send it rather than sit on it.
+    if (!fill(self, st.batch.empty()) && !st.eof) {
+      if (!st.batch.empty())
+        send_batch(self);
+      break;
+    }
+  }
+  if (st.eof)
+    finish_input(self);
+  else
+    schedule_read(self);
+}
+
+void on_stop(source_ptr self) {
+  auto& st = self->state;
+  if (st.stopping || st.input_done)
+    return;
+  st.stopping = true;
+  // A pipe may hold lines the producer wrote before the signal: take what
+  // is there now, without waiting, so none of it is lost.
+  if (st.is_stream)
+    while (!st.eof && fill(self, false))
+      extract_lines(self, true);
+  log()->info("{} stopping intake of {} after {} lines", self->name(),
+              st.source_name, st.line_no);
+  finish_input(self);
+}
+
+} // namespace
+
+source_actor::behavior_type
+ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
+              ndjson_source_settings settings, dispatcher_actor dispatcher,
+              source_listener_actor listener,
+              dead_letter_sink_actor dead_letters) {
+  auto& st = self->state;
+  st.settings = std::move(settings);
+  st.dispatcher = std::move(dispatcher);
+  st.listener = std::move(listener);
+  st.dead_letters = std::move(dead_letters);
+  st.buf.resize(max_line_bytes + st.settings.read_size + decoder_padding + 1);
+  st.batch.reserve(st.settings.batch_size);
+  if (st.settings.path == "-") {
+    st.fd = STDIN_FILENO;
+    st.source_name = "stdin";
+  } else {
+    st.fd = ::open(st.settings.path.c_str(), O_RDONLY | O_CLOEXEC);
+    st.owns_fd = true;
+    st.source_name = st.settings.path;
+  }
+  if (st.fd < 0) {
+    log()->critical("{} cannot open {}: {}", self->name(), st.settings.path,
+                    std::strerror(errno));
+    st.eof = true;
+  } else {
+    struct stat sb {};
+    if (::fstat(st.fd, &sb) == 0)
+      st.is_stream = S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)
+                     || S_ISCHR(sb.st_mode);
+  }
+  schedule_read(self);
+  return {
+    [self](read_atom) { on_read(self); },
+    [self](stop_atom) { on_stop(self); },
+  };
+}
+
+} // namespace flowmatch

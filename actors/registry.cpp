@@ -1,0 +1,313 @@
+#include "actors/registry.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace flowmatch {
+
+namespace {
+
+/// The version rule: an upsert whose version is lower than the stored one is
+/// stale. Without a version on either side there is nothing to compare.
+template <class T>
+bool is_stale(const T& stored, const T& incoming) {
+  return stored.version && incoming.version
+         && *incoming.version < *stored.version;
+}
+
+} // namespace
+
+void registry::apply(const event& ev, clock::time_point now,
+                     registry_output& out) {
+  if (ev.type == event_type::flow_evicted) {
+    evict_flow(ev.target_id, out);
+    return;
+  }
+  if (seen_ids_.count(ev.id) > 0 || held_ids_.count(ev.id) > 0) {
+    ++out.stats.duplicates;
+    return;
+  }
+  switch (ev.type) {
+    case event_type::site_created:
+    case event_type::site_updated:
+      upsert_site(ev, out);
+      break;
+    case event_type::site_deleted:
+      delete_site(ev, out);
+      break;
+    case event_type::resource_flow_created:
+    case event_type::resource_flow_updated:
+      if (sites_.count(ev.flow_data.site_id) == 0) {
+        hold(ev, now, out);
+        return;
+      }
+      upsert_flow(ev, out);
+      break;
+    case event_type::resource_flow_deleted:
+      delete_flow(ev, out);
+      break;
+    case event_type::flow_evicted:
+      break; // handled above
+  }
+}
+
+void registry::upsert_site(const event& ev, registry_output& out) {
+  const auto& incoming = ev.site_data;
+  seen_ids_.insert(ev.id);
+  out.event_ids.push_back(ev.id);
+  auto i = sites_.find(incoming.site_id);
+  if (i != sites_.end() && is_stale(i->second, incoming)) {
+    ++out.stats.stale;
+    return;
+  }
+  if (i == sites_.end())
+    sites_.emplace(incoming.site_id, incoming);
+  else
+    i->second = incoming;
+  ++out.stats.applied;
+  change c;
+  c.kind = change::site_upserted;
+  c.event_id = ev.id;
+  c.site_data = incoming;
+  out.changes.push_back(std::move(c));
+  // Flows that waited for this site now apply, in arrival order.
+  auto h = held_.find(incoming.site_id);
+  if (h == held_.end())
+    return;
+  auto waiting = std::move(h->second);
+  held_.erase(h);
+  for (auto& w : waiting) {
+    held_ids_.erase(w.ev.id);
+    --held_total_;
+    ++out.stats.held_applied;
+    upsert_flow(w.ev, out);
+  }
+}
+
+void registry::delete_site(const event& ev, registry_output& out) {
+  seen_ids_.insert(ev.id);
+  out.event_ids.push_back(ev.id);
+  ++out.stats.applied;
+  auto i = sites_.find(ev.target_id);
+  if (i == sites_.end())
+    return; // deleting something unknown is a no-op
+  auto owned = flows_by_site_.find(ev.target_id);
+  if (owned != flows_by_site_.end()) {
+    // Sorted, so the cascade publishes in a reproducible order.
+    std::vector<std::string> ids(owned->second.begin(), owned->second.end());
+    std::sort(ids.begin(), ids.end());
+    for (const auto& id : ids)
+      remove_flow(id, ev.id, out);
+    flows_by_site_.erase(ev.target_id);
+  }
+  sites_.erase(i);
+  change c;
+  c.kind = change::site_deleted;
+  c.event_id = ev.id;
+  c.id = ev.target_id;
+  out.changes.push_back(std::move(c));
+}
+
+void registry::upsert_flow(const event& ev, registry_output& out) {
+  const auto& incoming = ev.flow_data;
+  seen_ids_.insert(ev.id);
+  out.event_ids.push_back(ev.id);
+  auto i = flows_.find(incoming.flow_id);
+  if (i != flows_.end() && is_stale(i->second, incoming)) {
+    ++out.stats.stale;
+    return;
+  }
+  if (i == flows_.end()) {
+    flows_.emplace(incoming.flow_id, incoming);
+  } else {
+    if (i->second.site_id != incoming.site_id) {
+      auto old = flows_by_site_.find(i->second.site_id);
+      if (old != flows_by_site_.end()) {
+        old->second.erase(incoming.flow_id);
+        if (old->second.empty())
+          flows_by_site_.erase(old);
+      }
+    }
+    i->second = incoming;
+  }
+  flows_by_site_[incoming.site_id].insert(incoming.flow_id);
+  ++out.stats.applied;
+  change c;
+  c.kind = change::flow_upserted;
+  c.event_id = ev.id;
+  c.flow_data = incoming;
+  out.changes.push_back(std::move(c));
+}
+
+void registry::remove_flow(const std::string& flow_id,
+                           const std::string& event_id,
+                           registry_output& out) {
+  auto i = flows_.find(flow_id);
+  if (i == flows_.end())
+    return;
+  auto owned = flows_by_site_.find(i->second.site_id);
+  if (owned != flows_by_site_.end()) {
+    owned->second.erase(flow_id);
+    if (owned->second.empty())
+      flows_by_site_.erase(owned);
+  }
+  flows_.erase(i);
+  change c;
+  c.kind = change::flow_deleted;
+  c.event_id = event_id;
+  c.id = flow_id;
+  out.changes.push_back(std::move(c));
+}
+
+void registry::delete_flow(const event& ev, registry_output& out) {
+  seen_ids_.insert(ev.id);
+  out.event_ids.push_back(ev.id);
+  ++out.stats.applied;
+  // A delete is the newest word on the flow: held upserts of it are void.
+  out.stats.superseded += drop_held_of_flow(ev.target_id);
+  remove_flow(ev.target_id, ev.id, out);
+}
+
+void registry::evict_flow(const std::string& flow_id, registry_output& out) {
+  drop_held_of_flow(flow_id);
+  remove_flow(flow_id, {}, out);
+}
+
+size_t registry::drop_held_of_flow(const std::string& flow_id) {
+  size_t dropped = 0;
+  if (held_total_ == 0)
+    return 0;
+  for (auto i = held_.begin(); i != held_.end();) {
+    auto& queue = i->second;
+    for (auto j = queue.begin(); j != queue.end();) {
+      if (j->ev.flow_data.flow_id == flow_id) {
+        held_ids_.erase(j->ev.id);
+        --held_total_;
+        ++dropped;
+        j = queue.erase(j);
+      } else {
+        ++j;
+      }
+    }
+    if (queue.empty())
+      i = held_.erase(i);
+    else
+      ++i;
+  }
+  return dropped;
+}
+
+void registry::hold(const event& ev, clock::time_point now,
+                    registry_output& out) {
+  while (held_total_ >= hold_limit_ && !hold_order_.empty()) {
+    // Full: the oldest held flow gives way, as a dead letter.
+    auto ticket = std::move(hold_order_.front());
+    hold_order_.pop_front();
+    if (held_ids_.count(ticket.event_id) == 0)
+      continue;
+    auto q = held_.find(ticket.site_id);
+    if (q == held_.end() || q->second.empty())
+      continue;
+    auto h = std::move(q->second.front());
+    q->second.pop_front();
+    if (q->second.empty())
+      held_.erase(q);
+    dead_letter_held(h,
+                     fmt::format("site {} unknown and the hold is full ({} "
+                                 "flows)",
+                                 ticket.site_id, hold_limit_),
+                     out);
+  }
+  ++out.stats.held;
+  ++held_total_;
+  held_ids_.insert(ev.id);
+  held_[ev.flow_data.site_id].push_back(held_flow{ev, now});
+  hold_order_.push_back(hold_ticket{now, ev.flow_data.site_id, ev.id});
+}
+
+void registry::dead_letter_held(held_flow& h, std::string detail,
+                                registry_output& out) {
+  held_ids_.erase(h.ev.id);
+  --held_total_;
+  dead_letter dl;
+  dl.event_id = h.ev.id;
+  dl.origin = h.ev.origin;
+  dl.reason = reject_reason::orphan_flow;
+  dl.detail = std::move(detail);
+  dl.payload = h.ev.raw;
+  out.stats.count_dead_letter(dl.reason);
+  out.dead_letters.push_back(std::move(dl));
+}
+
+void registry::expire_held(clock::time_point cutoff, registry_output& out) {
+  while (!hold_order_.empty() && hold_order_.front().arrived < cutoff) {
+    auto ticket = std::move(hold_order_.front());
+    hold_order_.pop_front();
+    if (held_ids_.count(ticket.event_id) == 0)
+      continue; // applied or cancelled meanwhile
+    auto q = held_.find(ticket.site_id);
+    if (q == held_.end() || q->second.empty())
+      continue;
+    // Tickets and per-site queues share arrival order, so the front of the
+    // site's queue is this ticket's event.
+    auto h = std::move(q->second.front());
+    q->second.pop_front();
+    if (q->second.empty())
+      held_.erase(q);
+    dead_letter_held(h,
+                     fmt::format("site {} did not arrive within the hold "
+                                 "time",
+                                 ticket.site_id),
+                     out);
+  }
+}
+
+void registry::release_all_held(registry_output& out) {
+  for (auto& ticket : hold_order_) {
+    if (held_ids_.count(ticket.event_id) == 0)
+      continue;
+    auto q = held_.find(ticket.site_id);
+    if (q == held_.end() || q->second.empty())
+      continue;
+    auto h = std::move(q->second.front());
+    q->second.pop_front();
+    if (q->second.empty())
+      held_.erase(q);
+    dead_letter_held(h,
+                     fmt::format("site {} never arrived before the end of "
+                                 "input",
+                                 ticket.site_id),
+                     out);
+  }
+  hold_order_.clear();
+}
+
+registry_snapshot registry::snapshot() const {
+  registry_snapshot s;
+  s.sites.reserve(sites_.size());
+  for (const auto& kv : sites_)
+    s.sites.push_back(kv.second);
+  s.flows.reserve(flows_.size());
+  for (const auto& kv : flows_)
+    s.flows.push_back(kv.second);
+  std::sort(s.sites.begin(), s.sites.end(),
+            [](const site& a, const site& b) { return a.site_id < b.site_id; });
+  std::sort(s.flows.begin(), s.flows.end(),
+            [](const resource_flow& a, const resource_flow& b) {
+              return a.flow_id < b.flow_id;
+            });
+  return s;
+}
+
+const site* registry::find_site(const std::string& id) const {
+  auto i = sites_.find(id);
+  return i == sites_.end() ? nullptr : &i->second;
+}
+
+const resource_flow* registry::find_flow(const std::string& id) const {
+  auto i = flows_.find(id);
+  return i == flows_.end() ? nullptr : &i->second;
+}
+
+} // namespace flowmatch

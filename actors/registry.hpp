@@ -1,0 +1,119 @@
+#pragma once
+
+// The authoritative in-memory registry of one worker's share of sites and
+// flows, with the contract's semantics: upserts, the version rule, event-id
+// deduplication, deletes with cascade, and flows held until their site
+// arrives. Pure logic without actors, so it is tested directly; the
+// registry_worker actor owns one and feeds it batches.
+
+#include "messages/batch.hpp"
+#include "messages/dead_letter.hpp"
+#include "messages/domain.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace flowmatch {
+
+/// What applying events produced: changes to publish, dead letters to send.
+struct registry_output {
+  std::vector<change> changes;
+  std::vector<dead_letter> dead_letters;
+  std::vector<std::string> event_ids;
+  registry_stats stats;
+
+  void clear() {
+    changes.clear();
+    dead_letters.clear();
+    event_ids.clear();
+    stats = registry_stats{};
+  }
+};
+
+class registry {
+public:
+  using clock = std::chrono::steady_clock;
+
+  /// `hold_limit` bounds how many flow upserts may wait for their sites at
+  /// once; past it the oldest is dead-lettered.
+  explicit registry(size_t hold_limit = 1'000'000) : hold_limit_(hold_limit) {
+  }
+
+  /// Applies one event. Strong guarantee: when it throws, nothing changed.
+  void apply(const event& ev, clock::time_point now, registry_output& out);
+
+  /// Dead-letters held flows that arrived before `cutoff`.
+  void expire_held(clock::time_point cutoff, registry_output& out);
+
+  /// Dead-letters every held flow: at the end of input no site can come.
+  void release_all_held(registry_output& out);
+
+  /// Sorted by id, for stable output.
+  registry_snapshot snapshot() const;
+
+  size_t site_count() const {
+    return sites_.size();
+  }
+  size_t flow_count() const {
+    return flows_.size();
+  }
+  size_t held_count() const {
+    return held_total_;
+  }
+  const site* find_site(const std::string& id) const;
+  const resource_flow* find_flow(const std::string& id) const;
+
+  /// Progress through the batch being applied, kept with the registry so
+  /// that it survives a crash of the worker: a redelivered batch resumes
+  /// after the events already applied.
+  struct cursor {
+    uint64_t seq = 0;
+    size_t next_index = 0;
+  };
+  cursor progress;
+
+private:
+  struct held_flow {
+    event ev;
+    clock::time_point arrived;
+  };
+
+  void upsert_site(const event& ev, registry_output& out);
+  void delete_site(const event& ev, registry_output& out);
+  void upsert_flow(const event& ev, registry_output& out);
+  void delete_flow(const event& ev, registry_output& out);
+  void evict_flow(const std::string& flow_id, registry_output& out);
+  void hold(const event& ev, clock::time_point now, registry_output& out);
+  /// Cancels held upserts of a flow; returns how many.
+  size_t drop_held_of_flow(const std::string& flow_id);
+  void dead_letter_held(held_flow& h, std::string detail,
+                        registry_output& out);
+  void remove_flow(const std::string& flow_id, const std::string& event_id,
+                   registry_output& out);
+
+  size_t hold_limit_;
+  std::unordered_set<std::string> seen_ids_;
+  std::unordered_map<std::string, site> sites_;
+  std::unordered_map<std::string, resource_flow> flows_;
+  std::unordered_map<std::string, std::unordered_set<std::string>>
+    flows_by_site_;
+  /// Held flow upserts per unknown site, in arrival order.
+  std::unordered_map<std::string, std::deque<held_flow>> held_;
+  /// Ids of held events, so a duplicate of a held event is recognized.
+  std::unordered_set<std::string> held_ids_;
+  /// Arrival order of held events for expiry: (arrival, site, event id).
+  struct hold_ticket {
+    clock::time_point arrived;
+    std::string site_id;
+    std::string event_id;
+  };
+  std::deque<hold_ticket> hold_order_;
+  size_t held_total_ = 0;
+};
+
+} // namespace flowmatch

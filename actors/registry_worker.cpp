@@ -1,0 +1,168 @@
+#include "actors/registry_worker.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <exception>
+
+namespace flowmatch {
+
+namespace {
+
+using worker_ptr = worker_actor::stateful_pointer<registry_worker_state>;
+
+/// Sends what the registry produced: changes to every subscriber, dead
+/// letters to the sink. Clears the output buffers (keeps the stats).
+void publish(worker_ptr self) {
+  auto& st = self->state;
+  auto& out = st.out;
+  if (!out.changes.empty() || !out.event_ids.empty()) {
+    if (!st.subscribers.empty()) {
+      change_batch batch{std::move(out.changes), std::move(out.event_ids)};
+      for (size_t i = 0; i + 1 < st.subscribers.size(); ++i)
+        self->send(st.subscribers[i], batch);
+      self->send(st.subscribers.back(), std::move(batch));
+    }
+    out.changes.clear();
+    out.event_ids.clear();
+  }
+  if (!out.dead_letters.empty()) {
+    if (st.dead_letters)
+      self->send(st.dead_letters, std::move(out.dead_letters));
+    out.dead_letters.clear();
+  }
+}
+
+void report(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {
+  auto& st = self->state;
+  self->send(st.pool, done_atom::value, st.index, seq, count,
+             std::move(st.out.stats), complete);
+  st.out.stats = registry_stats{};
+}
+
+dead_letter poison_dead_letter(const event& ev, const event_batch& batch) {
+  dead_letter dl;
+  dl.event_id = ev.id;
+  dl.origin = ev.origin;
+  dl.reason = reject_reason::poison_event;
+  dl.detail = "the handler failed on this event " + std::to_string(
+                batch.poison_attempts) + " times: " + batch.poison_error;
+  dl.payload = ev.raw;
+  dl.attempts = batch.poison_attempts;
+  return dl;
+}
+
+} // namespace
+
+worker_actor::behavior_type
+registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
+                uint32_t index, worker_pool_actor pool,
+                std::shared_ptr<registry> state,
+                std::vector<change_sink_actor> subscribers,
+                dead_letter_sink_actor dead_letters,
+                registry_worker_settings settings) {
+  auto& init = self->state;
+  init.index = index;
+  init.pool = std::move(pool);
+  init.reg = std::move(state);
+  init.subscribers = std::move(subscribers);
+  init.dead_letters = std::move(dead_letters);
+  init.settings = std::move(settings);
+  // Keep the exception's message in the exit reason: the pool logs it and
+  // puts it into the poison dead letter.
+  self->set_exception_handler(
+    [](caf::scheduled_actor*, std::exception_ptr& ptr) -> caf::error {
+      try {
+        std::rethrow_exception(ptr);
+      } catch (const std::exception& e) {
+        return caf::make_error(caf::sec::runtime_error, e.what());
+      } catch (...) {
+        return caf::make_error(caf::sec::runtime_error, "unknown exception");
+      }
+    });
+  self->delayed_send(self, init.settings.hold_check_interval,
+                     expire_atom::value);
+  return {
+    [self](deliver_atom, const event_batch& batch) {
+      auto& st = self->state;
+      auto& reg = *st.reg;
+      const auto& events = *batch.events;
+      if (reg.progress.seq != batch.seq)
+        reg.progress = registry::cursor{batch.seq, 0};
+      size_t begin = reg.progress.next_index;
+      auto now = registry::clock::now();
+      try {
+        for (size_t i = begin; i < events.size(); ++i) {
+          const auto& ev = events[i];
+          if (static_cast<int64_t>(i) == batch.poison_index) {
+            auto dl = poison_dead_letter(ev, batch);
+            log()->error("{} {}: dead-lettering poison event {}: {}",
+                         self->name(), st.index, ev.id, dl.detail);
+            st.out.stats.count_dead_letter(dl.reason);
+            st.out.dead_letters.push_back(std::move(dl));
+          } else {
+            if (st.settings.before_apply)
+              st.settings.before_apply(ev);
+            reg.apply(ev, now, st.out);
+          }
+          reg.progress.next_index = i + 1;
+        }
+      } catch (...) {
+        // Hand over what was done before the failing event, then die: the
+        // pool restarts this worker and redelivers from the cursor.
+        publish(self);
+        report(self, batch.seq, reg.progress.next_index - begin, false);
+        throw;
+      }
+      publish(self);
+      report(self, batch.seq, events.size() - begin, true);
+    },
+    [self](expire_atom) {
+      auto& st = self->state;
+      if (st.reg->held_count() > 0) {
+        st.reg->expire_held(registry::clock::now() - st.settings.hold_timeout,
+                            st.out);
+        if (!st.out.dead_letters.empty()) {
+          publish(self);
+          report(self, 0, 0, false);
+        }
+      }
+      self->delayed_send(self, st.settings.hold_check_interval,
+                         expire_atom::value);
+    },
+    [self](release_atom) -> registry_stats {
+      auto& st = self->state;
+      st.reg->release_all_held(st.out);
+      publish(self);
+      auto stats = std::move(st.out.stats);
+      st.out.stats = registry_stats{};
+      stats.sites = st.reg->site_count();
+      stats.flows = st.reg->flow_count();
+      return stats;
+    },
+    [self](snapshot_atom) -> registry_snapshot {
+      return self->state.reg->snapshot();
+    },
+  };
+}
+
+worker_factory
+registry_worker_factory(std::vector<change_sink_actor> subscribers,
+                        dead_letter_sink_actor dead_letters,
+                        registry_worker_settings settings) {
+  worker_factory f;
+  f.make_state = [limit = settings.hold_limit] {
+    return std::make_shared<registry>(limit);
+  };
+  f.spawn = [=](worker_pool_actor::pointer pool, uint32_t index,
+                std::shared_ptr<registry> reg) {
+    return pool->spawn<caf::linked>(registry_worker, index,
+                                    caf::actor_cast<worker_pool_actor>(pool),
+                                    std::move(reg), subscribers, dead_letters,
+                                    settings);
+  };
+  return f;
+}
+
+} // namespace flowmatch

@@ -1,0 +1,195 @@
+#include "actors/worker_pool.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+
+namespace flowmatch {
+
+namespace {
+
+using pool_ptr = worker_pool_actor::stateful_pointer<worker_pool_state>;
+
+void start_worker(pool_ptr self, uint32_t index) {
+  auto& slot = self->state.slots[index];
+  slot.worker = self->state.factory.spawn(self, index, slot.state);
+  slot.restarting = false;
+  for (auto& batch : slot.unacked)
+    self->send(slot.worker, deliver_atom::value, batch);
+}
+
+/// Finds the slot of a dead worker by its address.
+caf::optional<uint32_t> slot_of(pool_ptr self, const caf::actor_addr& addr) {
+  auto& slots = self->state.slots;
+  for (uint32_t i = 0; i < slots.size(); ++i)
+    if (slots[i].worker && slots[i].worker.address() == addr)
+      return i;
+  return caf::none;
+}
+
+void on_worker_crash(pool_ptr self, uint32_t index, const caf::error& reason) {
+  auto& st = self->state;
+  auto& slot = st.slots[index];
+  auto what = self->system().render(reason);
+  slot.worker = nullptr;
+  ++st.total_restarts;
+  ++slot.consecutive_crashes;
+  // Which event was it? The registry's cursor says how far the batch got.
+  if (!slot.unacked.empty()) {
+    auto& front = slot.unacked.front();
+    auto& cur = slot.state->progress;
+    if (cur.seq == front.seq) {
+      auto key = std::make_pair(front.seq, cur.next_index);
+      auto n = ++slot.attempts[key];
+      log()->warn("{} {}: worker {} crashed on event {} of batch {} "
+                  "(attempt {} of {}): {}",
+                  self->name(), st.group, index, cur.next_index, front.seq, n,
+                  st.supervision.max_attempts, what);
+      if (n >= st.supervision.max_attempts) {
+        front.poison_index = static_cast<int64_t>(cur.next_index);
+        front.poison_attempts = n;
+        front.poison_error = what;
+      }
+    } else {
+      log()->warn("{} {}: worker {} crashed between batches: {}",
+                  self->name(), st.group, index, what);
+    }
+  } else {
+    log()->warn("{} {}: worker {} crashed while idle: {}", self->name(),
+                st.group, index, what);
+  }
+  // Intensity limit over a sliding window.
+  auto now = std::chrono::steady_clock::now();
+  slot.restarts.push_back(now);
+  while (!slot.restarts.empty()
+         && now - slot.restarts.front() > st.supervision.restart_window)
+    slot.restarts.pop_front();
+  if (slot.restarts.size() > st.supervision.max_restarts) {
+    log()->critical("{} {}: worker {} crashed {} times within {} ms; "
+                    "giving up",
+                    self->name(), st.group, index, slot.restarts.size(),
+                    st.supervision.restart_window.count());
+    self->quit(caf::make_error(caf::sec::runtime_error,
+                               "restart intensity exceeded in pool "
+                                 + st.group));
+    return;
+  }
+  auto shift = std::min<uint32_t>(slot.consecutive_crashes - 1, 20);
+  auto delay = std::min(st.supervision.backoff_initial * (1u << shift),
+                        st.supervision.backoff_max);
+  slot.restarting = true;
+  self->delayed_send(self, delay, respawn_atom::value, index);
+}
+
+} // namespace
+
+worker_pool_actor::behavior_type
+worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
+            std::string group, uint32_t group_index, uint32_t size,
+            dispatcher_actor dispatcher, worker_factory factory,
+            supervision_settings supervision) {
+  auto& init = self->state;
+  init.group = std::move(group);
+  init.group_index = group_index;
+  init.dispatcher = std::move(dispatcher);
+  init.factory = std::move(factory);
+  init.supervision = supervision;
+  init.slots.resize(size);
+  for (uint32_t i = 0; i < size; ++i) {
+    init.slots[i].state = init.factory.make_state();
+    start_worker(self, i);
+  }
+  // Workers are linked: trap their exits to restart them. An exit from
+  // anyone else (the dispatcher) ends the pool too.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    if (auto index = slot_of(self, msg.source)) {
+      on_worker_crash(self, *index, msg.reason);
+      return;
+    }
+    if (msg.reason)
+      self->quit(msg.reason);
+  });
+  return {
+    [self](deliver_atom, uint32_t index, std::vector<event>& events) {
+      auto& slot = self->state.slots[index];
+      event_batch batch;
+      batch.seq = slot.next_seq++;
+      batch.events = std::make_shared<const std::vector<event>>(
+        std::move(events));
+      slot.unacked.push_back(batch);
+      if (!slot.restarting)
+        self->send(slot.worker, deliver_atom::value, std::move(batch));
+    },
+    [self](done_atom, uint32_t index, uint64_t seq, uint64_t count,
+           registry_stats& stats, bool complete) {
+      auto& st = self->state;
+      auto& slot = st.slots[index];
+      if (complete) {
+        if (!slot.unacked.empty() && slot.unacked.front().seq == seq) {
+          slot.unacked.pop_front();
+          // Forget crash counts of batches that are finished.
+          slot.attempts.erase(slot.attempts.begin(),
+                              slot.attempts.lower_bound({seq + 1, 0}));
+        }
+        slot.consecutive_crashes = 0;
+      }
+      self->send(st.dispatcher, done_atom::value, st.group_index, index,
+                 count, std::move(stats));
+    },
+    [self](respawn_atom, uint32_t index) {
+      log()->info("{} {}: restarting worker {} with {} unfinished batches",
+                  self->name(), self->state.group, index,
+                  self->state.slots[index].unacked.size());
+      start_worker(self, index);
+    },
+    [self](release_atom) -> caf::result<registry_stats> {
+      auto rp = self->make_response_promise<registry_stats>();
+      auto pending = std::make_shared<size_t>(self->state.slots.size());
+      auto sum = std::make_shared<registry_stats>();
+      for (auto& slot : self->state.slots) {
+        self->request(slot.worker, self->state.supervision.reply_timeout,
+                      release_atom::value)
+          .then(
+            [=](registry_stats& s) mutable {
+              *sum += s;
+              if (--*pending == 0)
+                rp.deliver(*sum);
+            },
+            [=](caf::error& err) mutable {
+              log()->error("{} {}: a worker failed to release: {}",
+                           self->name(), self->state.group,
+                           self->system().render(err));
+              if (--*pending == 0)
+                rp.deliver(*sum);
+            });
+      }
+      return rp;
+    },
+    [self](snapshot_atom) -> caf::result<registry_snapshot> {
+      auto rp = self->make_response_promise<registry_snapshot>();
+      auto pending = std::make_shared<size_t>(self->state.slots.size());
+      auto all = std::make_shared<registry_snapshot>();
+      for (auto& slot : self->state.slots) {
+        self->request(slot.worker, self->state.supervision.reply_timeout,
+                      snapshot_atom::value)
+          .then(
+            [=](registry_snapshot& part) mutable {
+              for (auto& s : part.sites)
+                all->sites.push_back(std::move(s));
+              for (auto& f : part.flows)
+                all->flows.push_back(std::move(f));
+              if (--*pending == 0)
+                rp.deliver(std::move(*all));
+            },
+            [=](caf::error& err) mutable {
+              rp.deliver(err);
+            });
+      }
+      return rp;
+    },
+  };
+}
+
+} // namespace flowmatch

@@ -1,0 +1,193 @@
+#pragma once
+
+// Batches: the unit in which events travel from the dispatcher to workers,
+// and in which accepted changes travel to subscribers. Batching per
+// destination keeps the cost of a CAF message off the per-event path.
+
+#include "messages/dead_letter.hpp"
+#include "messages/domain.hpp"
+
+#include <caf/meta/type_name.hpp>
+
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+namespace flowmatch {
+
+/// Events for one worker. The payload is immutable and shared, so the pool
+/// can keep it for redelivery after a worker crash without copying it.
+struct event_batch {
+  /// Assigned by the worker pool per worker, increasing; lets a restarted
+  /// worker resume a batch after the events it already applied.
+  uint64_t seq = 0;
+  /// Index of an event the worker must dead-letter instead of applying
+  /// (a poison event that crashed it too often), or -1.
+  int64_t poison_index = -1;
+  /// How many times the poison event was attempted (for the dead letter).
+  uint32_t poison_attempts = 0;
+  std::string poison_error;
+  std::shared_ptr<const std::vector<event>> events;
+
+  size_t size() const {
+    return events ? events->size() : 0;
+  }
+};
+
+template <class Inspector>
+typename std::enable_if<Inspector::reads_state,
+                        typename Inspector::result_type>::type
+inspect(Inspector& f, event_batch& x) {
+  // Serializing: write the shared payload by value.
+  std::vector<event> copy = x.events ? *x.events : std::vector<event>{};
+  return f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
+           x.poison_attempts, x.poison_error, copy);
+}
+
+template <class Inspector>
+typename std::enable_if<Inspector::writes_state,
+                        typename Inspector::result_type>::type
+inspect(Inspector& f, event_batch& x) {
+  // Deserializing: read into a fresh vector, then share it.
+  auto fresh = std::make_shared<std::vector<event>>();
+  auto result = f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
+                  x.poison_attempts, x.poison_error, *fresh);
+  x.events = std::move(fresh);
+  return result;
+}
+
+/// One accepted change to the registry, as published to subscribers (the
+/// PostGIS sync and the match service). Deletes carry only the id.
+struct change {
+  enum kind_t : uint8_t {
+    site_upserted,
+    site_deleted,
+    flow_upserted,
+    flow_deleted,
+  };
+  kind_t kind = site_upserted;
+  /// The event that caused it (a cascade delete names the site delete).
+  std::string event_id;
+  site site_data;          ///< for site_upserted
+  resource_flow flow_data; ///< for flow_upserted
+  std::string id;          ///< the deleted site or flow id
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change& x) {
+  return f(caf::meta::type_name("change"), x.kind, x.event_id, x.site_data,
+           x.flow_data, x.id);
+}
+
+/// Changes of one worker batch, in the order they took effect. `event_ids`
+/// lists every event the batch took in (applied, stale or no-op), so a
+/// subscriber can record them as processed.
+struct change_batch {
+  std::vector<change> changes;
+  std::vector<std::string> event_ids;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change_batch& x) {
+  return f(caf::meta::type_name("change_batch"), x.changes, x.event_ids);
+}
+
+/// Counters a worker reports with each finished batch; the dispatcher sums
+/// them into the run summary.
+struct registry_stats {
+  uint64_t applied = 0;      ///< events that took effect (incl. no-op deletes)
+  uint64_t duplicates = 0;   ///< event ids seen before, skipped
+  uint64_t stale = 0;        ///< upserts older than the stored version
+  uint64_t held = 0;         ///< flows held for a site not known yet
+  uint64_t held_applied = 0; ///< held flows applied once the site came
+  uint64_t superseded = 0;   ///< held flows cancelled by a delete of the flow
+  /// Entities held at the end (filled in by `release` only).
+  uint64_t sites = 0;
+  uint64_t flows = 0;
+  /// Dead letters by reject_reason (index = enum value).
+  std::vector<uint64_t> dead_letters;
+
+  void count_dead_letter(reject_reason r) {
+    if (dead_letters.size() < reject_reason_count)
+      dead_letters.resize(reject_reason_count);
+    ++dead_letters[static_cast<size_t>(r)];
+  }
+
+  uint64_t dead_lettered() const {
+    uint64_t n = 0;
+    for (auto x : dead_letters)
+      n += x;
+    return n;
+  }
+
+  registry_stats& operator+=(const registry_stats& o) {
+    applied += o.applied;
+    duplicates += o.duplicates;
+    stale += o.stale;
+    held += o.held;
+    held_applied += o.held_applied;
+    superseded += o.superseded;
+    sites += o.sites;
+    flows += o.flows;
+    if (dead_letters.size() < o.dead_letters.size())
+      dead_letters.resize(o.dead_letters.size());
+    for (size_t i = 0; i < o.dead_letters.size(); ++i)
+      dead_letters[i] += o.dead_letters[i];
+    return *this;
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
+  return f(caf::meta::type_name("registry_stats"), x.applied, x.duplicates,
+           x.stale, x.held, x.held_applied, x.superseded, x.sites, x.flows,
+           x.dead_letters);
+}
+
+/// The current sites and flows of a worker (or of all workers, merged).
+struct registry_snapshot {
+  std::vector<site> sites;
+  std::vector<resource_flow> flows;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_snapshot& x) {
+  return f(caf::meta::type_name("registry_snapshot"), x.sites, x.flows);
+}
+
+/// What an ingest source counted: lines read, events decoded, rejections by
+/// reason (decoder reasons only).
+struct source_stats {
+  uint64_t lines = 0;
+  uint64_t events = 0;
+  std::vector<uint64_t> rejected;
+
+  void count_rejection(reject_reason r) {
+    if (rejected.size() < reject_reason_count)
+      rejected.resize(reject_reason_count);
+    ++rejected[static_cast<size_t>(r)];
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, source_stats& x) {
+  return f(caf::meta::type_name("source_stats"), x.lines, x.events,
+           x.rejected);
+}
+
+/// In-flight accounting of the dispatcher, for operators and tests.
+struct dispatch_status {
+  std::vector<uint64_t> in_flight;      ///< per group, now
+  std::vector<uint64_t> peak_in_flight; ///< per group, highest seen
+  uint64_t admitted = 0;                ///< events taken in so far
+  uint64_t parked_batches = 0;          ///< batches waiting for credit
+  registry_stats totals;                ///< summed worker counters
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, dispatch_status& x) {
+  return f(caf::meta::type_name("dispatch_status"), x.in_flight,
+           x.peak_in_flight, x.admitted, x.parked_batches, x.totals);
+}
+
+} // namespace flowmatch

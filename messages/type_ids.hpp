@@ -1,0 +1,50 @@
+#pragma once
+
+// CAF type ids and atoms of every message type, in one block: the wire
+// format lives in this folder. Register with
+// `cfg.add_message_types<caf::id_block::flowmatch>()`.
+
+#include "messages/batch.hpp"
+#include "messages/dead_letter.hpp"
+#include "messages/domain.hpp"
+
+#include <caf/type_id.hpp>
+
+#include <vector>
+
+CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::event_type))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::site))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::resource_flow))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::event_origin))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::event))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::event>))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::event_batch))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::dead_letter))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::dead_letter>))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::change))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::change_batch))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_stats))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_snapshot))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::source_stats))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::dispatch_status))
+
+  // Atoms: at most 10 characters in CAF 0.17.
+  CAF_ADD_ATOM(flowmatch, flowmatch, ingest_atom, "ingest")
+  CAF_ADD_ATOM(flowmatch, flowmatch, deliver_atom, "deliver")
+  CAF_ADD_ATOM(flowmatch, flowmatch, done_atom, "done")
+  CAF_ADD_ATOM(flowmatch, flowmatch, drain_atom, "drain")
+  CAF_ADD_ATOM(flowmatch, flowmatch, release_atom, "release")
+  CAF_ADD_ATOM(flowmatch, flowmatch, snapshot_atom, "snapshot")
+  CAF_ADD_ATOM(flowmatch, flowmatch, eof_atom, "eof")
+  CAF_ADD_ATOM(flowmatch, flowmatch, stop_atom, "stop")
+  CAF_ADD_ATOM(flowmatch, flowmatch, read_atom, "read")
+  CAF_ADD_ATOM(flowmatch, flowmatch, respawn_atom, "respawn")
+  CAF_ADD_ATOM(flowmatch, flowmatch, expire_atom, "expire")
+  CAF_ADD_ATOM(flowmatch, flowmatch, signal_atom, "signal")
+  CAF_ADD_ATOM(flowmatch, flowmatch, status_atom, "status")
+  CAF_ADD_ATOM(flowmatch, flowmatch, run_atom, "run")
+  CAF_ADD_ATOM(flowmatch, flowmatch, deadline_atom, "deadline")
+
+CAF_END_TYPE_ID_BLOCK(flowmatch)

@@ -1,0 +1,161 @@
+#include "system/config.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/config_option_adder.hpp>
+#include <caf/sec.hpp>
+
+#include <fcntl.h>
+#include <thread>
+#include <unistd.h>
+
+namespace flowmatch {
+
+flowmatch_config::flowmatch_config() {
+  opt_group{custom_options_, "system"}.add(
+    threads, "threads",
+    "CAF scheduler threads; 0 means one per core");
+  opt_group{custom_options_, "log"}
+    .add(log_level, "level",
+         "trace, debug, info, warn, error, critical or off")
+    .add(log_pattern, "pattern", "spdlog pattern of each log line");
+  opt_group{custom_options_, "ingest"}
+    .add(ingest_ndjson, "ndjson", "NDJSON event file to read, - for stdin")
+    .add(ingest_batch_size, "batch-size",
+         "events per batch from the source to the dispatcher")
+    .add(ingest_max_outstanding, "max-outstanding",
+         "batches a source may have waiting for admission");
+  opt_group{custom_options_, "output"}
+    .add(output_state, "state",
+         "write the sites and flows at drain to this NDJSON file")
+    .add(output_dead_letters, "dead-letters",
+         "write rejected events to this NDJSON file");
+  opt_group{custom_options_, "registry"}
+    .add(registry_workers, "workers",
+         "site/flow handler workers; 0 means one per core")
+    .add(registry_policy, "policy",
+         "routing policy; the registry needs key-hash for per-site order")
+    .add(registry_max_in_flight, "max-in-flight",
+         "events admitted but not yet applied, at most")
+    .add(registry_hold_timeout, "hold-timeout",
+         "how long a flow waits for its site before it is dead-lettered")
+    .add(registry_hold_limit, "hold-limit",
+         "flows held at once per worker, at most");
+  opt_group{custom_options_, "supervision"}
+    .add(supervision_max_attempts, "max-attempts",
+         "crashes on one event before it is dead-lettered as poison")
+    .add(supervision_backoff_initial, "backoff-initial",
+         "first restart delay of a crashed worker (doubles per crash)")
+    .add(supervision_backoff_max, "backoff-max", "longest restart delay")
+    .add(supervision_max_restarts, "max-restarts",
+         "restarts of one worker within restart-window before the node stops")
+    .add(supervision_restart_window, "restart-window",
+         "window of the restart intensity limit")
+    .add(supervision_reply_timeout, "reply-timeout",
+         "how long a stage waits for another's answer");
+  opt_group{custom_options_, "shutdown"}.add(
+    shutdown_grace_period, "grace-period",
+    "time from the first signal or end of input to a forced exit");
+}
+
+namespace {
+
+std::chrono::milliseconds to_ms(caf::timespan t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t);
+}
+
+caf::error bad(std::string what) {
+  return caf::make_error(caf::sec::invalid_argument, std::move(what));
+}
+
+bool can_write(const std::string& path) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                  0644);
+  if (fd < 0)
+    return false;
+  ::close(fd);
+  return true;
+}
+
+} // namespace
+
+caf::expected<settings> validate(const flowmatch_config& cfg) {
+  settings s;
+  auto cores = std::max(1u, std::thread::hardware_concurrency());
+  s.threads = cfg.threads == 0 ? cores : cfg.threads;
+  if (s.threads > 256)
+    return bad("system.threads must be at most 256");
+  if (!configure_logging(cfg.log_level, cfg.log_pattern))
+    return bad("log.level must be one of trace, debug, info, warn, error, "
+               "critical, off; got '"
+               + cfg.log_level + "'");
+  if (cfg.ingest_ndjson.empty())
+    return bad("ingest.ndjson is required: a file path, or - for stdin");
+  if (cfg.ingest_ndjson != "-" && ::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
+    return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
+  s.source.path = cfg.ingest_ndjson;
+  if (cfg.ingest_batch_size < 1 || cfg.ingest_batch_size > 1'000'000)
+    return bad("ingest.batch-size must be within 1..1000000");
+  s.source.batch_size = cfg.ingest_batch_size;
+  if (cfg.ingest_max_outstanding < 1 || cfg.ingest_max_outstanding > 64)
+    return bad("ingest.max-outstanding must be within 1..64");
+  s.source.max_outstanding = cfg.ingest_max_outstanding;
+  s.output_state = cfg.output_state;
+  if (!s.output_state.empty() && !can_write(s.output_state))
+    return bad("output.state: cannot write '" + s.output_state + "'");
+  s.output_dead_letters = cfg.output_dead_letters;
+  if (!s.output_dead_letters.empty() && !can_write(s.output_dead_letters))
+    return bad("output.dead-letters: cannot write '" + s.output_dead_letters
+               + "'");
+  s.registry_workers = static_cast<uint32_t>(
+    cfg.registry_workers == 0 ? cores : cfg.registry_workers);
+  if (s.registry_workers > 1024)
+    return bad("registry.workers must be at most 1024");
+  auto policy = parse_routing_policy(cfg.registry_policy);
+  if (!policy)
+    return bad("registry.policy must be key-hash, round-robin or "
+               "least-loaded; got '"
+               + cfg.registry_policy + "'");
+  if (*policy != routing_policy::key_hash)
+    return bad("registry.policy must be key-hash: the registry keeps each "
+               "site with its flows on one worker, which only key-hash "
+               "routing guarantees ('"
+               + cfg.registry_policy + "' is for stateless groups)");
+  s.registry_policy = *policy;
+  if (cfg.registry_max_in_flight < 1)
+    return bad("registry.max-in-flight must be at least 1");
+  s.registry_max_in_flight = cfg.registry_max_in_flight;
+  if (cfg.registry_hold_timeout.count() <= 0)
+    return bad("registry.hold-timeout must be positive");
+  s.worker.hold_timeout = to_ms(cfg.registry_hold_timeout);
+  s.worker.hold_check_interval = std::min(
+    std::chrono::milliseconds{1000},
+    std::max(std::chrono::milliseconds{1}, s.worker.hold_timeout / 4));
+  if (cfg.registry_hold_limit < 1)
+    return bad("registry.hold-limit must be at least 1");
+  s.worker.hold_limit = cfg.registry_hold_limit;
+  if (cfg.supervision_max_attempts < 1)
+    return bad("supervision.max-attempts must be at least 1");
+  s.supervision.max_attempts
+    = static_cast<uint32_t>(cfg.supervision_max_attempts);
+  s.supervision.backoff_initial = to_ms(cfg.supervision_backoff_initial);
+  s.supervision.backoff_max = to_ms(cfg.supervision_backoff_max);
+  if (s.supervision.backoff_initial.count() < 0
+      || s.supervision.backoff_max < s.supervision.backoff_initial)
+    return bad("supervision.backoff-initial must be >= 0 and at most "
+               "supervision.backoff-max");
+  s.supervision.max_restarts
+    = static_cast<uint32_t>(cfg.supervision_max_restarts);
+  if (cfg.supervision_restart_window.count() <= 0)
+    return bad("supervision.restart-window must be positive");
+  s.supervision.restart_window = to_ms(cfg.supervision_restart_window);
+  if (cfg.supervision_reply_timeout.count() <= 0)
+    return bad("supervision.reply-timeout must be positive");
+  s.supervision.reply_timeout = to_ms(cfg.supervision_reply_timeout);
+  if (cfg.shutdown_grace_period.count() <= 0)
+    return bad("shutdown.grace-period must be positive");
+  s.grace_period = to_ms(cfg.shutdown_grace_period);
+  return s;
+}
+
+} // namespace flowmatch

@@ -1,0 +1,82 @@
+#pragma once
+
+// Configuration: `config.ini` in CAF's INI format (`--config-file=PATH`),
+// every key overridable on the command line as `--group.key=value`. The raw
+// options land in `flowmatch_config`; `validate` checks them all before
+// anything starts and turns them into `settings`.
+
+#include "actors/dispatcher.hpp"
+#include "actors/ndjson_source.hpp"
+#include "actors/registry_worker.hpp"
+#include "actors/worker_pool.hpp"
+
+#include <caf/actor_system_config.hpp>
+#include <caf/expected.hpp>
+#include <caf/timespan.hpp>
+
+#include <chrono>
+#include <string>
+
+namespace flowmatch {
+
+/// The options as parsed; defaults here are the documented defaults.
+class flowmatch_config : public caf::actor_system_config {
+public:
+  flowmatch_config();
+
+  // [system]
+  size_t threads = 0;
+  // [log]
+  std::string log_level = "info";
+  std::string log_pattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v";
+  // [ingest]
+  std::string ingest_ndjson;
+  size_t ingest_batch_size = 1024;
+  size_t ingest_max_outstanding = 2;
+  // [output]
+  std::string output_state;
+  std::string output_dead_letters;
+  // [registry]
+  size_t registry_workers = 0;
+  std::string registry_policy = "key-hash";
+  size_t registry_max_in_flight = 65536;
+  caf::timespan registry_hold_timeout = std::chrono::seconds{60};
+  size_t registry_hold_limit = 1000000;
+  // [supervision]
+  size_t supervision_max_attempts = 3;
+  caf::timespan supervision_backoff_initial = std::chrono::milliseconds{10};
+  caf::timespan supervision_backoff_max = std::chrono::seconds{2};
+  size_t supervision_max_restarts = 50;
+  caf::timespan supervision_restart_window = std::chrono::seconds{10};
+  caf::timespan supervision_reply_timeout = std::chrono::seconds{30};
+  // [shutdown]
+  caf::timespan shutdown_grace_period = std::chrono::seconds{30};
+};
+
+/// Everything the node needs, validated.
+struct settings {
+  size_t threads = 1;
+  ndjson_source_settings source;
+  std::string output_state;
+  std::string output_dead_letters;
+  uint32_t registry_workers = 1;
+  routing_policy registry_policy = routing_policy::key_hash;
+  uint64_t registry_max_in_flight = 65536;
+  registry_worker_settings worker;
+  supervision_settings supervision;
+  std::chrono::milliseconds grace_period{30000};
+};
+
+/// Checks every option; the error names the key and the allowed values.
+caf::expected<settings> validate(const flowmatch_config& cfg);
+
+/// Exit codes of `actor-system`.
+enum exit_code : int {
+  exit_ok = 0,
+  exit_config = 2,      ///< bad configuration or command line
+  exit_deadline = 3,    ///< the grace period ran out before the drain ended
+  exit_failure = 4,     ///< a stage failed (e.g. restart intensity exceeded)
+  exit_interrupted = 5, ///< a second signal cut the drain short
+};
+
+} // namespace flowmatch

@@ -1,0 +1,57 @@
+// actor-system: runs one flowmatch node. See README.md for the options.
+
+#include "messages/type_ids.hpp"
+#include "system/config.hpp"
+#include "system/logging.hpp"
+#include "system/node.hpp"
+#include "system/signals.hpp"
+
+#include <caf/all.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+using namespace flowmatch;
+
+int main(int argc, char** argv) {
+  // Before any thread exists, so that only the bridge receives signals.
+  block_signals();
+  flowmatch_config cfg;
+  cfg.add_message_types<caf::id_block::flowmatch>();
+  if (auto err = cfg.parse(argc, argv)) {
+    std::cerr << "actor-system: " << cfg.render(err) << "\n"
+              << "run with --help for the options\n";
+    return exit_config;
+  }
+  if (cfg.cli_helptext_printed)
+    return exit_ok;
+  auto s = validate(cfg);
+  if (!s) {
+    std::cerr << "actor-system: configuration error: "
+              << cfg.render(s.error()) << "\n";
+    return exit_config;
+  }
+  cfg.set("scheduler.max-threads", s->threads);
+  int code = exit_failure;
+  {
+    caf::actor_system sys{cfg};
+    auto root = sys.spawn<caf::detached>(node, *s);
+    signal_bridge signals{root};
+    caf::scoped_actor self{sys};
+    self->request(root, caf::infinite, run_atom::value)
+      .receive([&](int c) { code = c; },
+               [&](caf::error& err) {
+                 log()->critical("node failed: {}", sys.render(err));
+                 code = exit_failure;
+               });
+    if (code != exit_ok) {
+      // Hard stop: stages may still hold work; do not wait for them.
+      log()->flush();
+      std::fflush(stdout);
+      std::_Exit(code);
+    }
+  }
+  log()->flush();
+  return code;
+}

@@ -1,0 +1,298 @@
+#include "system/node.hpp"
+
+#include "actors/dead_letter_file_sink.hpp"
+#include "actors/dispatcher.hpp"
+#include "actors/ndjson_source.hpp"
+#include "actors/registry_worker.hpp"
+#include "messages/encoder.hpp"
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+
+namespace flowmatch {
+
+namespace {
+
+using node_ptr = node_actor::stateful_pointer<node_state>;
+
+double seconds_since(std::chrono::steady_clock::time_point start,
+                     std::chrono::steady_clock::time_point end) {
+  return std::chrono::duration<double>(end - start).count();
+}
+
+void finish(node_ptr self, int code) {
+  auto& st = self->state;
+  if (st.now == node_state::phase::finished)
+    return;
+  st.now = node_state::phase::finished;
+  st.done.deliver(code);
+  // user_shutdown (not normal) so that linked stages stop too.
+  self->quit(caf::exit_reason::user_shutdown);
+}
+
+bool write_state(node_ptr self, const registry_snapshot& snap) {
+  auto& path = self->state.cfg.output_state;
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) {
+    log()->error("{} cannot write state to {}: {}", self->name(), path,
+                 std::strerror(errno));
+    return false;
+  }
+  // Sites first, so the snapshot read back in order never holds a flow.
+  std::string line;
+  for (const auto& s : snap.sites) {
+    line = site_snapshot_line(s);
+    line.push_back('\n');
+    std::fwrite(line.data(), 1, line.size(), f);
+  }
+  for (const auto& fl : snap.flows) {
+    line = flow_snapshot_line(fl);
+    line.push_back('\n');
+    std::fwrite(line.data(), 1, line.size(), f);
+  }
+  bool ok = std::fflush(f) == 0;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok)
+    log()->error("{} failed writing state to {}", self->name(), path);
+  else
+    log()->info("{} wrote {} sites and {} flows to {}", self->name(),
+                snap.sites.size(), snap.flows.size(), path);
+  return ok;
+}
+
+void report_and_finish(node_ptr self) {
+  auto& st = self->state;
+  auto secs = seconds_since(st.started, st.drained);
+  std::string summary = format_summary(st.cfg.source.path, st.input,
+                                       st.totals, st.dead_letters_written,
+                                       secs);
+  std::fwrite(summary.data(), 1, summary.size(), stdout);
+  std::fflush(stdout);
+  finish(self, exit_ok);
+}
+
+void flush_dead_letters(node_ptr self, bool state_ok) {
+  auto& st = self->state;
+  self->request(st.dead_letters, st.cfg.supervision.reply_timeout,
+                caf::flush_atom::value)
+    .then(
+      [self, state_ok](uint64_t n) {
+        self->state.dead_letters_written = n;
+        if (!state_ok) {
+          finish(self, exit_failure);
+          return;
+        }
+        report_and_finish(self);
+      },
+      [self](caf::error& err) {
+        log()->error("{} dead-letter flush failed: {}", self->name(),
+                     self->system().render(err));
+        finish(self, exit_failure);
+      });
+}
+
+/// Steps 2..5 of the drain; step 1 (stop intake) happened before eof.
+void drain(node_ptr self) {
+  auto& st = self->state;
+  auto timeout = st.cfg.grace_period;
+  self->request(st.dispatcher, timeout, drain_atom::value)
+    .then(
+      [self, timeout](caf::ok_atom) {
+        self->state.drained = std::chrono::steady_clock::now();
+        self->request(self->state.dispatcher, timeout, release_atom::value)
+          .then(
+            [self, timeout](registry_stats& totals) {
+              self->state.totals = std::move(totals);
+              if (self->state.cfg.output_state.empty()) {
+                flush_dead_letters(self, true);
+                return;
+              }
+              self->request(self->state.dispatcher, timeout,
+                            snapshot_atom::value)
+                .then(
+                  [self](registry_snapshot& snap) {
+                    flush_dead_letters(self, write_state(self, snap));
+                  },
+                  [self](caf::error& err) {
+                    log()->error("{} snapshot failed: {}", self->name(),
+                                 self->system().render(err));
+                    finish(self, exit_failure);
+                  });
+            },
+            [self](caf::error& err) {
+              log()->error("{} release failed: {}", self->name(),
+                           self->system().render(err));
+              finish(self, exit_failure);
+            });
+      },
+      [self](caf::error& err) {
+        log()->error("{} drain failed: {}", self->name(),
+                     self->system().render(err));
+        finish(self, exit_failure);
+      });
+}
+
+void arm_deadline(node_ptr self) {
+  auto& st = self->state;
+  if (st.deadline_armed)
+    return;
+  st.deadline_armed = true;
+  self->delayed_send(self, st.cfg.grace_period, deadline_atom::value);
+}
+
+/// Logs what is unfinished, then ends the run with `code` at once.
+void abort_run(node_ptr self, int code, const std::string& why) {
+  auto& st = self->state;
+  log()->error("{} {}; stopping now", self->name(), why);
+  self->request(st.dispatcher, std::chrono::seconds{1}, status_atom::value)
+    .then(
+      [self, code](dispatch_status& s) {
+        uint64_t in_flight = 0;
+        for (auto n : s.in_flight)
+          in_flight += n;
+        log()->error("{} unfinished: {} events in flight, {} batches "
+                     "waiting for admission, {} of {} decoded events "
+                     "admitted",
+                     self->name(), in_flight, s.parked_batches, s.admitted,
+                     self->state.input.events);
+        finish(self, code);
+      },
+      [self, code](caf::error&) {
+        log()->error("{} unfinished: the dispatcher did not answer",
+                     self->name());
+        finish(self, code);
+      });
+}
+
+} // namespace
+
+std::string format_summary(const std::string& input, const source_stats& in,
+                           const registry_stats& t,
+                           uint64_t dead_letters_written, double seconds) {
+  std::string out;
+  auto row = [&](std::string_view label, auto value) {
+    fmt::format_to(std::back_inserter(out), "  {:<24}{}\n", label, value);
+  };
+  out += "flowmatch run summary\n";
+  row("input", input == "-" ? std::string{"stdin"} : input);
+  row("lines read", in.lines);
+  row("events decoded", in.events);
+  row("applied", t.applied);
+  row("  of which held first", t.held_applied);
+  row("duplicates skipped", t.duplicates);
+  row("stale versions ignored", t.stale);
+  if (t.superseded > 0)
+    row("held, then deleted", t.superseded);
+  uint64_t rejected = 0;
+  std::vector<uint64_t> by_reason(reject_reason_count, 0);
+  for (size_t i = 0; i < in.rejected.size(); ++i)
+    by_reason[i] += in.rejected[i];
+  for (size_t i = 0; i < t.dead_letters.size(); ++i)
+    by_reason[i] += t.dead_letters[i];
+  for (auto n : by_reason)
+    rejected += n;
+  row("dead-lettered", rejected);
+  for (size_t i = 0; i < by_reason.size(); ++i)
+    if (by_reason[i] > 0)
+      row(fmt::format("  {}", to_string(static_cast<reject_reason>(i))),
+          by_reason[i]);
+  if (dead_letters_written != rejected)
+    row("dead letters written", dead_letters_written);
+  row("sites", t.sites);
+  row("flows", t.flows);
+  row("elapsed", fmt::format("{:.3f} s", seconds));
+  row("rate", fmt::format("{:.0f} events/s",
+                          seconds > 0 ? static_cast<double>(in.events) / seconds
+                                      : 0.0));
+  return out;
+}
+
+node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
+                               settings cfg) {
+  self->state.cfg = std::move(cfg);
+  // A stage that dies with an error (a pool past its restart intensity, a
+  // sink that cannot write) ends the run with a failure.
+  self->set_exit_handler([self](caf::exit_msg& msg) {
+    if (!msg.reason || self->state.now == node_state::phase::finished)
+      return;
+    log()->critical("{} a stage failed: {}", self->name(),
+                    self->system().render(msg.reason));
+    finish(self, exit_failure);
+  });
+  return {
+    [self](run_atom) -> caf::result<int> {
+      auto& st = self->state;
+      st.done = self->make_response_promise<int>();
+      st.started = std::chrono::steady_clock::now();
+      st.now = node_state::phase::running;
+      st.dead_letters = self->spawn<caf::detached + caf::linked>(
+        dead_letter_file_sink, st.cfg.output_dead_letters);
+      group_settings registry_group;
+      registry_group.name = "registry";
+      registry_group.workers = st.cfg.registry_workers;
+      registry_group.policy = st.cfg.registry_policy;
+      registry_group.max_in_flight = st.cfg.registry_max_in_flight;
+      registry_group.handles = {event_type::site_created,
+                                event_type::site_updated,
+                                event_type::site_deleted,
+                                event_type::resource_flow_created,
+                                event_type::resource_flow_updated,
+                                event_type::resource_flow_deleted};
+      registry_group.factory = registry_worker_factory({}, st.dead_letters,
+                                                       st.cfg.worker);
+      registry_group.supervision = st.cfg.supervision;
+      st.dispatcher = self->spawn<caf::linked>(
+        dispatcher, std::vector<group_settings>{std::move(registry_group)});
+      st.source = self->spawn<caf::detached + caf::linked>(
+        ndjson_source, st.cfg.source, st.dispatcher,
+        caf::actor_cast<source_listener_actor>(self), st.dead_letters);
+      log()->info("{} running: input {}, {} workers, {} scheduler threads",
+                  self->name(), st.cfg.source.path, st.cfg.registry_workers,
+                  st.cfg.threads);
+      return st.done;
+    },
+    [self](eof_atom, source_stats& stats) {
+      auto& st = self->state;
+      st.input = std::move(stats);
+      if (st.now != node_state::phase::running
+          && st.now != node_state::phase::draining)
+        return;
+      st.now = node_state::phase::draining;
+      arm_deadline(self);
+      drain(self);
+    },
+    [self](signal_atom, int sig) {
+      auto& st = self->state;
+      ++st.signals;
+      if (st.now == node_state::phase::finished)
+        return;
+      if (st.signals > 1) {
+        abort_run(self, exit_interrupted,
+                  fmt::format("second signal ({})", strsignal(sig)));
+        return;
+      }
+      log()->info("{} {}: stopping intake and draining (grace period {} ms; "
+                  "signal again to stop at once)",
+                  self->name(), strsignal(sig), st.cfg.grace_period.count());
+      arm_deadline(self);
+      if (st.now == node_state::phase::running)
+        self->send(st.source, stop_atom::value);
+    },
+    [self](deadline_atom) {
+      if (self->state.now == node_state::phase::finished)
+        return;
+      abort_run(self, exit_deadline,
+                fmt::format("grace period of {} ms is over",
+                            self->state.cfg.grace_period.count()));
+    },
+  };
+}
+
+} // namespace flowmatch

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package flowmatch needs to build, test and run.
+# This is the one list of dependencies. Idempotent: packages already present
+# are skipped, so running it twice costs one dpkg query.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake make pkg-config
+  # libraries
+  libcaf-dev            # C++ Actor Framework 0.17.6 (core + io)
+  libspdlog-dev         # logging
+  libsimdjson-dev       # NDJSON decoding
+  libgeographiclib-dev  # WGS84 geodesic distance (matching)
+  libboost-dev          # Boost.Geometry rtree (matching)
+  libpq-dev             # PostgreSQL client library
+  catch2                # tests (Catch2 v2)
+  # services and tools
+  postgresql-15 postgresql-15-postgis-3 postgresql-client-15
+  gnuplot-nox           # map picture and benchmark plots
+  procps                # ps/pkill used by tests
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"
