@@ -1,0 +1,189 @@
+// The registry's semantics without actors: upserts, the version rule,
+// deduplication, deletes with cascade, and the hold for flows whose site
+// is not known yet.
+
+#include "actors/registry.hpp"
+
+#include "../test_helpers.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace flowmatch;
+using namespace flowmatch::test;
+
+namespace {
+
+struct fixture {
+  registry reg{100};
+  registry_output out;
+  registry::clock::time_point now = registry::clock::now();
+
+  void apply(const event& ev) {
+    reg.apply(ev, now, out);
+  }
+};
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "created and updated are both upserts") {
+  apply(make_site_event("e1", "s", caf::none, 1, 1));
+  apply(make_site_event("e2", "s", caf::none, 2, 2)); // update
+  auto first = make_site_event("e3", "t");
+  first.type = event_type::site_created;
+  apply(first);
+  first.id = "e4"; // a second create still converges
+  first.site_data.lat = 5;
+  apply(first);
+  REQUIRE(reg.find_site("s"));
+  CHECK(reg.find_site("s")->lat == 2);
+  CHECK(reg.find_site("t")->lat == 5);
+  CHECK(out.stats.applied == 4);
+  CHECK(out.changes.size() == 4);
+}
+
+TEST_CASE_METHOD(fixture, "an event id seen before is not applied twice") {
+  apply(make_site_event("e1", "s", caf::none, 1, 1));
+  apply(make_site_event("e1", "s", caf::none, 9, 9));
+  CHECK(reg.find_site("s")->lat == 1);
+  CHECK(out.stats.duplicates == 1);
+  CHECK(out.stats.applied == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a lower version is stale but an equal or missing one is not") {
+  apply(make_site_event("e1", "s", 5, 1, 1));
+  apply(make_site_event("e2", "s", 4, 2, 2));
+  CHECK(reg.find_site("s")->lat == 1);
+  CHECK(out.stats.stale == 1);
+  apply(make_site_event("e3", "s", 5, 3, 3));
+  CHECK(reg.find_site("s")->lat == 3);
+  apply(make_site_event("e4", "s", caf::none, 4, 4));
+  CHECK(reg.find_site("s")->lat == 4);
+  CHECK_FALSE(reg.find_site("s")->version);
+  apply(make_site_event("e5", "s", 1, 5, 5)); // nothing stored to compare
+  CHECK(reg.find_site("s")->lat == 5);
+  // Flows follow the same rule.
+  apply(make_flow_event("f1", "fl", "s", 3));
+  apply(make_flow_event("f2", "fl", "s", 2));
+  CHECK(*reg.find_flow("fl")->version == 3);
+  CHECK(out.stats.stale == 2);
+}
+
+TEST_CASE_METHOD(fixture, "a site delete cascades to its flows") {
+  apply(make_site_event("e1", "s"));
+  apply(make_site_event("e2", "t"));
+  apply(make_flow_event("f1", "a", "s"));
+  apply(make_flow_event("f2", "b", "s"));
+  apply(make_flow_event("f3", "c", "t"));
+  out.changes.clear();
+  apply(make_delete_event("d1", event_type::site_deleted, "s"));
+  CHECK_FALSE(reg.find_site("s"));
+  CHECK_FALSE(reg.find_flow("a"));
+  CHECK_FALSE(reg.find_flow("b"));
+  CHECK(reg.find_flow("c"));
+  // Flows first (in id order), then the site.
+  REQUIRE(out.changes.size() == 3);
+  CHECK(out.changes[0].kind == change::flow_deleted);
+  CHECK(out.changes[0].id == "a");
+  CHECK(out.changes[1].id == "b");
+  CHECK(out.changes[2].kind == change::site_deleted);
+  CHECK(out.changes[2].event_id == "d1");
+}
+
+TEST_CASE_METHOD(fixture, "deleting something unknown is a no-op") {
+  apply(make_delete_event("d1", event_type::site_deleted, "nothing"));
+  apply(make_delete_event("d2", event_type::resource_flow_deleted, "none"));
+  CHECK(out.stats.applied == 2);
+  CHECK(out.changes.empty());
+  CHECK(out.dead_letters.empty());
+}
+
+TEST_CASE_METHOD(fixture, "a flow for an unknown site is held and then applied in order") {
+  apply(make_flow_event("f1", "a", "late", 1));
+  apply(make_flow_event("f2", "a", "late", 2));
+  apply(make_flow_event("f3", "b", "late"));
+  CHECK(reg.held_count() == 3);
+  CHECK_FALSE(reg.find_flow("a"));
+  CHECK(out.stats.held == 3);
+  // A duplicate of a held event is recognized.
+  apply(make_flow_event("f1", "a", "late", 1));
+  CHECK(out.stats.duplicates == 1);
+  apply(make_site_event("e1", "late"));
+  CHECK(reg.held_count() == 0);
+  REQUIRE(reg.find_flow("a"));
+  CHECK(*reg.find_flow("a")->version == 2); // arrival order kept
+  CHECK(reg.find_flow("b"));
+  CHECK(out.stats.held_applied == 3);
+}
+
+TEST_CASE_METHOD(fixture, "held flows expire into dead letters") {
+  apply(make_flow_event("f1", "a", "never"));
+  now += std::chrono::seconds{10};
+  apply(make_flow_event("f2", "b", "never"));
+  reg.expire_held(now - std::chrono::seconds{5}, out);
+  REQUIRE(out.dead_letters.size() == 1);
+  CHECK(out.dead_letters[0].event_id == "f1");
+  CHECK(out.dead_letters[0].reason == reject_reason::orphan_flow);
+  CHECK(reg.held_count() == 1);
+  reg.release_all_held(out);
+  REQUIRE(out.dead_letters.size() == 2);
+  CHECK(out.dead_letters[1].event_id == "f2");
+  CHECK(reg.held_count() == 0);
+  // A dead-lettered orphan was never applied: sending it again is allowed.
+  apply(make_site_event("e1", "never"));
+  apply(make_flow_event("f1", "a", "never"));
+  CHECK(reg.find_flow("a"));
+}
+
+TEST_CASE_METHOD(fixture, "the hold is bounded: the oldest gives way") {
+  registry small{2};
+  small.apply(make_flow_event("f1", "a", "x"), now, out);
+  small.apply(make_flow_event("f2", "b", "x"), now, out);
+  small.apply(make_flow_event("f3", "c", "x"), now, out);
+  CHECK(small.held_count() == 2);
+  REQUIRE(out.dead_letters.size() == 1);
+  CHECK(out.dead_letters[0].event_id == "f1");
+}
+
+TEST_CASE_METHOD(fixture, "a delete of a held flow cancels it") {
+  apply(make_flow_event("f1", "a", "late"));
+  apply(make_delete_event("d1", event_type::resource_flow_deleted, "a"));
+  apply(make_site_event("e1", "late"));
+  CHECK_FALSE(reg.find_flow("a"));
+  CHECK(out.stats.superseded == 1);
+}
+
+TEST_CASE_METHOD(fixture, "a flow can move between sites") {
+  apply(make_site_event("e1", "s"));
+  apply(make_site_event("e2", "t"));
+  apply(make_flow_event("f1", "a", "s"));
+  apply(make_flow_event("f2", "a", "t"));
+  CHECK(reg.find_flow("a")->site_id == "t");
+  apply(make_delete_event("d1", event_type::site_deleted, "s"));
+  CHECK(reg.find_flow("a")); // no longer s's flow
+  apply(make_delete_event("d2", event_type::site_deleted, "t"));
+  CHECK_FALSE(reg.find_flow("a"));
+}
+
+TEST_CASE_METHOD(fixture, "an eviction forgets a flow without counting an event") {
+  apply(make_site_event("e1", "s"));
+  apply(make_flow_event("f1", "a", "s"));
+  auto before = out.stats.applied;
+  event evict;
+  evict.type = event_type::flow_evicted;
+  evict.target_id = "a";
+  apply(evict);
+  CHECK_FALSE(reg.find_flow("a"));
+  CHECK(out.stats.applied == before);
+}
+
+TEST_CASE_METHOD(fixture, "snapshots are sorted by id") {
+  apply(make_site_event("e1", "b"));
+  apply(make_site_event("e2", "a"));
+  apply(make_flow_event("f1", "z", "a"));
+  apply(make_flow_event("f2", "y", "b"));
+  auto snap = reg.snapshot();
+  REQUIRE(snap.sites.size() == 2);
+  CHECK(snap.sites[0].site_id == "a");
+  REQUIRE(snap.flows.size() == 2);
+  CHECK(snap.flows[0].flow_id == "y");
+}
