@@ -299,6 +299,7 @@ ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
                      || S_ISCHR(sb.st_mode);
   }
   schedule_read(self);
+  log()->info("{} reading {}", self->name(), st.source_name);
   return {
     [self](read_atom) { on_read(self); },
     [self](stop_atom) { on_stop(self); },

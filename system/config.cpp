@@ -24,7 +24,9 @@ flowmatch_config::flowmatch_config() {
     .add(ingest_batch_size, "batch-size",
          "events per batch from the source to the dispatcher")
     .add(ingest_max_outstanding, "max-outstanding",
-         "batches a source may have waiting for admission");
+         "batches a source may have waiting for admission")
+    .add(ingest_poll_interval, "poll-interval",
+         "longest wait for pipe input before the source checks for a stop");
   opt_group{custom_options_, "output"}
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
@@ -100,6 +102,9 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.ingest_max_outstanding < 1 || cfg.ingest_max_outstanding > 64)
     return bad("ingest.max-outstanding must be within 1..64");
   s.source.max_outstanding = cfg.ingest_max_outstanding;
+  if (cfg.ingest_poll_interval.count() <= 0)
+    return bad("ingest.poll-interval must be positive");
+  s.source.poll_interval = to_ms(cfg.ingest_poll_interval);
   s.output_state = cfg.output_state;
   if (!s.output_state.empty() && !can_write(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");

@@ -33,6 +33,7 @@ public:
   std::string ingest_ndjson;
   size_t ingest_batch_size = 1024;
   size_t ingest_max_outstanding = 2;
+  caf::timespan ingest_poll_interval = std::chrono::milliseconds{100};
   // [output]
   std::string output_state;
   std::string output_dead_letters;

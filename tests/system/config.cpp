@@ -1,0 +1,65 @@
+// Configuration is validated before anything starts: each bad value gets a
+// clear message naming the key, and exit code 2.
+
+#include "process.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace flowmatch::test;
+
+namespace {
+
+const std::string data_dir = FLOWMATCH_TEST_DATA;
+const std::string input = "--ingest.ndjson=" + data_dir + "/edge_cases.ndjson";
+
+void expect_config_error(const std::vector<std::string>& args,
+                         const std::string& mention) {
+  std::string out, err;
+  int code = run(args, &out, &err);
+  INFO("args: " << Catch::Detail::stringify(args) << "\nstderr:\n" << err);
+  CHECK(code == 2);
+  CHECK_THAT(err, Catch::Contains(mention));
+}
+
+} // namespace
+
+TEST_CASE("bad configuration values are refused before start") {
+  expect_config_error({}, "ingest.ndjson is required");
+  expect_config_error({"--ingest.ndjson=/no/such/file.ndjson"},
+                      "cannot read '/no/such/file.ndjson'");
+  expect_config_error({input, "--registry.policy=round-robin"},
+                      "registry.policy must be key-hash");
+  expect_config_error({input, "--registry.policy=random"},
+                      "registry.policy must be key-hash, round-robin or "
+                      "least-loaded");
+  expect_config_error({input, "--log.level=loud"}, "log.level must be one of");
+  expect_config_error({input, "--shutdown.grace-period=0s"},
+                      "shutdown.grace-period must be positive");
+  expect_config_error({input, "--ingest.batch-size=0"},
+                      "ingest.batch-size must be within");
+  expect_config_error({input, "--supervision.max-attempts=0"},
+                      "supervision.max-attempts must be at least 1");
+  expect_config_error({input, "--output.state=/no/such/dir/state.ndjson"},
+                      "output.state: cannot write");
+}
+
+TEST_CASE("unknown options and malformed values are refused") {
+  expect_config_error({input, "--registry.wrokers=3"}, "registry.wrokers");
+  expect_config_error({input, "--registry.workers=many"}, "registry.workers");
+}
+
+TEST_CASE("the shipped config.ini is valid and used with --config-file") {
+  std::string out, err;
+  auto ini = std::string{FLOWMATCH_SOURCE_DIR} + "/config.ini";
+  int code = run({"--config-file=" + ini, input}, &out, &err);
+  INFO("stderr:\n" << err);
+  CHECK(code == 0);
+  CHECK_THAT(out, Catch::Contains("flowmatch run summary"));
+}
+
+TEST_CASE("--help lists the options and exits 0") {
+  std::string out, err;
+  CHECK(run({"--help"}, &out, &err) == 0);
+  CHECK_THAT(out + err, Catch::Contains("ingest.ndjson"));
+  CHECK_THAT(out + err, Catch::Contains("registry.max-in-flight"));
+}
