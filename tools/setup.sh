@@ -18,7 +18,7 @@ packages=(
   # services and tools
   postgresql-15 postgresql-15-postgis-3 postgresql-client-15
   gnuplot-nox           # map picture and benchmark plots
-  procps                # ps/pkill used by tests
+  python3               # the event generator (tools/generate_events.py)
 )
 
 missing=()
