@@ -11,6 +11,7 @@
 
 #include <map>
 #include <random>
+#include <thread>
 
 using namespace flowmatch;
 using namespace flowmatch::test;
@@ -176,4 +177,91 @@ TEST_CASE_METHOD(fixture, "release dead-letters flows whose site never came") {
   REQUIRE(letters.size() == 1);
   CHECK(letters[0].event_id == "f2");
   self->send_exit(d, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+struct tally_worker_state {
+  static inline const char* name = "tally-worker";
+};
+
+/// A stateless worker that reports each event it handled to a collector as
+/// a change whose id is the worker's index. Worker 0 takes 5 ms per batch,
+/// the others no time, so load-aware routing has something to see.
+worker_actor::behavior_type
+tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
+             uint32_t index, worker_pool_actor pool, change_sink_actor tally) {
+  return {
+    [=](deliver_atom, const event_batch& batch) {
+      if (index == 0)
+        std::this_thread::sleep_for(std::chrono::milliseconds{5});
+      change_batch b;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        change c;
+        c.id = std::to_string(index);
+        b.changes.push_back(std::move(c));
+      }
+      self->send(tally, std::move(b));
+      registry_stats stats;
+      stats.applied = batch.size();
+      self->send(pool, done_atom::value, index, batch.seq,
+                 static_cast<uint64_t>(batch.size()), stats, true);
+    },
+    [](expire_atom) {},
+    [](release_atom) { return registry_stats{}; },
+    [](snapshot_atom) { return registry_snapshot{}; },
+  };
+}
+
+std::map<std::string, size_t> route_with(fixture& fx, routing_policy policy,
+                                         size_t events) {
+  group_settings g;
+  g.name = "tally";
+  g.workers = 2;
+  g.policy = policy;
+  g.max_in_flight = 1u << 20;
+  g.handles = {event_type::site_created,          event_type::site_updated,
+               event_type::site_deleted,          event_type::resource_flow_created,
+               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  auto tally = caf::actor_cast<change_sink_actor>(fx.changes);
+  g.factory.make_state = [] { return std::make_shared<registry>(); };
+  g.factory.spawn = [tally](worker_pool_actor::pointer pool, uint32_t index,
+                            std::shared_ptr<registry>) {
+    return pool->spawn<caf::detached + caf::linked>(
+      tally_worker, index, caf::actor_cast<worker_pool_actor>(pool), tally);
+  };
+  auto d = fx.sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  std::vector<event> input;
+  for (size_t i = 0; i < events; ++i)
+    input.push_back(make_site_event("e" + std::to_string(i), "same-site"));
+  ingest_all(fx.self, d, std::move(input), 32);
+  drain(fx.self, d);
+  std::map<std::string, size_t> per_worker;
+  for (auto& c : ask<std::vector<change>>(fx.self, fx.changes,
+                                          caf::get_atom::value))
+    ++per_worker[c.id];
+  fx.self->send_exit(d, caf::exit_reason::user_shutdown);
+  return per_worker;
+}
+
+} // namespace
+
+TEST_CASE_METHOD(fixture, "round-robin spreads one key over all workers evenly") {
+  auto counts = route_with(*this, routing_policy::round_robin, 1000);
+  CHECK(counts["0"] == 500);
+  CHECK(counts["1"] == 500);
+}
+
+TEST_CASE_METHOD(fixture, "least-loaded sends more to the faster worker") {
+  // Batches of 32 arrive faster than worker 0 (5 ms per batch) finishes
+  // them, so its in-flight count stays higher and most events go to 1.
+  auto counts = route_with(*this, routing_policy::least_loaded, 3200);
+  CHECK(counts["0"] + counts["1"] == 3200);
+  CHECK(counts["1"] > counts["0"]);
+}
+
+TEST_CASE_METHOD(fixture, "key-hash keeps one key on one worker") {
+  auto counts = route_with(*this, routing_policy::key_hash, 1000);
+  CHECK(counts.size() == 1);
+  CHECK(counts.begin()->second == 1000);
 }
