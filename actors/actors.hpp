@@ -55,7 +55,10 @@ using worker_pool_actor = caf::typed_actor<
   // End of input: every worker dead-letters what it still holds.
   caf::replies_to<release_atom>::with<registry_stats>,
   // The current entities of all workers.
-  caf::replies_to<snapshot_atom>::with<registry_snapshot>>;
+  caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // At start-up: restores worker `index` from the database.
+  caf::replies_to<restore_atom, uint32_t, registry_snapshot,
+                  std::vector<std::string>>::with<caf::ok_atom>>;
 
 /// A worker in a pool. Its handler applies batches and reports each to the
 /// pool with `done`.
@@ -67,7 +70,11 @@ using worker_actor = caf::typed_actor<
   // End of input: dead-letters every held flow.
   caf::replies_to<release_atom>::with<registry_stats>,
   // Copies out the current entities.
-  caf::replies_to<snapshot_atom>::with<registry_snapshot>>;
+  caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // At start-up: takes in entities and processed event ids loaded from the
+  // database, without publishing them.
+  caf::replies_to<restore_atom, registry_snapshot,
+                  std::vector<std::string>>::with<caf::ok_atom>>;
 
 /// Routes each event to the worker-pool group that handles its type, and to
 /// a worker within it by the group's policy; admits input only while each
@@ -85,7 +92,12 @@ using dispatcher_actor = caf::typed_actor<
   // The current entities of every worker, sorted by id.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // In-flight accounting.
-  caf::replies_to<status_atom>::with<dispatch_status>>;
+  caf::replies_to<status_atom>::with<dispatch_status>,
+  // At start-up, before any input: the state loaded from the database
+  // (entities, processed event ids and their routing keys), spread over
+  // the workers the way events will be routed.
+  caf::replies_to<restore_atom, registry_snapshot, std::vector<std::string>,
+                  std::vector<std::string>>::with<caf::ok_atom>>;
 
 /// Told by an ingest source when it has no more input.
 using source_listener_actor = caf::typed_actor<
@@ -111,6 +123,8 @@ using node_actor = caf::typed_actor<
   // From the source.
   caf::reacts_to<eof_atom, source_stats>,
   // Timer: the shutdown grace period is over.
-  caf::reacts_to<deadline_atom>>;
+  caf::reacts_to<deadline_atom>,
+  // Timer: try the database again.
+  caf::reacts_to<tick_atom, uint64_t>>;
 
 } // namespace flowmatch

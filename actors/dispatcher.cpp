@@ -1,5 +1,7 @@
 #include "actors/dispatcher.hpp"
 
+#include "actors/registry.hpp"
+
 #include "system/logging.hpp"
 
 #include <caf/all.hpp>
@@ -78,12 +80,12 @@ uint32_t pick_worker(group_t& g, event& ev) {
       return w;
     }
     case event_type::resource_flow_deleted: {
+      // The entry stays after the delete, so a duplicate of the delete
+      // reaches the worker that remembers its id.
       auto i = g.flow_owner.find(ev.target_id);
       if (i == g.flow_owner.end())
         return hash_slot(ev.target_id, n); // unknown: a no-op anywhere
-      auto w = i->second;
-      g.flow_owner.erase(i);
-      return w;
+      return i->second;
     }
     default:
       return hash_slot(ev.site_key(), n);
@@ -243,6 +245,39 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
                           return a.flow_id < b.flow_id;
                         });
               rp.deliver(std::move(*all));
+            },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+      }
+      return rp;
+    },
+    [self](restore_atom, registry_snapshot& state,
+           std::vector<std::string>& ids,
+           std::vector<std::string>& keys) -> caf::result<caf::ok_atom> {
+      // Spread the stored state the way events are routed: by site.
+      auto gi = self->state.route[static_cast<size_t>(
+        event_type::resource_flow_created)];
+      auto& g = self->state.groups[static_cast<size_t>(gi)];
+      auto n = g.settings.workers;
+      std::vector<registry_snapshot> parts(n);
+      std::vector<std::vector<std::string>> part_ids(n);
+      for (auto& s : state.sites)
+        parts[hash_slot(s.site_id, n)].sites.push_back(std::move(s));
+      for (auto& f : state.flows) {
+        auto w = hash_slot(f.site_id, n);
+        g.flow_owner[f.flow_id] = w;
+        parts[w].flows.push_back(std::move(f));
+      }
+      for (size_t i = 0; i < ids.size(); ++i)
+        part_ids[hash_slot(keys[i], n)].push_back(std::move(ids[i]));
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      auto pending = std::make_shared<size_t>(n);
+      for (uint32_t w = 0; w < n; ++w) {
+        self->request(g.pool, reply_timeout(self), restore_atom::value, w,
+                      std::move(parts[w]), std::move(part_ids[w]))
+          .then(
+            [=](caf::ok_atom) mutable {
+              if (--*pending == 0)
+                rp.deliver(caf::ok_atom::value);
             },
             [=](caf::error& err) mutable { rp.deliver(err); });
       }

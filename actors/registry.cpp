@@ -55,7 +55,7 @@ void registry::apply(const event& ev, clock::time_point now,
 void registry::upsert_site(const event& ev, registry_output& out) {
   const auto& incoming = ev.site_data;
   seen_ids_.insert(ev.id);
-  out.event_ids.push_back(ev.id);
+  out.took_in(ev.id, incoming.site_id);
   auto i = sites_.find(incoming.site_id);
   if (i != sites_.end() && is_stale(i->second, incoming)) {
     ++out.stats.stale;
@@ -87,7 +87,7 @@ void registry::upsert_site(const event& ev, registry_output& out) {
 
 void registry::delete_site(const event& ev, registry_output& out) {
   seen_ids_.insert(ev.id);
-  out.event_ids.push_back(ev.id);
+  out.took_in(ev.id, ev.target_id);
   ++out.stats.applied;
   auto i = sites_.find(ev.target_id);
   if (i == sites_.end())
@@ -112,7 +112,7 @@ void registry::delete_site(const event& ev, registry_output& out) {
 void registry::upsert_flow(const event& ev, registry_output& out) {
   const auto& incoming = ev.flow_data;
   seen_ids_.insert(ev.id);
-  out.event_ids.push_back(ev.id);
+  out.took_in(ev.id, incoming.site_id);
   auto i = flows_.find(incoming.flow_id);
   if (i != flows_.end() && is_stale(i->second, incoming)) {
     ++out.stats.stale;
@@ -152,17 +152,24 @@ void registry::remove_flow(const std::string& flow_id,
     if (owned->second.empty())
       flows_by_site_.erase(owned);
   }
-  flows_.erase(i);
   change c;
   c.kind = change::flow_deleted;
   c.event_id = event_id;
   c.id = flow_id;
+  // The site it was at: a store deletes the row only if it is still there.
+  c.flow_data.site_id = i->second.site_id;
+  flows_.erase(i);
   out.changes.push_back(std::move(c));
 }
 
 void registry::delete_flow(const event& ev, registry_output& out) {
   seen_ids_.insert(ev.id);
-  out.event_ids.push_back(ev.id);
+  // The key a duplicate of this delete is routed by: the flow's site while
+  // the dispatcher knows the flow (it keeps knowing it after the delete),
+  // the flow id for a flow it never saw.
+  auto known = flows_.find(ev.target_id);
+  out.took_in(ev.id,
+              known != flows_.end() ? known->second.site_id : ev.target_id);
   ++out.stats.applied;
   // A delete is the newest word on the flow: held upserts of it are void.
   out.stats.superseded += drop_held_of_flow(ev.target_id);
@@ -281,6 +288,21 @@ void registry::release_all_held(registry_output& out) {
                      out);
   }
   hold_order_.clear();
+}
+
+void registry::restore(registry_snapshot state,
+                       std::vector<std::string> event_ids) {
+  for (auto& s : state.sites) {
+    auto id = s.site_id;
+    sites_[id] = std::move(s);
+  }
+  for (auto& f : state.flows) {
+    flows_by_site_[f.site_id].insert(f.flow_id);
+    auto id = f.flow_id;
+    flows_[id] = std::move(f);
+  }
+  for (auto& id : event_ids)
+    seen_ids_.insert(std::move(id));
 }
 
 registry_snapshot registry::snapshot() const {

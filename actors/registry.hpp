@@ -25,12 +25,19 @@ struct registry_output {
   std::vector<change> changes;
   std::vector<dead_letter> dead_letters;
   std::vector<std::string> event_ids;
+  std::vector<std::string> event_keys;
   registry_stats stats;
+
+  void took_in(const std::string& id, const std::string& key) {
+    event_ids.push_back(id);
+    event_keys.push_back(key);
+  }
 
   void clear() {
     changes.clear();
     dead_letters.clear();
     event_ids.clear();
+    event_keys.clear();
     stats = registry_stats{};
   }
 };
@@ -52,6 +59,9 @@ public:
 
   /// Dead-letters every held flow: at the end of input no site can come.
   void release_all_held(registry_output& out);
+
+  /// Takes in state loaded from the database (no changes published).
+  void restore(registry_snapshot state, std::vector<std::string> event_ids);
 
   /// Sorted by id, for stable output.
   registry_snapshot snapshot() const;

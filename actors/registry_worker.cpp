@@ -12,33 +12,40 @@ namespace {
 
 using worker_ptr = worker_actor::stateful_pointer<registry_worker_state>;
 
-/// Sends what the registry produced: changes to every subscriber, dead
-/// letters to the sink. Clears the output buffers (keeps the stats).
-void publish(worker_ptr self) {
+/// Sends what the registry produced and reports progress: changes to every
+/// subscriber; with a committer (the PostGIS sync) the changes and the
+/// commit ticket go to it, and it reports to the pool after COMMIT;
+/// without one the worker reports to the pool itself. Dead letters go to
+/// the sink.
+void publish(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {
   auto& st = self->state;
   auto& out = st.out;
-  if (!out.changes.empty() || !out.event_ids.empty()) {
-    if (!st.subscribers.empty()) {
-      change_batch batch{std::move(out.changes), std::move(out.event_ids)};
-      for (size_t i = 0; i + 1 < st.subscribers.size(); ++i)
-        self->send(st.subscribers[i], batch);
-      self->send(st.subscribers.back(), std::move(batch));
-    }
-    out.changes.clear();
-    out.event_ids.clear();
-  }
+  change_batch batch{std::move(out.changes), std::move(out.event_ids),
+                     std::move(out.event_keys), caf::none};
+  out.changes.clear();
+  out.event_ids.clear();
+  out.event_keys.clear();
+  if (!batch.changes.empty() || !batch.event_ids.empty())
+    for (auto& sub : st.subscribers)
+      self->send(sub, batch);
   if (!out.dead_letters.empty()) {
     if (st.dead_letters)
       self->send(st.dead_letters, std::move(out.dead_letters));
     out.dead_letters.clear();
   }
-}
-
-void report(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {
-  auto& st = self->state;
-  self->send(st.pool, done_atom::value, st.index, seq, count,
-             std::move(st.out.stats), complete);
-  st.out.stats = registry_stats{};
+  if (st.committer) {
+    batch.ticket = commit_ticket{caf::actor_cast<caf::actor>(st.pool),
+                                 st.index,
+                                 seq,
+                                 count,
+                                 std::move(out.stats),
+                                 complete};
+    self->send(st.committer, std::move(batch));
+  } else {
+    self->send(st.pool, done_atom::value, st.index, seq, count,
+               std::move(out.stats), complete);
+  }
+  out.stats = registry_stats{};
 }
 
 dead_letter poison_dead_letter(const event& ev, const event_batch& batch) {
@@ -60,9 +67,11 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
                 std::shared_ptr<registry> state,
                 std::vector<change_sink_actor> subscribers,
+                change_sink_actor committer,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings) {
   auto& init = self->state;
+  init.committer = std::move(committer);
   init.index = index;
   init.pool = std::move(pool);
   init.reg = std::move(state);
@@ -111,22 +120,18 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
       } catch (...) {
         // Hand over what was done before the failing event, then die: the
         // pool restarts this worker and redelivers from the cursor.
-        publish(self);
-        report(self, batch.seq, reg.progress.next_index - begin, false);
+        publish(self, batch.seq, reg.progress.next_index - begin, false);
         throw;
       }
-      publish(self);
-      report(self, batch.seq, events.size() - begin, true);
+      publish(self, batch.seq, events.size() - begin, true);
     },
     [self](expire_atom) {
       auto& st = self->state;
       if (st.reg->held_count() > 0) {
         st.reg->expire_held(registry::clock::now() - st.settings.hold_timeout,
                             st.out);
-        if (!st.out.dead_letters.empty()) {
-          publish(self);
-          report(self, 0, 0, false);
-        }
+        if (!st.out.dead_letters.empty())
+          publish(self, 0, 0, false);
       }
       self->delayed_send(self, st.settings.hold_check_interval,
                          expire_atom::value);
@@ -134,7 +139,9 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](release_atom) -> registry_stats {
       auto& st = self->state;
       st.reg->release_all_held(st.out);
-      publish(self);
+      if (!st.out.dead_letters.empty() && st.dead_letters)
+        self->send(st.dead_letters, std::move(st.out.dead_letters));
+      st.out.dead_letters.clear();
       auto stats = std::move(st.out.stats);
       st.out.stats = registry_stats{};
       stats.sites = st.reg->site_count();
@@ -144,11 +151,17 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](snapshot_atom) -> registry_snapshot {
       return self->state.reg->snapshot();
     },
+    [self](restore_atom, registry_snapshot& stored,
+           std::vector<std::string>& event_ids) -> caf::ok_atom {
+      self->state.reg->restore(std::move(stored), std::move(event_ids));
+      return caf::ok_atom::value;
+    },
   };
 }
 
 worker_factory
 registry_worker_factory(std::vector<change_sink_actor> subscribers,
+                        std::vector<change_sink_actor> committers,
                         dead_letter_sink_actor dead_letters,
                         registry_worker_settings settings) {
   worker_factory f;
@@ -157,10 +170,13 @@ registry_worker_factory(std::vector<change_sink_actor> subscribers,
   };
   f.spawn = [=](worker_pool_actor::pointer pool, uint32_t index,
                 std::shared_ptr<registry> reg) {
+    change_sink_actor committer;
+    if (index < committers.size())
+      committer = committers[index];
     return pool->spawn<caf::linked>(registry_worker, index,
                                     caf::actor_cast<worker_pool_actor>(pool),
-                                    std::move(reg), subscribers, dead_letters,
-                                    settings);
+                                    std::move(reg), subscribers, committer,
+                                    dead_letters, settings);
   };
   return f;
 }

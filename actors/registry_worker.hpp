@@ -35,6 +35,9 @@ struct registry_worker_state {
   worker_pool_actor pool;
   std::shared_ptr<registry> reg;
   std::vector<change_sink_actor> subscribers;
+  /// The subscriber that makes changes durable and then reports to the
+  /// pool (the PostGIS sync of this worker's share); none without a DB.
+  change_sink_actor committer;
   dead_letter_sink_actor dead_letters;
   registry_worker_settings settings;
   registry_output out;
@@ -45,11 +48,14 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
                 std::shared_ptr<registry> reg,
                 std::vector<change_sink_actor> subscribers,
+                change_sink_actor committer,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings);
 
-/// The worker_factory of the registry group.
+/// The worker_factory of the registry group. `committers[i]`, when given,
+/// is worker i's committing subscriber.
 worker_factory registry_worker_factory(std::vector<change_sink_actor> subscribers,
+                        std::vector<change_sink_actor> committers,
                         dead_letter_sink_actor dead_letters,
                         registry_worker_settings settings);
 

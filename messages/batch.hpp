@@ -7,7 +7,9 @@
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
 
+#include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
+#include <caf/optional.hpp>
 
 #include <memory>
 #include <type_traits>
@@ -79,18 +81,6 @@ typename Inspector::result_type inspect(Inspector& f, change& x) {
            x.flow_data, x.id);
 }
 
-/// Changes of one worker batch, in the order they took effect. `event_ids`
-/// lists every event the batch took in (applied, stale or no-op), so a
-/// subscriber can record them as processed.
-struct change_batch {
-  std::vector<change> changes;
-  std::vector<std::string> event_ids;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, change_batch& x) {
-  return f(caf::meta::type_name("change_batch"), x.changes, x.event_ids);
-}
 
 /// Counters a worker reports with each finished batch; the dispatcher sums
 /// them into the run summary.
@@ -142,6 +132,42 @@ typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
   return f(caf::meta::type_name("registry_stats"), x.applied, x.duplicates,
            x.stale, x.held, x.held_applied, x.superseded, x.sites, x.flows,
            x.dead_letters);
+}
+
+/// What a worker reports to its pool when a batch (or part of one) is
+/// done. With a database, the worker hands the ticket to the PostGIS sync,
+/// which sends it on after COMMIT: credit returns only for durable changes.
+struct commit_ticket {
+  caf::actor pool; ///< the worker_pool_actor to tell
+  uint32_t worker = 0;
+  uint64_t seq = 0;
+  uint64_t count = 0;
+  registry_stats stats;
+  bool complete = false;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, commit_ticket& x) {
+  return f(caf::meta::type_name("commit_ticket"), x.pool, x.worker, x.seq,
+           x.count, x.stats, x.complete);
+}
+
+/// Changes of one worker batch, in the order they took effect. `event_ids`
+/// lists every event the batch took in (applied, stale or no-op) and
+/// `event_keys` their routing keys (site ids), so a subscriber can record
+/// them as processed.
+struct change_batch {
+  std::vector<change> changes;
+  std::vector<std::string> event_ids;
+  std::vector<std::string> event_keys;
+  /// Set on the batch sent to the committing subscriber only.
+  caf::optional<commit_ticket> ticket;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, change_batch& x) {
+  return f(caf::meta::type_name("change_batch"), x.changes, x.event_ids,
+           x.event_keys, x.ticket);
 }
 
 /// The current sites and flows of a worker (or of all workers, merged).

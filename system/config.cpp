@@ -58,6 +58,17 @@ flowmatch_config::flowmatch_config() {
   opt_group{custom_options_, "shutdown"}.add(
     shutdown_grace_period, "grace-period",
     "time from the first signal or end of input to a forced exit");
+  opt_group{custom_options_, "postgis"}
+    .add(postgis_dsn, "dsn",
+         "libpq conninfo of PostgreSQL+PostGIS; empty means no database")
+    .add(postgis_schema, "schema", "schema of flowmatch's tables")
+    .add(postgis_batch_size, "batch-size",
+         "changes per transaction before a flush")
+    .add(postgis_max_batch_age, "max-batch-age",
+         "longest wait of a change for its transaction")
+    .add(postgis_retry_initial, "retry-initial",
+         "first reconnect delay (doubles per failure)")
+    .add(postgis_retry_max, "retry-max", "longest reconnect delay");
 }
 
 namespace {
@@ -160,6 +171,22 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.shutdown_grace_period.count() <= 0)
     return bad("shutdown.grace-period must be positive");
   s.grace_period = to_ms(cfg.shutdown_grace_period);
+  s.postgis.dsn = cfg.postgis_dsn;
+  if (cfg.postgis_schema.empty() || cfg.postgis_schema.size() > 63)
+    return bad("postgis.schema must be 1..63 characters");
+  s.postgis.schema = cfg.postgis_schema;
+  if (cfg.postgis_batch_size < 1 || cfg.postgis_batch_size > 1'000'000)
+    return bad("postgis.batch-size must be within 1..1000000");
+  s.postgis.batch_size = cfg.postgis_batch_size;
+  if (cfg.postgis_max_batch_age.count() <= 0)
+    return bad("postgis.max-batch-age must be positive");
+  s.postgis.max_age = to_ms(cfg.postgis_max_batch_age);
+  if (cfg.postgis_retry_initial.count() <= 0
+      || cfg.postgis_retry_max < cfg.postgis_retry_initial)
+    return bad("postgis.retry-initial must be positive and at most "
+               "postgis.retry-max");
+  s.postgis.retry_initial = to_ms(cfg.postgis_retry_initial);
+  s.postgis.retry_max = to_ms(cfg.postgis_retry_max);
   return s;
 }
 

@@ -7,6 +7,7 @@
 
 #include "actors/dispatcher.hpp"
 #include "actors/ndjson_source.hpp"
+#include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
 #include "actors/worker_pool.hpp"
 
@@ -52,6 +53,13 @@ public:
   caf::timespan supervision_reply_timeout = std::chrono::seconds{30};
   // [shutdown]
   caf::timespan shutdown_grace_period = std::chrono::seconds{30};
+  // [postgis]
+  std::string postgis_dsn;
+  std::string postgis_schema = "public";
+  size_t postgis_batch_size = 4096;
+  caf::timespan postgis_max_batch_age = std::chrono::milliseconds{20};
+  caf::timespan postgis_retry_initial = std::chrono::milliseconds{100};
+  caf::timespan postgis_retry_max = std::chrono::seconds{5};
 };
 
 /// Everything the node needs, validated.
@@ -66,6 +74,8 @@ struct settings {
   registry_worker_settings worker;
   supervision_settings supervision;
   std::chrono::milliseconds grace_period{30000};
+  /// Empty dsn: no database.
+  postgis_settings postgis;
 };
 
 /// Checks every option; the error names the key and the allowed values.

@@ -3,9 +3,13 @@
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
 #include "actors/ndjson_source.hpp"
+#include "actors/postgis_dead_letter_sink.hpp"
+#include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
 #include "messages/encoder.hpp"
 #include "system/logging.hpp"
+#include "system/migrations.hpp"
+#include "system/store.hpp"
 
 #include <caf/all.hpp>
 
@@ -171,6 +175,117 @@ void abort_run(node_ptr self, int code, const std::string& why) {
       });
 }
 
+void start_source(node_ptr self) {
+  auto& st = self->state;
+  st.source = self->spawn<caf::detached + caf::linked>(
+    ndjson_source, st.cfg.source, st.dispatcher,
+    caf::actor_cast<source_listener_actor>(self), st.dead_letters);
+}
+
+/// Spawns the stages; with a database, first restores the stored state.
+void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
+  auto& st = self->state;
+  st.now = node_state::phase::running;
+  bool with_db = !st.cfg.postgis.dsn.empty();
+  if (with_db) {
+    if (!st.cfg.output_dead_letters.empty())
+      log()->warn("{} a database is configured: dead letters go to the "
+                  "dead_letters table, not to {}",
+                  self->name(), st.cfg.output_dead_letters);
+    st.dead_letters = self->spawn<caf::detached + caf::linked>(
+      postgis_dead_letter_sink, st.cfg.postgis);
+  } else {
+    st.dead_letters = self->spawn<caf::detached + caf::linked>(
+      dead_letter_file_sink, st.cfg.output_dead_letters);
+  }
+  std::vector<change_sink_actor> committers;
+  if (with_db)
+    for (uint32_t i = 0; i < st.cfg.registry_workers; ++i)
+      committers.push_back(caf::actor_cast<change_sink_actor>(
+        self->spawn<caf::detached + caf::linked>(postgis_sync, i,
+                                                 st.cfg.postgis,
+                                                 st.dead_letters)));
+  group_settings registry_group;
+  registry_group.name = "registry";
+  registry_group.workers = st.cfg.registry_workers;
+  registry_group.policy = st.cfg.registry_policy;
+  registry_group.max_in_flight = st.cfg.registry_max_in_flight;
+  registry_group.handles = {event_type::site_created,
+                            event_type::site_updated,
+                            event_type::site_deleted,
+                            event_type::resource_flow_created,
+                            event_type::resource_flow_updated,
+                            event_type::resource_flow_deleted};
+  registry_group.factory = registry_worker_factory(
+    {}, std::move(committers), st.dead_letters, st.cfg.worker);
+  registry_group.supervision = st.cfg.supervision;
+  st.dispatcher = self->spawn<caf::linked>(
+    dispatcher, std::vector<group_settings>{std::move(registry_group)});
+  log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
+              self->name(), st.cfg.source.path, st.cfg.registry_workers,
+              st.cfg.threads,
+              with_db ? ", PostGIS schema " + st.cfg.postgis.schema : "");
+  if (!stored) {
+    start_source(self);
+    return;
+  }
+  auto sites = stored->snapshot.sites.size();
+  auto flows = stored->snapshot.flows.size();
+  auto events = stored->event_ids.size();
+  self->request(st.dispatcher, st.cfg.supervision.reply_timeout,
+                restore_atom::value, std::move(stored->snapshot),
+                std::move(stored->event_ids), std::move(stored->event_keys))
+    .then(
+      [self, sites, flows, events](caf::ok_atom) {
+        log()->info("{} restored {} sites, {} flows and {} processed event "
+                    "ids from the database",
+                    self->name(), sites, flows, events);
+        if (self->state.now == node_state::phase::running)
+          start_source(self);
+      },
+      [self](caf::error& err) {
+        log()->critical("{} restoring the stored state failed: {}",
+                        self->name(), self->system().render(err));
+        finish(self, exit_failure);
+      });
+}
+
+/// One attempt to reach the database, migrate it and load its state; on a
+/// retryable failure, tries again after a growing delay.
+void connect_database(node_ptr self) {
+  auto& st = self->state;
+  auto& pgs = st.cfg.postgis;
+  auto conn = pg::connection::open(pgs.dsn, "flowmatch-node");
+  std::optional<pg::db_error> err = conn.error;
+  std::optional<store::stored_state> stored;
+  if (!err) {
+    auto m = migrate(*conn.value, pgs.schema);
+    if (m.error) {
+      err = m.error;
+    } else {
+      auto loaded = store::load(*conn.value);
+      if (loaded.error)
+        err = loaded.error;
+      else
+        stored = std::move(loaded.value);
+    }
+  }
+  if (!err) {
+    start_stages(self, std::move(stored));
+    return;
+  }
+  if (!err->retryable()) {
+    log()->critical("{} cannot use the database: {}", self->name(),
+                    err->describe());
+    finish(self, exit_failure);
+    return;
+  }
+  log()->warn("{} database unreachable at start: {}; retrying in {} ms",
+              self->name(), err->describe(), st.connect_delay.count());
+  self->delayed_send(self, st.connect_delay, tick_atom::value, uint64_t{0});
+  st.connect_delay = std::min(st.connect_delay * 2, pgs.retry_max);
+}
+
 } // namespace
 
 std::string format_summary(const std::string& input, const source_stats& in,
@@ -231,32 +346,18 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       auto& st = self->state;
       st.done = self->make_response_promise<int>();
       st.started = std::chrono::steady_clock::now();
-      st.now = node_state::phase::running;
-      st.dead_letters = self->spawn<caf::detached + caf::linked>(
-        dead_letter_file_sink, st.cfg.output_dead_letters);
-      group_settings registry_group;
-      registry_group.name = "registry";
-      registry_group.workers = st.cfg.registry_workers;
-      registry_group.policy = st.cfg.registry_policy;
-      registry_group.max_in_flight = st.cfg.registry_max_in_flight;
-      registry_group.handles = {event_type::site_created,
-                                event_type::site_updated,
-                                event_type::site_deleted,
-                                event_type::resource_flow_created,
-                                event_type::resource_flow_updated,
-                                event_type::resource_flow_deleted};
-      registry_group.factory = registry_worker_factory({}, st.dead_letters,
-                                                       st.cfg.worker);
-      registry_group.supervision = st.cfg.supervision;
-      st.dispatcher = self->spawn<caf::linked>(
-        dispatcher, std::vector<group_settings>{std::move(registry_group)});
-      st.source = self->spawn<caf::detached + caf::linked>(
-        ndjson_source, st.cfg.source, st.dispatcher,
-        caf::actor_cast<source_listener_actor>(self), st.dead_letters);
-      log()->info("{} running: input {}, {} workers, {} scheduler threads",
-                  self->name(), st.cfg.source.path, st.cfg.registry_workers,
-                  st.cfg.threads);
+      if (st.cfg.postgis.dsn.empty()) {
+        start_stages(self, std::nullopt);
+      } else {
+        st.now = node_state::phase::connecting;
+        st.connect_delay = st.cfg.postgis.retry_initial;
+        connect_database(self);
+      }
       return st.done;
+    },
+    [self](tick_atom, uint64_t) {
+      if (self->state.now == node_state::phase::connecting)
+        connect_database(self);
     },
     [self](eof_atom, source_stats& stats) {
       auto& st = self->state;
@@ -276,6 +377,13 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       if (st.signals > 1) {
         abort_run(self, exit_interrupted,
                   fmt::format("second signal ({})", strsignal(sig)));
+        return;
+      }
+      if (st.now == node_state::phase::connecting) {
+        log()->info("{} {} before the database was reached: nothing was "
+                    "read, stopping",
+                    self->name(), strsignal(sig));
+        finish(self, exit_ok);
         return;
       }
       log()->info("{} {}: stopping intake and draining (grace period {} ms; "

@@ -20,7 +20,7 @@ namespace flowmatch {
 
 struct node_state {
   static inline const char* name = "node";
-  enum class phase { idle, running, draining, finished };
+  enum class phase { idle, connecting, running, draining, finished };
 
   settings cfg;
   phase now = phase::idle;
@@ -35,6 +35,7 @@ struct node_state {
   uint64_t dead_letters_written = 0;
   int signals = 0;
   bool deadline_armed = false;
+  std::chrono::milliseconds connect_delay{100};
 };
 
 /// Spawn with `spawn<caf::detached>` (it writes the state file at drain).

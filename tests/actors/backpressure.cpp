@@ -45,6 +45,9 @@ slow_worker(worker_actor::stateful_pointer<slow_worker_state> self,
     [](expire_atom) {},
     [](release_atom) { return registry_stats{}; },
     [](snapshot_atom) { return registry_snapshot{}; },
+    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
+      return caf::ok_atom::value;
+    },
   };
 }
 

@@ -35,7 +35,7 @@ struct fixture {
                  event_type::site_deleted,          event_type::resource_flow_created,
                  event_type::resource_flow_updated, event_type::resource_flow_deleted};
     g.factory = registry_worker_factory(
-      {caf::actor_cast<change_sink_actor>(changes)},
+      {caf::actor_cast<change_sink_actor>(changes)}, {},
       caf::actor_cast<dead_letter_sink_actor>(dead), {});
     return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   }
@@ -210,6 +210,9 @@ tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
     [](expire_atom) {},
     [](release_atom) { return registry_stats{}; },
     [](snapshot_atom) { return registry_snapshot{}; },
+    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
+      return caf::ok_atom::value;
+    },
   };
 }
 

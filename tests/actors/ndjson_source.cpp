@@ -54,7 +54,7 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
                event_type::site_deleted,          event_type::resource_flow_created,
                event_type::resource_flow_updated, event_type::resource_flow_deleted};
   g.factory = registry_worker_factory(
-    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
+    {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   ndjson_source_settings s;
   s.path = path;

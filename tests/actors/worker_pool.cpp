@@ -56,7 +56,7 @@ dispatcher_actor start(caf::actor_system& sys, dead_letter_collector_actor dead,
   registry_worker_settings w;
   w.before_apply = std::move(hook);
   g.factory = registry_worker_factory(
-    {}, caf::actor_cast<dead_letter_sink_actor>(dead), w);
+    {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), w);
   g.supervision = sup;
   return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
 }

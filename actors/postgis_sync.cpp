@@ -1,0 +1,176 @@
+#include "actors/postgis_sync.hpp"
+
+#include "system/logging.hpp"
+#include "system/migrations.hpp"
+#include "messages/encoder.hpp"
+
+#include <caf/all.hpp>
+
+#include <thread>
+
+namespace flowmatch {
+
+using sync_actor = change_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>;
+using sync_ptr = sync_actor::stateful_pointer<postgis_sync_state>;
+
+pg::connection connect_with_retry(const std::string& who,
+                                  const postgis_settings& settings,
+                                  const std::string& application_name) {
+  auto delay = settings.retry_initial;
+  for (;;) {
+    auto c = pg::connection::open(settings.dsn, application_name);
+    std::optional<pg::db_error> err = c.error;
+    if (!err)
+      err = use_schema(*c.value, settings.schema);
+    if (!err)
+      err = store::prepare(*c.value);
+    if (!err)
+      return std::move(*c.value);
+    log()->warn("{} database unreachable: {}; retrying in {} ms", who,
+                err->describe(), delay.count());
+    // Blocking is fine here: every caller is a detached actor.
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, settings.retry_max);
+  }
+}
+
+namespace {
+
+std::string who(sync_ptr self) {
+  return std::string{self->name()} + " " + std::to_string(self->state.index);
+}
+
+dead_letter refusal_letter(const store::refused& r) {
+  dead_letter dl;
+  dl.event_id = r.what.event_id;
+  dl.origin = event_origin{"postgis", 0};
+  dl.reason = reject_reason::permanent_db_error;
+  dl.detail = r.error.describe();
+  switch (r.what.kind) {
+    case change::site_upserted:
+      dl.payload = site_data_json(r.what.site_data);
+      break;
+    case change::flow_upserted:
+      dl.payload = flow_data_json(r.what.flow_data);
+      break;
+    default:
+      dl.payload = r.what.id;
+  }
+  return dl;
+}
+
+void flush(sync_ptr self) {
+  auto& st = self->state;
+  st.timer_armed = false;
+  ++st.timer_generation;
+  if (st.pending.empty() && st.tickets.empty())
+    return;
+  st.pending.collapse();
+  std::vector<store::refused> refusals;
+  bool isolate = false;
+  auto delay = st.settings.retry_initial;
+  for (;;) {
+    if (!st.conn.is_open())
+      st.conn = connect_with_retry(who(self), st.settings,
+                                   "flowmatch-sync-"
+                                     + std::to_string(st.index));
+    std::optional<pg::db_error> err;
+    if (!isolate) {
+      err = store::write(st.conn, st.pending);
+      if (err && !err->retryable()) {
+        log()->warn("{} the database refused a batch of {} changes ({}); "
+                    "writing them one by one to find the culprit",
+                    who(self), st.pending.changes(), err->describe());
+        isolate = true;
+        continue;
+      }
+    } else {
+      auto r = store::write_isolating(st.conn, st.batches);
+      if (r.error)
+        err = r.error;
+      else
+        refusals = std::move(*r.value);
+    }
+    if (!err)
+      break;
+    ++st.retries;
+    log()->warn("{} lost the database during a batch ({}); reconnecting and "
+                "retrying in {} ms",
+                who(self), err->describe(), delay.count());
+    st.conn = pg::connection{};
+    std::this_thread::sleep_for(delay);
+    delay = std::min(delay * 2, st.settings.retry_max);
+  }
+  ++st.transactions;
+  registry_stats refused_stats;
+  if (!refusals.empty()) {
+    std::vector<dead_letter> letters;
+    for (auto& r : refusals) {
+      log()->error("{} dead-lettering event {}: {}", who(self),
+                   r.what.event_id, r.error.describe());
+      refused_stats.count_dead_letter(reject_reason::permanent_db_error);
+      letters.push_back(refusal_letter(r));
+    }
+    if (st.dead_letters)
+      self->send(st.dead_letters, std::move(letters));
+  }
+  // Durable now: hand the tickets on, in order.
+  for (auto& t : st.tickets) {
+    t.stats += refused_stats;
+    refused_stats = registry_stats{};
+    self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
+               t.worker, t.seq, t.count, std::move(t.stats), t.complete);
+  }
+  st.tickets.clear();
+  st.batches.clear();
+  st.pending.clear();
+}
+
+} // namespace
+
+sync_actor::behavior_type postgis_sync(sync_ptr self, uint32_t index,
+                                       postgis_settings settings,
+                                       dead_letter_sink_actor dead_letters) {
+  self->state.index = index;
+  self->state.settings = std::move(settings);
+  self->state.dead_letters = std::move(dead_letters);
+  self->state.conn = connect_with_retry(who(self), self->state.settings,
+                                        "flowmatch-sync-"
+                                          + std::to_string(index));
+  return {
+    [self](change_batch& batch) {
+      auto& st = self->state;
+      bool carries_data = !batch.changes.empty() || !batch.event_ids.empty();
+      if (!carries_data && st.pending.empty() && st.tickets.empty()) {
+        // Nothing to write and nothing before it: pass the ticket on.
+        if (batch.ticket) {
+          auto& t = *batch.ticket;
+          self->send(caf::actor_cast<worker_pool_actor>(t.pool),
+                     done_atom::value, t.worker, t.seq, t.count,
+                     std::move(t.stats), t.complete);
+        }
+        return;
+      }
+      st.pending.add(batch);
+      if (batch.ticket)
+        st.tickets.push_back(std::move(*batch.ticket));
+      batch.ticket = caf::none;
+      if (carries_data)
+        st.batches.push_back(std::move(batch));
+      if (st.pending.changes() + st.pending.processed.size()
+          >= st.settings.batch_size) {
+        flush(self);
+      } else if (!st.timer_armed) {
+        st.timer_armed = true;
+        self->delayed_send(self, st.settings.max_age, tick_atom::value,
+                           st.timer_generation);
+      }
+    },
+    [self](tick_atom, uint64_t generation) {
+      if (generation == self->state.timer_generation)
+        flush(self);
+    },
+  };
+}
+
+} // namespace flowmatch

@@ -1,0 +1,185 @@
+#include "system/migrations.hpp"
+
+#include "system/logging.hpp"
+
+#include <vector>
+
+namespace flowmatch {
+
+namespace {
+
+struct migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+// Append only: a released migration never changes. The tables and columns
+// named in docs/contracts/storage.md are a contract: add, never rename or
+// drop.
+const std::vector<migration> migrations = {
+  {1, "contract tables: sites, resource_flows, matches, dead_letters, "
+      "processed_events",
+   R"sql(
+CREATE TABLE sites (
+  site_id    text PRIMARY KEY,
+  name       text,
+  geog       geography(Point, 4326) NOT NULL,
+  lat        double precision NOT NULL,
+  lon        double precision NOT NULL,
+  country    text,
+  nace       text,
+  version    bigint,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX sites_geog_idx ON sites USING gist (geog);
+
+CREATE TABLE resource_flows (
+  flow_id           text PRIMARY KEY,
+  site_id           text NOT NULL REFERENCES sites (site_id) ON DELETE CASCADE,
+  direction         text NOT NULL CHECK (direction IN ('supply', 'demand')),
+  resource          text NOT NULL
+                    CHECK (resource IN ('heat', 'water', 'material', 'co2')),
+  quantity          double precision NOT NULL,
+  unit              text NOT NULL,
+  annual_quantity   double precision NOT NULL,
+  operating_hours   double precision NOT NULL,
+  temperature_c     double precision,
+  medium            text,
+  ewc               text,
+  accepts_ewc       text[],
+  hazardous         boolean,
+  accepts_hazardous boolean,
+  max_transport_km  double precision,
+  version           bigint,
+  updated_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX resource_flows_site_idx ON resource_flows (site_id);
+CREATE INDEX resource_flows_class_idx ON resource_flows (resource, direction);
+
+CREATE TABLE matches (
+  supply_flow_id text NOT NULL,
+  demand_flow_id text NOT NULL,
+  supply_site_id text NOT NULL,
+  demand_site_id text NOT NULL,
+  resource       text NOT NULL,
+  distance_m     double precision NOT NULL,
+  exchange_qty   double precision NOT NULL,
+  score          double precision NOT NULL,
+  s_size         double precision NOT NULL,
+  s_dist         double precision NOT NULL,
+  s_econ         double precision NOT NULL,
+  f_quality      double precision NOT NULL,
+  f_taxonomy     double precision NOT NULL,
+  flags          text[] NOT NULL DEFAULT '{}',
+  computed_at    timestamptz NOT NULL DEFAULT now(),
+  PRIMARY KEY (supply_flow_id, demand_flow_id)
+);
+CREATE INDEX matches_demand_idx ON matches (demand_flow_id);
+
+CREATE TABLE dead_letters (
+  id          bigserial PRIMARY KEY,
+  event_id    text,
+  source      text,
+  line        bigint,
+  reason      text NOT NULL,
+  detail      text,
+  payload     text,
+  attempts    int NOT NULL DEFAULT 1,
+  first_seen  timestamptz NOT NULL DEFAULT now(),
+  last_seen   timestamptz NOT NULL DEFAULT now(),
+  -- The same rejection seen again (a re-fed input) counts an attempt
+  -- instead of adding a row.
+  fingerprint text NOT NULL UNIQUE
+);
+
+CREATE TABLE processed_events (
+  event_id     text PRIMARY KEY,
+  processed_at timestamptz NOT NULL DEFAULT now(),
+  -- The routing key (site id) of the event, so a restarted node puts the
+  -- id back into the worker that will see its duplicates.
+  routing_key  text
+);
+)sql"},
+};
+
+} // namespace
+
+int latest_migration() {
+  return migrations.back().version;
+}
+
+std::optional<pg::db_error> use_schema(pg::connection& conn,
+                                       const std::string& schema) {
+  auto r = conn.exec("SET search_path TO " + conn.quote_identifier(schema)
+                     + ", public");
+  return r.error;
+}
+
+pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
+  pg::outcome<int> out;
+  auto fail = [&](pg::db_error e) {
+    // Release the lock on every path (a no-op when not held).
+    conn.exec("SELECT pg_advisory_unlock_all()");
+    out.error = std::move(e);
+    return out;
+  };
+  // One lock for every node migrating this database: a constant key.
+  constexpr const char* lock_key = "7274310524";
+  if (auto r = conn.exec(std::string{"SELECT pg_advisory_lock("} + lock_key
+                         + ")");
+      r.error)
+    return fail(*r.error);
+  auto q = conn.quote_identifier(schema);
+  for (const char* sql :
+       {"CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public"}) {
+    if (auto r = conn.exec(sql); r.error)
+      return fail(*r.error);
+  }
+  if (auto r = conn.exec("CREATE SCHEMA IF NOT EXISTS " + q); r.error)
+    return fail(*r.error);
+  if (auto e = use_schema(conn, schema))
+    return fail(*e);
+  if (auto r = conn.exec("CREATE TABLE IF NOT EXISTS schema_migrations ("
+                         "version int PRIMARY KEY, name text NOT NULL, "
+                         "applied_at timestamptz NOT NULL DEFAULT now())");
+      r.error)
+    return fail(*r.error);
+  auto applied = conn.exec("SELECT coalesce(max(version), 0) FROM "
+                           "schema_migrations");
+  if (applied.error)
+    return fail(*applied.error);
+  int current = static_cast<int>(applied.value->as_int64(0, 0));
+  int count = 0;
+  for (const auto& m : migrations) {
+    if (m.version <= current)
+      continue;
+    if (auto r = conn.exec("BEGIN"); r.error)
+      return fail(*r.error);
+    auto r = conn.exec(m.sql);
+    if (!r.error) {
+      if (auto e = conn.prepare("record_migration",
+                                "INSERT INTO schema_migrations (version, "
+                                "name) VALUES ($1, $2)"))
+        r.error = e;
+      else
+        r = conn.run("record_migration",
+                     {std::to_string(m.version), std::string{m.name}});
+    }
+    if (r.error) {
+      conn.exec("ROLLBACK");
+      return fail(*r.error);
+    }
+    if (auto c = conn.exec("COMMIT"); c.error)
+      return fail(*c.error);
+    conn.exec("DEALLOCATE record_migration");
+    log()->info("migrations applied version {} ({}) in schema {}", m.version,
+                m.name, schema);
+    ++count;
+  }
+  conn.exec(std::string{"SELECT pg_advisory_unlock("} + lock_key + ")");
+  out.value = count;
+  return out;
+}
+
+} // namespace flowmatch

@@ -1,0 +1,26 @@
+#pragma once
+
+// Versioned schema migrations, applied by the system at start-up: each in
+// its own transaction, recorded in `schema_migrations`, under an advisory
+// lock so that two nodes starting at once do not race.
+
+#include "system/pg.hpp"
+
+#include <optional>
+#include <string>
+
+namespace flowmatch {
+
+/// Creates `schema` if needed, sets the connection's search_path to it (and
+/// public, where PostGIS lives) and applies every migration not applied yet.
+/// Returns the number applied, or the error.
+pg::outcome<int> migrate(pg::connection& conn, const std::string& schema);
+
+/// Sets the search_path of a connection to `schema`, public.
+std::optional<pg::db_error> use_schema(pg::connection& conn,
+                                       const std::string& schema);
+
+/// The newest migration version this build knows.
+int latest_migration();
+
+} // namespace flowmatch

@@ -1,0 +1,508 @@
+#include "system/store.hpp"
+
+#include "messages/decoder.hpp"
+
+#include <fmt/format.h>
+
+#include <unordered_set>
+
+namespace flowmatch::store {
+
+namespace {
+
+// Bulk statements: one parameter per column, each an array literal, so a
+// whole batch is one statement per table however many rows it has.
+
+constexpr const char* upsert_sites_sql = R"sql(
+INSERT INTO sites (site_id, name, geog, lat, lon, country, nace, version,
+                   updated_at)
+SELECT u.site_id, u.name,
+       ST_SetSRID(ST_MakePoint(u.lon, u.lat), 4326)::geography,
+       u.lat, u.lon, u.country, u.nace, u.version, now()
+FROM unnest($1::text[], $2::text[], $3::float8[], $4::float8[], $5::text[],
+            $6::text[], $7::int8[])
+     AS u(site_id, name, lat, lon, country, nace, version)
+ON CONFLICT (site_id) DO UPDATE SET
+  name = EXCLUDED.name, geog = EXCLUDED.geog, lat = EXCLUDED.lat,
+  lon = EXCLUDED.lon, country = EXCLUDED.country, nace = EXCLUDED.nace,
+  version = EXCLUDED.version, updated_at = now()
+)sql";
+
+constexpr const char* upsert_flows_sql = R"sql(
+INSERT INTO resource_flows (flow_id, site_id, direction, resource, quantity,
+  unit, annual_quantity, operating_hours, temperature_c, medium, ewc,
+  accepts_ewc, hazardous, accepts_hazardous, max_transport_km, version,
+  updated_at)
+SELECT u.flow_id, u.site_id, u.direction, u.resource, u.quantity, u.unit,
+       u.annual_quantity, u.operating_hours, u.temperature_c, u.medium, u.ewc,
+       u.accepts_ewc::text[], u.hazardous, u.accepts_hazardous,
+       u.max_transport_km, u.version, now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],
+            $6::text[], $7::float8[], $8::float8[], $9::float8[], $10::text[],
+            $11::text[], $12::text[], $13::bool[], $14::bool[], $15::float8[],
+            $16::int8[])
+     AS u(flow_id, site_id, direction, resource, quantity, unit,
+          annual_quantity, operating_hours, temperature_c, medium, ewc,
+          accepts_ewc, hazardous, accepts_hazardous, max_transport_km,
+          version)
+ON CONFLICT (flow_id) DO UPDATE SET
+  site_id = EXCLUDED.site_id, direction = EXCLUDED.direction,
+  resource = EXCLUDED.resource, quantity = EXCLUDED.quantity,
+  unit = EXCLUDED.unit, annual_quantity = EXCLUDED.annual_quantity,
+  operating_hours = EXCLUDED.operating_hours,
+  temperature_c = EXCLUDED.temperature_c, medium = EXCLUDED.medium,
+  ewc = EXCLUDED.ewc, accepts_ewc = EXCLUDED.accepts_ewc,
+  hazardous = EXCLUDED.hazardous,
+  accepts_hazardous = EXCLUDED.accepts_hazardous,
+  max_transport_km = EXCLUDED.max_transport_km, version = EXCLUDED.version,
+  updated_at = now()
+)sql";
+
+constexpr const char* delete_sites_sql
+  = "DELETE FROM sites WHERE site_id = ANY($1::text[])";
+
+constexpr const char* delete_flows_sql = R"sql(
+DELETE FROM resource_flows f
+USING unnest($1::text[], $2::text[]) AS d(flow_id, site_id)
+WHERE f.flow_id = d.flow_id AND f.site_id = d.site_id
+)sql";
+
+constexpr const char* insert_processed_sql = R"sql(
+INSERT INTO processed_events (event_id, routing_key)
+SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT (event_id) DO NOTHING
+)sql";
+
+constexpr const char* insert_dead_letters_sql = R"sql(
+INSERT INTO dead_letters (event_id, source, line, reason, detail, payload,
+                          attempts, fingerprint)
+SELECT u.event_id, u.source, u.line, u.reason, u.detail, u.payload,
+       u.attempts, md5(concat_ws(E'\x1f', u.source, u.line::text, u.reason,
+                                 u.payload))
+FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
+            $6::text[], $7::int4[])
+     AS u(event_id, source, line, reason, detail, payload, attempts)
+ON CONFLICT (fingerprint) DO UPDATE SET
+  attempts = dead_letters.attempts + EXCLUDED.attempts,
+  detail = EXCLUDED.detail, last_seen = now()
+)sql";
+
+/// Text for a text column: valid UTF-8 without NUL bytes.
+std::string clean_text(std::string_view s) {
+  auto out = sanitize_utf8(s);
+  for (auto& ch : out)
+    if (ch == '\0')
+      ch = '?';
+  return out;
+}
+
+template <class T>
+std::optional<T> opt(const caf::optional<T>& x) {
+  if (x)
+    return *x;
+  return std::nullopt;
+}
+
+pg::param text_or_null(const caf::optional<std::string>& s) {
+  if (s)
+    return *s;
+  return std::nullopt;
+}
+
+/// The bulk parameters of site upserts.
+std::vector<pg::param> site_params(const std::vector<site>& sites) {
+  std::vector<pg::param> id, name, country, nace;
+  std::vector<std::optional<double>> lat, lon;
+  std::vector<std::optional<int64_t>> version;
+  for (auto& s : sites) {
+    id.emplace_back(s.site_id);
+    name.push_back(text_or_null(s.name));
+    lat.emplace_back(s.lat);
+    lon.emplace_back(s.lon);
+    country.push_back(text_or_null(s.country));
+    nace.push_back(text_or_null(s.nace));
+    version.push_back(opt(s.version));
+  }
+  return {pg::text_array(id),      pg::text_array(name),
+          pg::float_array(lat),    pg::float_array(lon),
+          pg::text_array(country), pg::text_array(nace),
+          pg::int_array(version)};
+}
+
+/// Stored form of optional flow fields: the effective value where the
+/// contract gives a default (operating hours 8760 for every flow, medium
+/// hot_water for heat, hazardous/accepts_hazardous false on their side),
+/// NULL where a field does not apply.
+std::vector<pg::param> flow_params(const std::vector<resource_flow>& flows) {
+  std::vector<pg::param> id, site_id, direction, resource, unit, medium, ewc,
+    accepts;
+  std::vector<std::optional<double>> quantity, annual, hours, temperature,
+    max_km;
+  std::vector<std::optional<bool>> hazardous, accepts_hazardous;
+  std::vector<std::optional<int64_t>> version;
+  for (auto& f : flows) {
+    bool heat = f.resource == resource_class::heat;
+    bool supply = f.direction == flow_direction::supply;
+    id.emplace_back(f.flow_id);
+    site_id.emplace_back(f.site_id);
+    direction.emplace_back(std::string{to_string(f.direction)});
+    resource.emplace_back(std::string{to_string(f.resource)});
+    quantity.emplace_back(f.quantity);
+    unit.emplace_back(f.unit);
+    annual.emplace_back(f.annual_quantity);
+    hours.emplace_back(f.effective_hours());
+    temperature.push_back(opt(f.temperature_c));
+    if (f.medium)
+      medium.emplace_back(*f.medium);
+    else if (heat)
+      medium.emplace_back("hot_water");
+    else
+      medium.emplace_back(std::nullopt);
+    ewc.push_back(text_or_null(f.ewc));
+    if (f.accepts_ewc) {
+      std::vector<pg::param> codes(f.accepts_ewc->begin(),
+                                   f.accepts_ewc->end());
+      accepts.emplace_back(pg::text_array(codes));
+    } else {
+      accepts.emplace_back(std::nullopt);
+    }
+    if (f.hazardous)
+      hazardous.emplace_back(*f.hazardous);
+    else
+      hazardous.push_back(supply ? std::optional<bool>{false} : std::nullopt);
+    if (f.accepts_hazardous)
+      accepts_hazardous.emplace_back(*f.accepts_hazardous);
+    else
+      accepts_hazardous.push_back(!supply ? std::optional<bool>{false}
+                                          : std::nullopt);
+    max_km.push_back(opt(f.max_transport_km));
+    version.push_back(opt(f.version));
+  }
+  return {pg::text_array(id),          pg::text_array(site_id),
+          pg::text_array(direction),   pg::text_array(resource),
+          pg::float_array(quantity),   pg::text_array(unit),
+          pg::float_array(annual),     pg::float_array(hours),
+          pg::float_array(temperature), pg::text_array(medium),
+          pg::text_array(ewc),         pg::text_array(accepts),
+          pg::bool_array(hazardous),   pg::bool_array(accepts_hazardous),
+          pg::float_array(max_km),     pg::int_array(version)};
+}
+
+std::vector<pg::param>
+pair_params(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::vector<pg::param> a, b;
+  for (auto& [x, y] : pairs) {
+    a.emplace_back(x);
+    b.emplace_back(y);
+  }
+  return {pg::text_array(a), pg::text_array(b)};
+}
+
+} // namespace
+
+std::optional<pg::db_error> prepare(pg::connection& conn) {
+  for (auto [name, sql] :
+       {std::pair{"upsert_sites", upsert_sites_sql},
+        std::pair{"upsert_flows", upsert_flows_sql},
+        std::pair{"delete_sites", delete_sites_sql},
+        std::pair{"delete_flows", delete_flows_sql},
+        std::pair{"insert_processed", insert_processed_sql},
+        std::pair{"insert_dead_letters", insert_dead_letters_sql}})
+    if (auto e = conn.prepare(name, sql))
+      return e;
+  return std::nullopt;
+}
+
+// -- write_set ----------------------------------------------------------------
+
+void write_set::add(const change_batch& batch) {
+  for (auto& c : batch.changes) {
+    ++changes_;
+    switch (c.kind) {
+      case change::site_upserted: {
+        auto [i, added] = site_word_.try_emplace(
+          c.site_data.site_id, final_word{false, site_upserts.size()});
+        if (!added && !i->second.deleted) {
+          site_upserts[i->second.index] = c.site_data;
+        } else {
+          i->second = final_word{false, site_upserts.size()};
+          site_upserts.push_back(c.site_data);
+        }
+        break;
+      }
+      case change::site_deleted:
+        site_word_[c.id] = final_word{true, 0};
+        break;
+      case change::flow_upserted: {
+        auto [i, added] = flow_word_.try_emplace(
+          c.flow_data.flow_id, final_word{false, flow_upserts.size()});
+        if (!added && !i->second.deleted) {
+          flow_upserts[i->second.index] = c.flow_data;
+        } else {
+          i->second = final_word{false, flow_upserts.size()};
+          flow_upserts.push_back(c.flow_data);
+        }
+        break;
+      }
+      case change::flow_deleted:
+        flow_word_[c.id] = final_word{true, 0};
+        flow_deletes.emplace_back(c.id, c.flow_data.site_id);
+        break;
+    }
+    if (c.kind == change::site_deleted)
+      site_deletes.push_back(c.id);
+  }
+  for (size_t i = 0; i < batch.event_ids.size(); ++i)
+    processed.emplace_back(batch.event_ids[i], i < batch.event_keys.size()
+                                                 ? batch.event_keys[i]
+                                                 : std::string{});
+}
+
+void write_set::collapse() {
+  // Keep only the final word per id: upserts overwritten by a later delete
+  // go, deletes followed by a later upsert go (the upsert replaces the row;
+  // a conditional flow delete of the old site is harmless and kept).
+  std::vector<site> sites;
+  for (size_t i = 0; i < site_upserts.size(); ++i) {
+    auto w = site_word_.find(site_upserts[i].site_id);
+    if (w != site_word_.end() && !w->second.deleted && w->second.index == i)
+      sites.push_back(std::move(site_upserts[i]));
+  }
+  site_upserts = std::move(sites);
+  std::vector<std::string> deletes;
+  std::unordered_set<std::string> seen;
+  for (auto& id : site_deletes) {
+    auto w = site_word_.find(id);
+    if (w != site_word_.end() && w->second.deleted && seen.insert(id).second)
+      deletes.push_back(id);
+  }
+  site_deletes = std::move(deletes);
+  std::vector<resource_flow> flows;
+  for (size_t i = 0; i < flow_upserts.size(); ++i) {
+    auto w = flow_word_.find(flow_upserts[i].flow_id);
+    if (w != flow_word_.end() && !w->second.deleted && w->second.index == i)
+      flows.push_back(std::move(flow_upserts[i]));
+  }
+  flow_upserts = std::move(flows);
+  site_word_.clear();
+  flow_word_.clear();
+}
+
+void write_set::clear() {
+  site_upserts.clear();
+  site_deletes.clear();
+  flow_upserts.clear();
+  flow_deletes.clear();
+  processed.clear();
+  site_word_.clear();
+  flow_word_.clear();
+  changes_ = 0;
+}
+
+std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
+  pg::connection::pipeline p{conn};
+  p.add("BEGIN");
+  // Deletes first: a flow delete is conditional on its old site, so it can
+  // never remove a row an upsert below writes.
+  if (!ws.flow_deletes.empty())
+    p.add_prepared("delete_flows", pair_params(ws.flow_deletes));
+  if (!ws.site_deletes.empty()) {
+    std::vector<pg::param> ids(ws.site_deletes.begin(), ws.site_deletes.end());
+    p.add_prepared("delete_sites", {pg::text_array(ids)});
+  }
+  if (!ws.site_upserts.empty())
+    p.add_prepared("upsert_sites", site_params(ws.site_upserts));
+  if (!ws.flow_upserts.empty())
+    p.add_prepared("upsert_flows", flow_params(ws.flow_upserts));
+  if (!ws.processed.empty())
+    p.add_prepared("insert_processed", pair_params(ws.processed));
+  p.add("COMMIT");
+  auto r = p.sync();
+  if (r.error) {
+    // The transaction is aborted (or the connection gone); make sure the
+    // connection is usable for the next attempt.
+    conn.exec("ROLLBACK");
+    return r.error;
+  }
+  return std::nullopt;
+}
+
+pg::outcome<std::vector<refused>>
+write_isolating(pg::connection& conn,
+                const std::vector<change_batch>& batches) {
+  pg::outcome<std::vector<refused>> out;
+  std::vector<refused> failures;
+  std::unordered_set<std::string> failed_events;
+  auto abort = [&](pg::db_error e) {
+    conn.exec("ROLLBACK");
+    out.error = std::move(e);
+    return out;
+  };
+  if (auto r = conn.exec("BEGIN"); r.error)
+    return abort(*r.error);
+  for (auto& batch : batches) {
+    for (auto& c : batch.changes) {
+      if (auto r = conn.exec("SAVEPOINT one_change"); r.error)
+        return abort(*r.error);
+      pg::outcome<pg::result> r;
+      switch (c.kind) {
+        case change::site_upserted:
+          r = conn.run("upsert_sites", site_params({c.site_data}));
+          break;
+        case change::site_deleted:
+          r = conn.run("delete_sites", {pg::text_array({c.id})});
+          break;
+        case change::flow_upserted:
+          r = conn.run("upsert_flows", flow_params({c.flow_data}));
+          break;
+        case change::flow_deleted:
+          r = conn.run("delete_flows",
+                       pair_params({{c.id, c.flow_data.site_id}}));
+          break;
+      }
+      if (r.error) {
+        if (r.error->retryable())
+          return abort(*r.error);
+        if (auto rb = conn.exec("ROLLBACK TO SAVEPOINT one_change");
+            rb.error)
+          return abort(*rb.error);
+        failed_events.insert(c.event_id);
+        failures.push_back(refused{c, *r.error});
+      } else if (auto rel = conn.exec("RELEASE SAVEPOINT one_change");
+                 rel.error) {
+        return abort(*rel.error);
+      }
+    }
+  }
+  std::vector<std::pair<std::string, std::string>> processed;
+  for (auto& batch : batches)
+    for (size_t i = 0; i < batch.event_ids.size(); ++i)
+      if (failed_events.count(batch.event_ids[i]) == 0)
+        processed.emplace_back(batch.event_ids[i],
+                               i < batch.event_keys.size()
+                                 ? batch.event_keys[i]
+                                 : std::string{});
+  if (!processed.empty())
+    if (auto r = conn.run("insert_processed", pair_params(processed));
+        r.error)
+      return abort(*r.error);
+  if (auto r = conn.exec("COMMIT"); r.error)
+    return abort(*r.error);
+  out.value = std::move(failures);
+  return out;
+}
+
+pg::outcome<stored_state> load(pg::connection& conn) {
+  pg::outcome<stored_state> out;
+  stored_state st;
+  auto sites = conn.exec("SELECT site_id, name, lat, lon, country, nace, "
+                         "version FROM sites ORDER BY site_id");
+  if (sites.error) {
+    out.error = sites.error;
+    return out;
+  }
+  auto& rs = *sites.value;
+  for (int i = 0; i < rs.rows(); ++i) {
+    site s;
+    s.site_id = std::string{rs.text(i, 0)};
+    if (!rs.is_null(i, 1))
+      s.name = std::string{rs.text(i, 1)};
+    s.lat = rs.as_double(i, 2);
+    s.lon = rs.as_double(i, 3);
+    if (!rs.is_null(i, 4))
+      s.country = std::string{rs.text(i, 4)};
+    if (!rs.is_null(i, 5))
+      s.nace = std::string{rs.text(i, 5)};
+    if (!rs.is_null(i, 6))
+      s.version = rs.as_int64(i, 6);
+    st.snapshot.sites.push_back(std::move(s));
+  }
+  // float8 as text: PostgreSQL 12+ prints the shortest exact form, so the
+  // doubles read back are the doubles written.
+  auto flows = conn.exec(
+    "SELECT flow_id, site_id, direction, resource, quantity, unit, "
+    "annual_quantity, operating_hours, temperature_c, medium, ewc, "
+    "accepts_ewc, hazardous, accepts_hazardous, max_transport_km, version "
+    "FROM resource_flows ORDER BY flow_id");
+  if (flows.error) {
+    out.error = flows.error;
+    return out;
+  }
+  auto& rf = *flows.value;
+  for (int i = 0; i < rf.rows(); ++i) {
+    resource_flow f;
+    f.flow_id = std::string{rf.text(i, 0)};
+    f.site_id = std::string{rf.text(i, 1)};
+    f.direction = rf.text(i, 2) == "supply" ? flow_direction::supply
+                                            : flow_direction::demand;
+    auto res = rf.text(i, 3);
+    f.resource = res == "heat"       ? resource_class::heat
+                 : res == "water"    ? resource_class::water
+                 : res == "material" ? resource_class::material
+                                     : resource_class::co2;
+    f.quantity = rf.as_double(i, 4);
+    f.unit = std::string{rf.text(i, 5)};
+    f.annual_quantity = rf.as_double(i, 6);
+    f.operating_hours = rf.as_double(i, 7);
+    if (!rf.is_null(i, 8))
+      f.temperature_c = rf.as_double(i, 8);
+    if (!rf.is_null(i, 9))
+      f.medium = std::string{rf.text(i, 9)};
+    if (!rf.is_null(i, 10))
+      f.ewc = std::string{rf.text(i, 10)};
+    if (!rf.is_null(i, 11))
+      f.accepts_ewc = pg::parse_text_array(rf.text(i, 11));
+    if (!rf.is_null(i, 12))
+      f.hazardous = rf.as_bool(i, 12);
+    if (!rf.is_null(i, 13))
+      f.accepts_hazardous = rf.as_bool(i, 13);
+    if (!rf.is_null(i, 14))
+      f.max_transport_km = rf.as_double(i, 14);
+    if (!rf.is_null(i, 15))
+      f.version = rf.as_int64(i, 15);
+    st.snapshot.flows.push_back(std::move(f));
+  }
+  auto done = conn.exec("SELECT event_id, coalesce(routing_key, event_id) "
+                        "FROM processed_events");
+  if (done.error) {
+    out.error = done.error;
+    return out;
+  }
+  auto& rp = *done.value;
+  st.event_ids.reserve(static_cast<size_t>(rp.rows()));
+  st.event_keys.reserve(static_cast<size_t>(rp.rows()));
+  for (int i = 0; i < rp.rows(); ++i) {
+    st.event_ids.emplace_back(rp.text(i, 0));
+    st.event_keys.emplace_back(rp.text(i, 1));
+  }
+  out.value = std::move(st);
+  return out;
+}
+
+std::optional<pg::db_error>
+insert_dead_letters(pg::connection& conn,
+                    const std::vector<dead_letter>& letters) {
+  std::vector<pg::param> event_id, source, reason, detail, payload;
+  std::vector<std::optional<int64_t>> line, attempts;
+  for (auto& dl : letters) {
+    if (dl.event_id.empty())
+      event_id.emplace_back(std::nullopt);
+    else
+      event_id.emplace_back(dl.event_id);
+    source.emplace_back(dl.origin.source);
+    line.emplace_back(static_cast<int64_t>(dl.origin.line));
+    reason.emplace_back(std::string{to_string(dl.reason)});
+    detail.emplace_back(clean_text(dl.detail));
+    // Text columns hold UTF-8 only; invalid bytes become U+FFFD.
+    payload.emplace_back(clean_text(dl.payload));
+    attempts.emplace_back(dl.attempts);
+  }
+  auto r = conn.run("insert_dead_letters",
+                    {pg::text_array(event_id), pg::text_array(source),
+                     pg::int_array(line), pg::text_array(reason),
+                     pg::text_array(detail), pg::text_array(payload),
+                     pg::int_array(attempts)});
+  return r.error;
+}
+
+} // namespace flowmatch::store

@@ -1,0 +1,93 @@
+#pragma once
+
+// The SQL of the PostGIS store: writing batches of accepted changes,
+// isolating a change the database refuses, loading the state back at
+// start-up, and storing dead letters. Works on a pg::connection whose
+// search_path is the configured schema. Used by the detached sync actors;
+// tested against a real server.
+
+#include "messages/batch.hpp"
+#include "system/pg.hpp"
+
+#include <optional>
+#include <unordered_map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace flowmatch::store {
+
+/// Prepares the write statements on a connection (once per connection).
+std::optional<pg::db_error> prepare(pg::connection& conn);
+
+/// The net effect of a run of changes: the last change per entity wins, so
+/// each row is written once and bulk statements never touch a row twice.
+struct write_set {
+  std::vector<site> site_upserts;
+  std::vector<std::string> site_deletes;
+  std::vector<resource_flow> flow_upserts;
+  /// (flow id, site id it belonged to): a delete only removes the row if
+  /// the flow is still at that site, so an eviction racing a move to
+  /// another worker's site never deletes the moved flow.
+  std::vector<std::pair<std::string, std::string>> flow_deletes;
+  /// (event id, routing key) of every event taken in.
+  std::vector<std::pair<std::string, std::string>> processed;
+
+  /// Folds a batch in, in order.
+  void add(const change_batch& batch);
+  /// Changes folded in so far (before collapsing).
+  size_t changes() const {
+    return changes_;
+  }
+  bool empty() const {
+    return changes_ == 0 && processed.empty();
+  }
+  void clear();
+
+private:
+  // Final word per id: the index into the upsert vector, or a delete.
+  struct final_word {
+    bool deleted;
+    size_t index;
+  };
+  std::unordered_map<std::string, final_word> site_word_, flow_word_;
+  size_t changes_ = 0;
+
+public:
+  /// The collapsed statements' inputs, built from the final words.
+  void collapse();
+};
+
+/// Writes a write set in one transaction, sent as one pipeline: BEGIN, the
+/// deletes, the upserts, processed_events, COMMIT; one round trip.
+std::optional<pg::db_error> write(pg::connection& conn,
+                                  const write_set& ws);
+
+/// A change the database refused for good.
+struct refused {
+  change what;
+  pg::db_error error;
+};
+
+/// The slow path after a permanent error: every change in order, each in
+/// its own savepoint, one transaction. Returns what was refused; commits
+/// the rest. A retryable error aborts and is returned as the error.
+pg::outcome<std::vector<refused>>
+write_isolating(pg::connection& conn, const std::vector<change_batch>& batches);
+
+/// Everything a restarted node needs: sites, flows and processed event ids
+/// with their routing keys.
+struct stored_state {
+  registry_snapshot snapshot;
+  std::vector<std::string> event_ids;
+  std::vector<std::string> event_keys;
+};
+
+pg::outcome<stored_state> load(pg::connection& conn);
+
+/// Stores dead letters; the same rejection again increments `attempts`.
+std::optional<pg::db_error>
+insert_dead_letters(pg::connection& conn,
+                    const std::vector<dead_letter>& letters);
+
+} // namespace flowmatch::store
