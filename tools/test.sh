@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test (CTest; labels unit, actors, system).
+# Sets up, builds and runs every test (CTest; labels unit, actors, system,
+# db), starting the local PostGIS cluster the db tests use.
 #
 #   tools/test.sh            all tests
 #   tools/test.sh -L unit    only one label (any ctest options pass through)
@@ -7,5 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/build.sh
+# The db tests use the local PostgreSQL + PostGIS cluster (port 54329).
+tools/pg.sh start
+export FLOWMATCH_TEST_DSN="$(tools/pg.sh dsn)"
 cd build
 ctest --output-on-failure -j"$(nproc)" "$@"
