@@ -28,7 +28,7 @@ struct postgis_settings {
   std::string dsn;
   std::string schema = "public";
   /// Changes per transaction before a flush.
-  size_t batch_size = 4096;
+  size_t batch_size = 16384;
   /// Longest time a change waits for its transaction.
   std::chrono::milliseconds max_age{20};
   /// Reconnect backoff: first delay, doubling up to the max.

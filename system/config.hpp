@@ -56,7 +56,7 @@ public:
   // [postgis]
   std::string postgis_dsn;
   std::string postgis_schema = "public";
-  size_t postgis_batch_size = 4096;
+  size_t postgis_batch_size = 16384;
   caf::timespan postgis_max_batch_age = std::chrono::milliseconds{20};
   caf::timespan postgis_retry_initial = std::chrono::milliseconds{100};
   caf::timespan postgis_retry_max = std::chrono::seconds{5};

@@ -196,6 +196,26 @@ outcome<result> connection::run(const std::string& name,
                               nullptr, nullptr, 0));
 }
 
+std::optional<db_error> connection::copy_in(const std::string& sql,
+                                            const std::string& data) {
+  PGresult* start = PQexec(conn_, sql.c_str());
+  if (start == nullptr || PQresultStatus(start) != PGRES_COPY_IN)
+    return check(start).error.value_or(connection_error());
+  PQclear(start);
+  constexpr size_t chunk = 1 << 20;
+  for (size_t off = 0; off < data.size(); off += chunk) {
+    auto n = std::min(chunk, data.size() - off);
+    if (PQputCopyData(conn_, data.data() + off, static_cast<int>(n)) != 1)
+      return connection_error();
+  }
+  if (PQputCopyEnd(conn_, nullptr) != 1)
+    return connection_error();
+  auto done = check(PQgetResult(conn_));
+  while (PGresult* extra = PQgetResult(conn_))
+    PQclear(extra);
+  return done.error;
+}
+
 std::string connection::quote_identifier(std::string_view id) {
   char* quoted = PQescapeIdentifier(conn_, id.data(), id.size());
   if (quoted == nullptr)
@@ -343,6 +363,27 @@ std::string bool_array(const std::vector<std::optional<bool>>& values) {
   }
   out.push_back('}');
   return out;
+}
+
+void append_copy_field(std::string& out, std::string_view field) {
+  for (char ch : field) {
+    switch (ch) {
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      default:
+        out.push_back(ch);
+    }
+  }
 }
 
 std::vector<std::string> parse_text_array(std::string_view s) {

@@ -102,6 +102,11 @@ public:
   /// Quotes an identifier (schema, table) for SQL text.
   std::string quote_identifier(std::string_view id);
 
+  /// COPY ... FROM STDIN with `data` in COPY's text format (benchmarks and
+  /// bulk loads).
+  std::optional<db_error> copy_in(const std::string& sql,
+                                  const std::string& data);
+
   /// The server process id of this connection (for fault tests and logs).
   int backend_pid() const;
 
@@ -150,6 +155,9 @@ std::string int_array(const std::vector<std::optional<int64_t>>& values);
 
 /// Renders a `bool[]` literal.
 std::string bool_array(const std::vector<std::optional<bool>>& values);
+
+/// Appends a field in COPY's text format (backslash-escaped).
+void append_copy_field(std::string& out, std::string_view field);
 
 /// Parses a `text[]` value as PostgreSQL prints it.
 std::vector<std::string> parse_text_array(std::string_view literal);

@@ -299,7 +299,14 @@ void write_set::clear() {
   changes_ = 0;
 }
 
-std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
+namespace {
+
+/// Sends BEGIN and the entity statements as one pipeline, leaving the
+/// transaction open. With `processed_in_pipeline`, processed_events goes
+/// into the pipeline too (as INSERT ... ON CONFLICT DO NOTHING).
+std::optional<pg::db_error> begin_and_write(pg::connection& conn,
+                                            const write_set& ws,
+                                            bool processed_in_pipeline) {
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
   // Deletes first: a flow delete is conditional on its old site, so it can
@@ -314,16 +321,50 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
     p.add_prepared("upsert_sites", site_params(ws.site_upserts));
   if (!ws.flow_upserts.empty())
     p.add_prepared("upsert_flows", flow_params(ws.flow_upserts));
-  if (!ws.processed.empty())
+  if (processed_in_pipeline && !ws.processed.empty())
     p.add_prepared("insert_processed", pair_params(ws.processed));
-  p.add("COMMIT");
-  auto r = p.sync();
-  if (r.error) {
-    // The transaction is aborted (or the connection gone); make sure the
-    // connection is usable for the next attempt.
-    conn.exec("ROLLBACK");
-    return r.error;
+  return p.sync().error;
+}
+
+std::optional<pg::db_error> rollback_with(pg::connection& conn,
+                                          pg::db_error e) {
+  // The transaction is aborted (or the connection gone); make the
+  // connection usable for the next attempt.
+  conn.exec("ROLLBACK");
+  return e;
+}
+
+} // namespace
+
+std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
+  // Fast path: processed_events by COPY (half the cost of INSERT for these
+  // many small rows). COPY cannot skip ids already there, which happens
+  // only when a COMMIT went through but its answer was lost; then the
+  // whole transaction is redone with INSERT ... ON CONFLICT DO NOTHING.
+  if (auto e = begin_and_write(conn, ws, false))
+    return rollback_with(conn, *e);
+  if (!ws.processed.empty()) {
+    std::string data;
+    data.reserve(ws.processed.size() * 32);
+    for (auto& [id, key] : ws.processed) {
+      pg::append_copy_field(data, id);
+      data.push_back('\t');
+      pg::append_copy_field(data, key);
+      data.push_back('\n');
+    }
+    auto e = conn.copy_in("COPY processed_events (event_id, routing_key) "
+                          "FROM STDIN",
+                          data);
+    if (e && e->sqlstate == "23505") {
+      conn.exec("ROLLBACK");
+      if (auto again = begin_and_write(conn, ws, true))
+        return rollback_with(conn, *again);
+    } else if (e) {
+      return rollback_with(conn, *e);
+    }
   }
+  if (auto c = conn.exec("COMMIT"); c.error)
+    return rollback_with(conn, *c.error);
   return std::nullopt;
 }
 
