@@ -35,7 +35,7 @@ namespace {
 
 struct options {
   std::string dsn = "host=127.0.0.1 port=54329 dbname=flowmatch user=flowmatch";
-  size_t sites = 20000;
+  size_t sites = 50000;
   size_t naive_rows = 3000;
   int reps = 3;
   std::string json;
