@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <string>
+#include <vector>
 
 using namespace flowmatch;
 
@@ -19,7 +21,20 @@ int main(int argc, char** argv) {
   block_signals();
   flowmatch_config cfg;
   cfg.add_message_types<caf::id_block::flowmatch>();
-  if (auto err = cfg.parse(argc, argv)) {
+  // `--key=` (what the shell makes of `--key=""`) means an empty value;
+  // CAF's parser wants the quotes, so give them back.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> fixed;
+  for (auto& a : args) {
+    // CAF's short help lists only its own options; ours are the point.
+    if (a == "--help" || a == "-h" || a == "-?")
+      a = "--long-help";
+    if (a.size() > 3 && a.rfind("--", 0) == 0 && a.back() == '=')
+      a += "\"\"";
+    fixed.push_back(a.data());
+  }
+  fixed.push_back(nullptr);
+  if (auto err = cfg.parse(argc, fixed.data())) {
     std::cerr << "actor-system: " << cfg.render(err) << "\n"
               << "run with --help for the options\n";
     return exit_config;

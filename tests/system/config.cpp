@@ -57,6 +57,16 @@ TEST_CASE("the shipped config.ini is valid and used with --config-file") {
   CHECK_THAT(out, Catch::Contains("flowmatch run summary"));
 }
 
+TEST_CASE("an empty value on the command line means empty") {
+  // The shell turns --postgis.dsn="" into --postgis.dsn= : no database.
+  std::string out, err;
+  int code = run({input, "--postgis.dsn="}, &out, &err);
+  INFO("stderr:\n" << err);
+  CHECK(code == 0);
+  CHECK_THAT(out, Catch::Contains("flowmatch run summary"));
+  CHECK_THAT(err, !Catch::Contains("PostGIS"));
+}
+
 TEST_CASE("--help lists the options and exits 0") {
   std::string out, err;
   CHECK(run({"--help"}, &out, &err) == 0);
