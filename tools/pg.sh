@@ -85,7 +85,12 @@ start() {
     return 0
   fi
   as_owner mkdir -p "$sock"
-  as_owner "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null
+  if ! as_owner "$bindir/pg_ctl" -D "$data" -l "$log" -w -t 60 start >/dev/null; then
+    echo "pg.sh: the server did not start; the end of $log says:" >&2
+    tail -n 5 "$log" >&2 || true
+    echo "pg.sh: (another server on port $port? set FLOWMATCH_PG_PORT)" >&2
+    exit 1
+  fi
   # The database and PostGIS; the role is the cluster's superuser.
   if ! as_owner "$bindir/psql" -h "$sock" -p "$port" -U "$role" -d postgres -tAc \
       "select 1 from pg_database where datname = '$db'" | grep -q 1; then

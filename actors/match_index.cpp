@@ -1,0 +1,291 @@
+#include "actors/match_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <iterator>
+
+namespace flowmatch {
+
+namespace bg = boost::geometry;
+namespace bgi = boost::geometry::index;
+
+void match_index::apply(const change& c, std::vector<match_change>& out) {
+  switch (c.kind) {
+    case change::site_upserted:
+      upsert_site(c.site_data, out);
+      break;
+    case change::site_deleted: {
+      auto i = sites_.find(c.id);
+      if (i == sites_.end())
+        break;
+      // Its flows were deleted before it (cascade); drop any left anyway.
+      auto left = std::vector<std::string>(i->second.flows.begin(),
+                                           i->second.flows.end());
+      for (auto& id : left)
+        remove_flow(id, out);
+      sites_.erase(c.id);
+      break;
+    }
+    case change::flow_upserted:
+      if (only_ && c.flow_data.resource != *only_) {
+        // Not this partition's class (any more): forget it if known.
+        remove_flow(c.flow_data.flow_id, out);
+        break;
+      }
+      upsert_flow(c.flow_data, out);
+      break;
+    case change::flow_deleted:
+      remove_flow(c.id, out);
+      break;
+  }
+}
+
+void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
+  auto [i, added] = sites_.try_emplace(s.site_id);
+  auto& info = i->second;
+  bool moved = added || info.lat != s.lat || info.lon != s.lon;
+  info.lat = s.lat;
+  info.lon = s.lon;
+  if (!moved)
+    return;
+  // A moved site moves its flows: every pair of each is recomputed.
+  for (auto& id : info.flows) {
+    auto slot = flows_.at(id);
+    unindex(slot);
+    slots_[slot].lat = s.lat;
+    slots_[slot].lon = s.lon;
+    index(slot);
+  }
+  for (auto& id : info.flows)
+    recompute(flows_.at(id), out);
+}
+
+void match_index::upsert_flow(const resource_flow& f,
+                              std::vector<match_change>& out) {
+  uint32_t slot;
+  auto known = flows_.find(f.flow_id);
+  if (known != flows_.end()
+      && (slots_[known->second].flow.direction != f.direction
+          || slots_[known->second].flow.resource != f.resource)) {
+    // A flow that changes side or class starts over: its pairs are keyed
+    // by its side.
+    remove_flow(f.flow_id, out);
+    known = flows_.end();
+  }
+  if (known != flows_.end()) {
+    slot = known->second;
+    unindex(slot);
+    auto& old = slots_[slot].flow;
+    if (old.site_id != f.site_id) {
+      auto s = sites_.find(old.site_id);
+      if (s != sites_.end())
+        s->second.flows.erase(f.flow_id);
+    }
+  } else {
+    if (!free_slots_.empty()) {
+      slot = free_slots_.back();
+      free_slots_.pop_back();
+    } else {
+      slot = static_cast<uint32_t>(slots_.size());
+      slots_.emplace_back();
+    }
+    flows_.emplace(f.flow_id, slot);
+  }
+  auto& fs = slots_[slot];
+  fs.flow = f;
+  auto site = sites_.find(f.site_id);
+  if (site != sites_.end()) {
+    site->second.flows.insert(f.flow_id);
+    fs.lat = site->second.lat;
+    fs.lon = site->second.lon;
+    index(slot);
+  }
+  recompute(slot, out);
+}
+
+void match_index::remove_flow(const std::string& id,
+                              std::vector<match_change>& out) {
+  auto known = flows_.find(id);
+  if (known == flows_.end())
+    return;
+  auto slot = known->second;
+  auto& fs = slots_[slot];
+  auto partners = std::vector<std::string>(fs.partners.begin(),
+                                           fs.partners.end());
+  std::sort(partners.begin(), partners.end());
+  bool supply = fs.flow.direction == flow_direction::supply;
+  for (auto& p : partners)
+    set_match(supply ? pair_key{id, p} : pair_key{p, id}, caf::none, out);
+  unindex(slot);
+  auto site = sites_.find(fs.flow.site_id);
+  if (site != sites_.end())
+    site->second.flows.erase(id);
+  fs = flow_slot{};
+  free_slots_.push_back(slot);
+  flows_.erase(known);
+}
+
+void match_index::index(uint32_t slot) {
+  auto& fs = slots_[slot];
+  entry e{point{fs.lon, fs.lat}, slot};
+  if (fs.flow.direction == flow_direction::supply)
+    supplies_.insert(e);
+  else
+    demands_.insert(e);
+  fs.indexed = true;
+}
+
+void match_index::unindex(uint32_t slot) {
+  auto& fs = slots_[slot];
+  if (!fs.indexed)
+    return;
+  entry e{point{fs.lon, fs.lat}, slot};
+  if (fs.flow.direction == flow_direction::supply)
+    supplies_.remove(e);
+  else
+    demands_.remove(e);
+  fs.indexed = false;
+}
+
+std::vector<uint32_t> match_index::candidates(const flow_slot& f,
+                                              double radius_m) const {
+  // A box in degrees that surely holds the circle: a degree of latitude
+  // is at least 110574 m, a degree of longitude at least 111319 m times
+  // the cosine of the latitude (WGS84), so 110000 and 111000 overshoot.
+  double dlat = radius_m / 110000.0;
+  double lat_lo = std::max(-90.0, f.lat - dlat);
+  double lat_hi = std::min(90.0, f.lat + dlat);
+  double far = std::max(std::fabs(lat_lo), std::fabs(lat_hi));
+  double dlon = far >= 89.0
+                  ? 360.0
+                  : radius_m / (111000.0 * std::cos(far * M_PI / 180.0));
+  const tree& other = f.flow.direction == flow_direction::supply ? demands_
+                                                                 : supplies_;
+  std::vector<entry> found;
+  auto query = [&](double lon_lo, double lon_hi) {
+    box b{point{lon_lo, lat_lo}, point{lon_hi, lat_hi}};
+    other.query(bgi::intersects(b), std::back_inserter(found));
+  };
+  if (dlon >= 180.0) {
+    query(-180.0, 180.0);
+  } else {
+    double lo = f.lon - dlon;
+    double hi = f.lon + dlon;
+    if (lo < -180.0) {
+      query(lo + 360.0, 180.0);
+      query(-180.0, hi);
+    } else if (hi > 180.0) {
+      query(lo, 180.0);
+      query(-180.0, hi - 360.0);
+    } else {
+      query(lo, hi);
+    }
+  }
+  std::vector<uint32_t> out;
+  out.reserve(found.size());
+  for (auto& e : found)
+    out.push_back(e.second);
+  return out;
+}
+
+void match_index::recompute(uint32_t slot, std::vector<match_change>& out) {
+  auto& fs = slots_[slot];
+  bool supply = fs.flow.direction == flow_direction::supply;
+  const auto& id = fs.flow.flow_id;
+  std::map<std::string, match> now;
+  if (fs.indexed)
+    for (auto other : candidates(fs, search_radius_m(fs.flow, settings_))) {
+      const auto& os = slots_[other];
+      ++evaluations_;
+      auto m = supply ? evaluate(fs.flow, fs.lat, fs.lon, os.flow, os.lat,
+                                 os.lon, settings_)
+                      : evaluate(os.flow, os.lat, os.lon, fs.flow, fs.lat,
+                                 fs.lon, settings_);
+      if (m)
+        now.emplace(os.flow.flow_id, std::move(*m));
+    }
+  // Pairs that no longer pass go first, then the new and changed ones.
+  auto before = std::vector<std::string>(slots_[slot].partners.begin(),
+                                         slots_[slot].partners.end());
+  std::sort(before.begin(), before.end());
+  for (auto& p : before)
+    if (now.count(p) == 0)
+      set_match(supply ? pair_key{id, p} : pair_key{p, id}, caf::none, out);
+  for (auto& [p, m] : now)
+    set_match(supply ? pair_key{id, p} : pair_key{p, id}, std::move(m), out);
+}
+
+void match_index::set_match(const pair_key& key, caf::optional<match> m,
+                            std::vector<match_change>& out) {
+  auto i = matches_.find(key);
+  auto link = [&](bool on) {
+    auto s = flows_.find(key.first);
+    auto d = flows_.find(key.second);
+    if (s != flows_.end()) {
+      if (on)
+        slots_[s->second].partners.insert(key.second);
+      else
+        slots_[s->second].partners.erase(key.second);
+    }
+    if (d != flows_.end()) {
+      if (on)
+        slots_[d->second].partners.insert(key.first);
+      else
+        slots_[d->second].partners.erase(key.first);
+    }
+  };
+  if (!m) {
+    if (i == matches_.end())
+      return;
+    match_change c;
+    c.removed = true;
+    c.value.supply_flow_id = key.first;
+    c.value.demand_flow_id = key.second;
+    c.value.supply_site_id = i->second.supply_site_id;
+    c.value.demand_site_id = i->second.demand_site_id;
+    c.value.resource = i->second.resource;
+    matches_.erase(i);
+    link(false);
+    out.push_back(std::move(c));
+    return;
+  }
+  if (i != matches_.end() && i->second == *m)
+    return; // unchanged: no churn
+  if (i == matches_.end()) {
+    matches_.emplace(key, *m);
+    link(true);
+  } else {
+    i->second = *m;
+  }
+  out.push_back(match_change{false, std::move(*m)});
+}
+
+std::vector<match> match_index::from_scratch() const {
+  std::vector<match> out;
+  for (auto& s : slots_) {
+    if (!s.indexed || s.flow.direction != flow_direction::supply)
+      continue;
+    for (auto& d : slots_) {
+      if (!d.indexed || d.flow.direction != flow_direction::demand)
+        continue;
+      if (auto m = evaluate(s.flow, s.lat, s.lon, d.flow, d.lat, d.lon,
+                            settings_))
+        out.push_back(std::move(*m));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
+    return std::tie(a.supply_flow_id, a.demand_flow_id)
+           < std::tie(b.supply_flow_id, b.demand_flow_id);
+  });
+  return out;
+}
+
+std::vector<match> match_index::matches() const {
+  std::vector<match> out;
+  out.reserve(matches_.size());
+  for (auto& kv : matches_)
+    out.push_back(kv.second);
+  return out;
+}
+
+} // namespace flowmatch

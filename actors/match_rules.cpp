@@ -1,0 +1,180 @@
+#include "actors/match_rules.hpp"
+
+#include <GeographicLib/Geodesic.hpp>
+
+#include <algorithm>
+#include <cmath>
+
+namespace flowmatch {
+
+double match_settings::d_max_default_m(resource_class r) const {
+  switch (r) {
+    case resource_class::heat:
+      return d_max_heat_km * 1000;
+    case resource_class::water:
+      return d_max_water_km * 1000;
+    case resource_class::co2:
+      return d_max_co2_km * 1000;
+    case resource_class::material:
+      return d_max_material_km * 1000;
+  }
+  return 0;
+}
+
+std::string match_settings::validate() const {
+  auto sum = w_size + w_dist + w_econ;
+  if (std::fabs(sum - 1.0) > 1e-9)
+    return "match weights w-size + w-dist + w-econ must sum to 1, not "
+           + std::to_string(sum);
+  if (w_size < 0 || w_dist < 0 || w_econ < 0)
+    return "match weights must not be negative";
+  for (double d : {d_max_heat_km, d_max_water_km, d_max_co2_km,
+                   d_max_material_km})
+    if (!(d > 0))
+      return "match d-max defaults must be positive";
+  if (!(material_distance_m > 0) || !(heat_value_eur_mwh > 0))
+    return "match material-distance and heat-value must be positive";
+  return {};
+}
+
+double geodesic_distance_m(double lat1, double lon1, double lat2,
+                           double lon2) {
+  double s12 = 0;
+  GeographicLib::Geodesic::WGS84().Inverse(lat1, lon1, lat2, lon2, s12);
+  return s12;
+}
+
+double pipe_cost_eur_m(double p) {
+  // The first row whose bound is >= P.
+  if (p <= 0.2)
+    return 195;
+  if (p <= 0.6)
+    return 220;
+  if (p <= 1.2)
+    return 240;
+  if (p <= 3.6)
+    return 288;
+  if (p <= 9.8)
+    return 357;
+  if (p <= 20)
+    return 426;
+  if (p <= 45)
+    return 564;
+  if (p <= 125)
+    return 839;
+  return 976;
+}
+
+namespace {
+
+double d_max_m(const resource_flow& supply, const resource_flow& demand,
+               const match_settings& s) {
+  double d = s.d_max_default_m(supply.resource);
+  if (supply.max_transport_km)
+    d = std::min(d, *supply.max_transport_km * 1000);
+  if (demand.max_transport_km)
+    d = std::min(d, *demand.max_transport_km * 1000);
+  return d;
+}
+
+bool is_gas(const resource_flow& supply) {
+  return supply.medium && (*supply.medium == "flue_gas" || *supply.medium == "air");
+}
+
+} // namespace
+
+double search_radius_m(const resource_flow& f, const match_settings& s) {
+  double d = s.d_max_default_m(f.resource);
+  if (f.max_transport_km)
+    d = std::min(d, *f.max_transport_km * 1000);
+  return d;
+}
+
+caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
+                              double s_lon, const resource_flow& demand,
+                              double d_lat, double d_lon,
+                              const match_settings& s) {
+  // 1. Sides. 2. Class.
+  if (supply.direction != flow_direction::supply
+      || demand.direction != flow_direction::demand
+      || supply.site_id == demand.site_id
+      || supply.resource != demand.resource)
+    return caf::none;
+  // 3. Distance.
+  double dmax = d_max_m(supply, demand, s);
+  double d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
+  if (d > dmax)
+    return caf::none;
+  match m;
+  m.supply_flow_id = supply.flow_id;
+  m.demand_flow_id = demand.flow_id;
+  m.supply_site_id = supply.site_id;
+  m.demand_site_id = demand.site_id;
+  m.resource = supply.resource;
+  m.distance_m = d;
+  // 4. Heat quality.
+  if (supply.resource == resource_class::heat) {
+    double ts = supply.temperature_c ? *supply.temperature_c : 0;
+    double td = demand.temperature_c ? *demand.temperature_c : 0;
+    double delta = is_gas(supply) ? s.delta_t_gas_k : s.delta_t_k;
+    if (ts >= td + delta) {
+      m.f_quality = 1;
+    } else if (ts >= s.heat_pump_min_c) {
+      m.f_quality = s.heat_pump_quality;
+      m.flags.push_back("heat_pump_required");
+    } else {
+      return caf::none;
+    }
+  }
+  // 5. Material taxonomy.
+  if (supply.resource == resource_class::material) {
+    if (!supply.ewc || !demand.accepts_ewc)
+      return caf::none;
+    double best = -1;
+    for (const auto& prefix : *demand.accepts_ewc) {
+      if (supply.ewc->compare(0, prefix.size(), prefix) != 0
+          || prefix.size() > supply.ewc->size())
+        continue;
+      double f = prefix.size() == 6   ? s.taxonomy_6
+                 : prefix.size() == 4 ? s.taxonomy_4
+                                      : s.taxonomy_2;
+      best = std::max(best, f);
+    }
+    if (best < 0)
+      return caf::none;
+    m.f_taxonomy = best;
+    bool hazardous = supply.hazardous && *supply.hazardous;
+    if (hazardous) {
+      if (!(demand.accepts_hazardous && *demand.accepts_hazardous))
+        return caf::none;
+      m.flags.push_back("hazardous");
+    }
+  }
+  // Components.
+  double S = supply.annual_quantity;
+  double D = demand.annual_quantity;
+  double q = std::min(S, D);
+  m.exchange_qty = q;
+  m.s_size = q / std::max(S, D);
+  if (supply.resource == resource_class::material)
+    m.s_dist = std::exp(-d / s.material_distance_m);
+  else
+    m.s_dist = 1 - d / dmax;
+  if (supply.resource == resource_class::heat) {
+    double h = std::min(supply.effective_hours(), demand.effective_hours());
+    double p = q / h;
+    double capex = 2 * pipe_cost_eur_m(p) * d + s.source_exchanger_eur_mw * p
+                   + (p < 1 ? s.sink_small_eur_mw : s.sink_large_eur_mw) * p;
+    double annual = capex * (s.annuity + s.upkeep);
+    double lcot = annual / q;
+    m.s_econ = std::clamp(1 - lcot / s.heat_value_eur_mwh, 0.0, 1.0);
+  } else {
+    m.s_econ = s.econ_without_prices;
+  }
+  m.score = m.f_quality * m.f_taxonomy
+            * (s.w_size * m.s_size + s.w_dist * m.s_dist
+               + s.w_econ * m.s_econ);
+  return m;
+}
+
+} // namespace flowmatch
