@@ -17,6 +17,7 @@
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
+#include "messages/match.hpp"
 #include "messages/type_ids.hpp"
 
 #include <caf/replies_to.hpp>
@@ -98,6 +99,41 @@ using dispatcher_actor = caf::typed_actor<
   // the workers the way events will be routed.
   caf::replies_to<restore_atom, registry_snapshot, std::vector<std::string>,
                   std::vector<std::string>>::with<caf::ok_atom>>;
+
+/// Stores or emits match changes: the match writer (the `matches` table)
+/// and the match stream (`[output] matches`).
+using match_sink_actor = caf::typed_actor<
+  // Takes match changes in the order they took effect; answers once they
+  // are stored (the writer: after COMMIT) or written out (the stream).
+  caf::replies_to<std::vector<match_change>>::with<caf::ok_atom>,
+  // Makes everything so far durable; answers with the count so far.
+  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+
+/// One partition of the match service: the spatial index, flows and
+/// matches of one resource class.
+using match_partition_actor = caf::typed_actor<
+  // Applies accepted changes; answers once the match changes they caused
+  // are stored by every match sink.
+  caf::replies_to<std::vector<change>>::with<caf::ok_atom>,
+  // At start-up: builds the index from the stored entities and repairs the
+  // stored matches of its class to equal the rules' result.
+  caf::replies_to<restore_atom, registry_snapshot,
+                  std::vector<match>>::with<caf::ok_atom>,
+  // Number of current matches.
+  caf::replies_to<status_atom>::with<uint64_t>>;
+
+/// The match service's front. It is the committing subscriber of every
+/// registry worker: it hands each change batch to the partitions concerned,
+/// and once their matches are stored, passes the batch on to the worker's
+/// PostGIS sync (or, without a database, reports it done to the pool), in
+/// order. So an event's credit returns only after its entities and its
+/// matches are stored.
+using match_router_actor = change_sink_actor::extend<
+  // At start-up: the stored entities and matches, for the partitions.
+  caf::replies_to<restore_atom, registry_snapshot,
+                  std::vector<match>>::with<caf::ok_atom>,
+  // Number of current matches over all partitions.
+  caf::replies_to<status_atom>::with<uint64_t>>;
 
 /// Told by an ingest source when it has no more input.
 using source_listener_actor = caf::typed_actor<

@@ -7,6 +7,7 @@
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
+#include "messages/match.hpp"
 
 #include <caf/type_id.hpp>
 
@@ -30,6 +31,11 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_snapshot))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::source_stats))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::dispatch_status))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::match))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::match>))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::match_change))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::match_change>))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::change>))
 
   // Atoms: at most 10 characters in CAF 0.17.
   CAF_ADD_ATOM(flowmatch, flowmatch, ingest_atom, "ingest")

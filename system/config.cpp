@@ -31,7 +31,43 @@ flowmatch_config::flowmatch_config() {
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
     .add(output_dead_letters, "dead-letters",
-         "write rejected events to this NDJSON file");
+         "write rejected events to this NDJSON file")
+    .add(output_matches, "matches",
+         "write every match change to this NDJSON file (- for stdout)");
+  opt_group{custom_options_, "match"}
+    .add(match.d_max_heat_km, "d-max-heat-km", "farthest heat exchange")
+    .add(match.d_max_water_km, "d-max-water-km", "farthest water exchange")
+    .add(match.d_max_co2_km, "d-max-co2-km", "farthest CO2 exchange")
+    .add(match.d_max_material_km, "d-max-material-km",
+         "farthest material exchange")
+    .add(match.delta_t_k, "delta-t-k",
+         "heat exchanger approach for liquids and steam (K)")
+    .add(match.delta_t_gas_k, "delta-t-gas-k",
+         "heat exchanger approach for flue gas and air (K)")
+    .add(match.heat_pump_min_c, "heat-pump-min-c",
+         "warmest supply a heat pump cannot use (deg C)")
+    .add(match.heat_pump_quality, "heat-pump-quality",
+         "f_quality of a match that needs a heat pump")
+    .add(match.taxonomy_6, "taxonomy-6", "f_taxonomy for a 6-digit prefix")
+    .add(match.taxonomy_4, "taxonomy-4", "f_taxonomy for a 4-digit prefix")
+    .add(match.taxonomy_2, "taxonomy-2", "f_taxonomy for a 2-digit prefix")
+    .add(match.material_distance_m, "material-distance-m",
+         "material s_dist = exp(-d / this)")
+    .add(match.heat_value_eur_mwh, "heat-value",
+         "value of delivered heat (EUR/MWh)")
+    .add(match.annuity, "annuity", "annuity factor of heat capex")
+    .add(match.upkeep, "upkeep", "yearly upkeep share of heat capex")
+    .add(match.source_exchanger_eur_mw, "source-exchanger-eur-mw",
+         "source heat exchanger cost per MW")
+    .add(match.sink_small_eur_mw, "sink-small-eur-mw",
+         "sink exchanger and pump cost per MW below 1 MW")
+    .add(match.sink_large_eur_mw, "sink-large-eur-mw",
+         "sink exchanger and pump cost per MW from 1 MW")
+    .add(match.econ_without_prices, "econ-without-prices",
+         "s_econ of classes without prices")
+    .add(match.w_size, "w-size", "weight of s_size")
+    .add(match.w_dist, "w-dist", "weight of s_dist")
+    .add(match.w_econ, "w-econ", "weight of s_econ");
   opt_group{custom_options_, "registry"}
     .add(registry_workers, "workers",
          "site/flow handler workers; 0 means one per core")
@@ -120,6 +156,13 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (!s.output_state.empty() && !can_write(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");
   s.output_dead_letters = cfg.output_dead_letters;
+  s.output_matches = cfg.output_matches;
+  if (!s.output_matches.empty() && s.output_matches != "-"
+      && !can_write(s.output_matches))
+    return bad("output.matches: cannot write '" + s.output_matches + "'");
+  if (auto why = cfg.match.validate(); !why.empty())
+    return bad(why);
+  s.match = cfg.match;
   if (!s.output_dead_letters.empty() && !can_write(s.output_dead_letters))
     return bad("output.dead-letters: cannot write '" + s.output_dead_letters
                + "'");

@@ -6,6 +6,7 @@
 // anything starts and turns them into `settings`.
 
 #include "actors/dispatcher.hpp"
+#include "actors/match_rules.hpp"
 #include "actors/ndjson_source.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
@@ -38,6 +39,9 @@ public:
   // [output]
   std::string output_state;
   std::string output_dead_letters;
+  std::string output_matches;
+  // [match]: the match model's defaults (docs/contracts/matching.md).
+  match_settings match;
   // [registry]
   size_t registry_workers = 0;
   std::string registry_policy = "key-hash";
@@ -68,6 +72,9 @@ struct settings {
   ndjson_source_settings source;
   std::string output_state;
   std::string output_dead_letters;
+  /// The match stream file (`-` for stdout); empty: none.
+  std::string output_matches;
+  match_settings match;
   uint32_t registry_workers = 1;
   routing_policy registry_policy = routing_policy::key_hash;
   uint64_t registry_max_in_flight = 65536;

@@ -2,6 +2,8 @@
 
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
+#include "actors/match_service.hpp"
+#include "actors/match_writer.hpp"
 #include "actors/ndjson_source.hpp"
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
@@ -76,7 +78,7 @@ void report_and_finish(node_ptr self) {
   auto secs = seconds_since(st.started, st.drained);
   std::string summary = format_summary(st.cfg.source.path, st.input,
                                        st.totals, st.dead_letters_written,
-                                       secs);
+                                       secs, st.matches);
   std::fwrite(summary.data(), 1, summary.size(), stdout);
   std::fflush(stdout);
   finish(self, exit_ok);
@@ -102,6 +104,36 @@ void flush_dead_letters(node_ptr self, bool state_ok) {
       });
 }
 
+/// Counts the current matches and flushes the match stream, then `next`.
+template <class F>
+void count_matches(node_ptr self, F next) {
+  auto& st = self->state;
+  self->request(st.matcher, st.cfg.supervision.reply_timeout,
+                status_atom::value)
+    .then(
+      [self, next](uint64_t n) {
+        self->state.matches = n;
+        if (!self->state.match_stream) {
+          next();
+          return;
+        }
+        self->request(self->state.match_stream,
+                      self->state.cfg.supervision.reply_timeout,
+                      caf::flush_atom::value)
+          .then([next](uint64_t) { next(); },
+                [self](caf::error& err) {
+                  log()->error("{} match stream flush failed: {}",
+                               self->name(), self->system().render(err));
+                  finish(self, exit_failure);
+                });
+      },
+      [self](caf::error& err) {
+        log()->error("{} match count failed: {}", self->name(),
+                     self->system().render(err));
+        finish(self, exit_failure);
+      });
+}
+
 /// Steps 2..5 of the drain; step 1 (stop intake) happened before eof.
 void drain(node_ptr self) {
   auto& st = self->state;
@@ -114,6 +146,7 @@ void drain(node_ptr self) {
           .then(
             [self, timeout](registry_stats& totals) {
               self->state.totals = std::move(totals);
+              count_matches(self, [self, timeout] {
               if (self->state.cfg.output_state.empty()) {
                 flush_dead_letters(self, true);
                 return;
@@ -129,6 +162,7 @@ void drain(node_ptr self) {
                                  self->system().render(err));
                     finish(self, exit_failure);
                   });
+              });
             },
             [self](caf::error& err) {
               log()->error("{} release failed: {}", self->name(),
@@ -198,13 +232,37 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     st.dead_letters = self->spawn<caf::detached + caf::linked>(
       dead_letter_file_sink, st.cfg.output_dead_letters);
   }
-  std::vector<change_sink_actor> committers;
+  std::vector<change_sink_actor> syncs;
   if (with_db)
     for (uint32_t i = 0; i < st.cfg.registry_workers; ++i)
-      committers.push_back(caf::actor_cast<change_sink_actor>(
+      syncs.push_back(caf::actor_cast<change_sink_actor>(
         self->spawn<caf::detached + caf::linked>(postgis_sync, i,
                                                  st.cfg.postgis,
                                                  st.dead_letters)));
+  // The match service: one partition per class, each with its sinks (the
+  // matches table, the match stream); the router commits for every worker.
+  if (!st.cfg.output_matches.empty())
+    st.match_stream = self->spawn<caf::detached + caf::linked>(
+      match_stream, st.cfg.output_matches);
+  std::vector<match_partition_actor> partitions;
+  for (auto cls : {resource_class::heat, resource_class::water,
+                   resource_class::material, resource_class::co2}) {
+    std::vector<match_sink_actor> sinks;
+    if (with_db)
+      sinks.push_back(caf::actor_cast<match_sink_actor>(
+        self->spawn<caf::detached + caf::linked>(
+          match_writer, std::string{to_string(cls)}, st.cfg.postgis)));
+    if (st.match_stream)
+      sinks.push_back(st.match_stream);
+    partitions.push_back(self->spawn<caf::linked>(
+      match_partition, cls, st.cfg.match, std::move(sinks),
+      st.cfg.supervision.reply_timeout));
+  }
+  st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
+                                        std::move(syncs),
+                                        st.cfg.supervision.reply_timeout);
+  std::vector<change_sink_actor> committers(
+    st.cfg.registry_workers, caf::actor_cast<change_sink_actor>(st.matcher));
   group_settings registry_group;
   registry_group.name = "registry";
   registry_group.workers = st.cfg.registry_workers;
@@ -232,22 +290,32 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   auto sites = stored->snapshot.sites.size();
   auto flows = stored->snapshot.flows.size();
   auto events = stored->event_ids.size();
-  self->request(st.dispatcher, st.cfg.supervision.reply_timeout,
-                restore_atom::value, std::move(stored->snapshot),
-                std::move(stored->event_ids), std::move(stored->event_keys))
+  auto failed = [self](caf::error& err) {
+    log()->critical("{} restoring the stored state failed: {}", self->name(),
+                    self->system().render(err));
+    finish(self, exit_failure);
+  };
+  auto timeout = st.cfg.supervision.reply_timeout;
+  // The match service first (it gets a copy), then the registry.
+  self->request(st.matcher, timeout, restore_atom::value, stored->snapshot,
+                std::move(stored->matches))
     .then(
-      [self, sites, flows, events](caf::ok_atom) {
-        log()->info("{} restored {} sites, {} flows and {} processed event "
-                    "ids from the database",
-                    self->name(), sites, flows, events);
-        if (self->state.now == node_state::phase::running)
-          start_source(self);
+      [=](caf::ok_atom) mutable {
+        self->request(self->state.dispatcher, timeout, restore_atom::value,
+                      std::move(stored->snapshot),
+                      std::move(stored->event_ids),
+                      std::move(stored->event_keys))
+          .then(
+            [=](caf::ok_atom) {
+              log()->info("{} restored {} sites, {} flows and {} processed "
+                          "event ids from the database",
+                          self->name(), sites, flows, events);
+              if (self->state.now == node_state::phase::running)
+                start_source(self);
+            },
+            failed);
       },
-      [self](caf::error& err) {
-        log()->critical("{} restoring the stored state failed: {}",
-                        self->name(), self->system().render(err));
-        finish(self, exit_failure);
-      });
+      failed);
 }
 
 /// One attempt to reach the database, migrate it and load its state; on a
@@ -290,7 +358,8 @@ void connect_database(node_ptr self) {
 
 std::string format_summary(const std::string& input, const source_stats& in,
                            const registry_stats& t,
-                           uint64_t dead_letters_written, double seconds) {
+                           uint64_t dead_letters_written, double seconds,
+                           uint64_t matches) {
   std::string out;
   auto row = [&](std::string_view label, auto value) {
     fmt::format_to(std::back_inserter(out), "  {:<24}{}\n", label, value);
@@ -322,6 +391,7 @@ std::string format_summary(const std::string& input, const source_stats& in,
     row("dead letters written", dead_letters_written);
   row("sites", t.sites);
   row("flows", t.flows);
+  row("matches", matches);
   row("elapsed", fmt::format("{:.3f} s", seconds));
   row("rate", fmt::format("{:.0f} events/s",
                           seconds > 0 ? static_cast<double>(in.events) / seconds

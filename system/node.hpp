@@ -27,6 +27,9 @@ struct node_state {
   dispatcher_actor dispatcher;
   dead_letter_sink_actor dead_letters;
   source_actor source;
+  match_router_actor matcher;
+  match_sink_actor match_stream;
+  uint64_t matches = 0;
   caf::typed_response_promise<int> done;
   std::chrono::steady_clock::time_point started;
   std::chrono::steady_clock::time_point drained;
@@ -45,6 +48,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
 /// The one-screen summary of a run.
 std::string format_summary(const std::string& input, const source_stats& in,
                            const registry_stats& totals,
-                           uint64_t dead_letters_written, double seconds);
+                           uint64_t dead_letters_written, double seconds,
+                           uint64_t matches);
 
 } // namespace flowmatch

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <map>
 #include <unordered_set>
 
 namespace flowmatch::store {
@@ -71,6 +72,35 @@ constexpr const char* insert_processed_sql = R"sql(
 INSERT INTO processed_events (event_id, routing_key)
 SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT (event_id) DO NOTHING
+)sql";
+
+constexpr const char* upsert_matches_sql = R"sql(
+INSERT INTO matches (supply_flow_id, demand_flow_id, supply_site_id,
+  demand_site_id, resource, distance_m, exchange_qty, score, s_size, s_dist,
+  s_econ, f_quality, f_taxonomy, flags, computed_at)
+SELECT u.sf, u.df, u.ss, u.ds, u.resource, u.distance_m, u.exchange_qty,
+       u.score, u.s_size, u.s_dist, u.s_econ, u.f_quality, u.f_taxonomy,
+       u.flags::text[], now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+            $6::float8[], $7::float8[], $8::float8[], $9::float8[],
+            $10::float8[], $11::float8[], $12::float8[], $13::float8[],
+            $14::text[])
+     AS u(sf, df, ss, ds, resource, distance_m, exchange_qty, score, s_size,
+          s_dist, s_econ, f_quality, f_taxonomy, flags)
+ON CONFLICT (supply_flow_id, demand_flow_id) DO UPDATE SET
+  supply_site_id = EXCLUDED.supply_site_id,
+  demand_site_id = EXCLUDED.demand_site_id, resource = EXCLUDED.resource,
+  distance_m = EXCLUDED.distance_m, exchange_qty = EXCLUDED.exchange_qty,
+  score = EXCLUDED.score, s_size = EXCLUDED.s_size, s_dist = EXCLUDED.s_dist,
+  s_econ = EXCLUDED.s_econ, f_quality = EXCLUDED.f_quality,
+  f_taxonomy = EXCLUDED.f_taxonomy, flags = EXCLUDED.flags,
+  computed_at = now()
+)sql";
+
+constexpr const char* delete_matches_sql = R"sql(
+DELETE FROM matches m
+USING unnest($1::text[], $2::text[]) AS d(sf, df)
+WHERE m.supply_flow_id = d.sf AND m.demand_flow_id = d.df
 )sql";
 
 constexpr const char* insert_dead_letters_sql = R"sql(
@@ -207,7 +237,9 @@ std::optional<pg::db_error> prepare(pg::connection& conn) {
         std::pair{"delete_sites", delete_sites_sql},
         std::pair{"delete_flows", delete_flows_sql},
         std::pair{"insert_processed", insert_processed_sql},
-        std::pair{"insert_dead_letters", insert_dead_letters_sql}})
+        std::pair{"insert_dead_letters", insert_dead_letters_sql},
+        std::pair{"upsert_matches", upsert_matches_sql},
+        std::pair{"delete_matches", delete_matches_sql}})
     if (auto e = conn.prepare(name, sql))
       return e;
   return std::nullopt;
@@ -516,7 +548,118 @@ pg::outcome<stored_state> load(pg::connection& conn) {
     st.event_ids.emplace_back(rp.text(i, 0));
     st.event_keys.emplace_back(rp.text(i, 1));
   }
+  auto ms = load_matches(conn);
+  if (ms.error) {
+    out.error = ms.error;
+    return out;
+  }
+  st.matches = std::move(*ms.value);
   out.value = std::move(st);
+  return out;
+}
+
+std::optional<pg::db_error>
+write_matches(pg::connection& conn, const std::vector<match_change>& changes) {
+  // The last word per pair.
+  std::map<std::pair<std::string, std::string>, const match_change*> last;
+  for (auto& c : changes)
+    last[{c.value.supply_flow_id, c.value.demand_flow_id}] = &c;
+  std::vector<pg::param> del_s, del_d, sf, df, ss, ds, res, flags;
+  std::vector<std::optional<double>> dist, qty, score, size, sdist, econ, fq,
+    ft;
+  for (auto& [key, c] : last) {
+    if (c->removed) {
+      del_s.emplace_back(key.first);
+      del_d.emplace_back(key.second);
+      continue;
+    }
+    auto& m = c->value;
+    sf.emplace_back(m.supply_flow_id);
+    df.emplace_back(m.demand_flow_id);
+    ss.emplace_back(m.supply_site_id);
+    ds.emplace_back(m.demand_site_id);
+    res.emplace_back(std::string{to_string(m.resource)});
+    dist.emplace_back(m.distance_m);
+    qty.emplace_back(m.exchange_qty);
+    score.emplace_back(m.score);
+    size.emplace_back(m.s_size);
+    sdist.emplace_back(m.s_dist);
+    econ.emplace_back(m.s_econ);
+    fq.emplace_back(m.f_quality);
+    ft.emplace_back(m.f_taxonomy);
+    std::vector<pg::param> fl(m.flags.begin(), m.flags.end());
+    flags.emplace_back(pg::text_array(fl));
+  }
+  pg::connection::pipeline p{conn};
+  p.add("BEGIN");
+  if (!del_s.empty())
+    p.add_prepared("delete_matches",
+                   {pg::text_array(del_s), pg::text_array(del_d)});
+  if (!sf.empty())
+    p.add_prepared("upsert_matches",
+                   {pg::text_array(sf), pg::text_array(df), pg::text_array(ss),
+                    pg::text_array(ds), pg::text_array(res),
+                    pg::float_array(dist), pg::float_array(qty),
+                    pg::float_array(score), pg::float_array(size),
+                    pg::float_array(sdist), pg::float_array(econ),
+                    pg::float_array(fq), pg::float_array(ft),
+                    pg::text_array(flags)});
+  p.add("COMMIT");
+  auto r = p.sync();
+  if (r.error)
+    return rollback_with(conn, *r.error);
+  return std::nullopt;
+}
+
+pg::outcome<std::vector<match>>
+load_matches(pg::connection& conn, caf::optional<resource_class> only) {
+  pg::outcome<std::vector<match>> out;
+  std::string sql = "SELECT supply_flow_id, demand_flow_id, supply_site_id, "
+                    "demand_site_id, resource, distance_m, exchange_qty, "
+                    "score, s_size, s_dist, s_econ, f_quality, f_taxonomy, "
+                    "flags FROM matches";
+  pg::outcome<pg::result> r;
+  if (only) {
+    if (auto e = conn.prepare("load_matches_of_class",
+                              sql + " WHERE resource = $1 ORDER BY 1, 2")) {
+      out.error = e;
+      return out;
+    }
+    r = conn.run("load_matches_of_class",
+                 {std::string{to_string(*only)}});
+    conn.exec("DEALLOCATE load_matches_of_class");
+  } else {
+    r = conn.exec(sql + " ORDER BY 1, 2");
+  }
+  if (r.error) {
+    out.error = r.error;
+    return out;
+  }
+  auto& rs = *r.value;
+  std::vector<match> ms;
+  for (int i = 0; i < rs.rows(); ++i) {
+    match m;
+    m.supply_flow_id = std::string{rs.text(i, 0)};
+    m.demand_flow_id = std::string{rs.text(i, 1)};
+    m.supply_site_id = std::string{rs.text(i, 2)};
+    m.demand_site_id = std::string{rs.text(i, 3)};
+    auto res = rs.text(i, 4);
+    m.resource = res == "heat"       ? resource_class::heat
+                 : res == "water"    ? resource_class::water
+                 : res == "material" ? resource_class::material
+                                     : resource_class::co2;
+    m.distance_m = rs.as_double(i, 5);
+    m.exchange_qty = rs.as_double(i, 6);
+    m.score = rs.as_double(i, 7);
+    m.s_size = rs.as_double(i, 8);
+    m.s_dist = rs.as_double(i, 9);
+    m.s_econ = rs.as_double(i, 10);
+    m.f_quality = rs.as_double(i, 11);
+    m.f_taxonomy = rs.as_double(i, 12);
+    m.flags = pg::parse_text_array(rs.text(i, 13));
+    ms.push_back(std::move(m));
+  }
+  out.value = std::move(ms);
   return out;
 }
 

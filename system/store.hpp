@@ -7,6 +7,7 @@
 // tested against a real server.
 
 #include "messages/batch.hpp"
+#include "messages/match.hpp"
 #include "system/pg.hpp"
 
 #include <optional>
@@ -81,9 +82,20 @@ struct stored_state {
   registry_snapshot snapshot;
   std::vector<std::string> event_ids;
   std::vector<std::string> event_keys;
+  std::vector<match> matches;
 };
 
 pg::outcome<stored_state> load(pg::connection& conn);
+
+/// Writes match changes in one transaction: the last change per pair wins;
+/// removals delete, upserts insert or update (idempotent).
+std::optional<pg::db_error>
+write_matches(pg::connection& conn, const std::vector<match_change>& changes);
+
+/// The stored matches (all classes, or one).
+pg::outcome<std::vector<match>>
+load_matches(pg::connection& conn,
+             caf::optional<resource_class> only = caf::none);
 
 /// Stores dead letters; the same rejection again increments `attempts`.
 std::optional<pg::db_error>

@@ -1,0 +1,257 @@
+#include "actors/match_service.hpp"
+
+#include "system/logging.hpp"
+
+#include <caf/all.hpp>
+
+namespace flowmatch {
+
+// -- partition ----------------------------------------------------------------
+
+namespace {
+
+using partition_ptr
+  = match_partition_actor::stateful_pointer<match_partition_state>;
+
+/// Sends match changes to every sink; delivers `rp` when all stored them.
+void store(partition_ptr self, std::vector<match_change> changes,
+           caf::typed_response_promise<caf::ok_atom> rp) {
+  auto& st = self->state;
+  if (changes.empty() || st.sinks.empty()) {
+    rp.deliver(caf::ok_atom::value);
+    return;
+  }
+  auto waiting = std::make_shared<size_t>(st.sinks.size());
+  for (auto& sink : st.sinks)
+    // No timeout: a sink waiting out a database outage is backpressure.
+    self->request(sink, caf::infinite, changes)
+      .then(
+        [=](caf::ok_atom) mutable {
+          if (--*waiting == 0)
+            rp.deliver(caf::ok_atom::value);
+        },
+        [=](caf::error& err) mutable {
+          log()->error("{} {}: a match sink failed: {}", self->name(),
+                       to_string(self->state.cls), self->system().render(err));
+          rp.deliver(err);
+        });
+}
+
+} // namespace
+
+match_partition_actor::behavior_type
+match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
+                resource_class cls, match_settings settings,
+                std::vector<match_sink_actor> sinks,
+                std::chrono::milliseconds reply_timeout) {
+  self->state.cls = cls;
+  self->state.index = std::make_unique<match_index>(std::move(settings), cls);
+  self->state.sinks = std::move(sinks);
+  self->state.reply_timeout = reply_timeout;
+  return {
+    [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {
+      std::vector<match_change> out;
+      for (auto& c : changes)
+        self->state.index->apply(c, out);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      store(self, std::move(out), rp);
+      return rp;
+    },
+    [self](restore_atom, registry_snapshot& stored,
+           std::vector<match>& stored_matches) -> caf::result<caf::ok_atom> {
+      auto& idx = *self->state.index;
+      std::vector<match_change> ignored;
+      for (auto& s : stored.sites) {
+        change c;
+        c.kind = change::site_upserted;
+        c.site_data = std::move(s);
+        idx.apply(c, ignored);
+      }
+      for (auto& f : stored.flows) {
+        if (f.resource != self->state.cls)
+          continue;
+        change c;
+        c.kind = change::flow_upserted;
+        c.flow_data = std::move(f);
+        idx.apply(c, ignored);
+      }
+      // Repair the stored matches of this class to equal the rules' result
+      // (a crash between an entity commit and its match commit, a change
+      // of the match settings): the difference is written as changes.
+      std::map<std::pair<std::string, std::string>, match> want;
+      for (auto& m : idx.matches())
+        want.emplace(std::make_pair(m.supply_flow_id, m.demand_flow_id), m);
+      std::vector<match_change> repair;
+      size_t removed = 0, written = 0;
+      for (auto& m : stored_matches) {
+        auto key = std::make_pair(m.supply_flow_id, m.demand_flow_id);
+        auto i = want.find(key);
+        if (i == want.end()) {
+          repair.push_back(match_change{true, m});
+          ++removed;
+        } else {
+          if (!(i->second == m)) {
+            repair.push_back(match_change{false, i->second});
+            ++written;
+          }
+          want.erase(i);
+        }
+      }
+      for (auto& [key, m] : want) {
+        repair.push_back(match_change{false, m});
+        ++written;
+      }
+      log()->info("{} {}: {} flows indexed, {} matches; repaired {} stored "
+                  "matches and removed {}",
+                  self->name(), to_string(self->state.cls), idx.flow_count(),
+                  idx.match_count(), written, removed);
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      store(self, std::move(repair), rp);
+      return rp;
+    },
+    [self](status_atom) {
+      return static_cast<uint64_t>(self->state.index->match_count());
+    },
+  };
+}
+
+// -- router -------------------------------------------------------------------
+
+namespace {
+
+using router_ptr = match_router_actor::stateful_pointer<match_router_state>;
+
+void pass_on(router_ptr self, change_batch& batch) {
+  auto& st = self->state;
+  if (!batch.ticket)
+    return;
+  auto& t = *batch.ticket;
+  if (!st.syncs.empty()) {
+    self->send(st.syncs[t.worker % st.syncs.size()], std::move(batch));
+    return;
+  }
+  self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
+             t.worker, t.seq, t.count, std::move(t.stats), t.complete);
+}
+
+/// Passes on every finished batch at the front, in arrival order.
+void pass_finished(router_ptr self) {
+  auto& q = self->state.in_progress;
+  while (!q.empty() && q.begin()->second.waiting == 0) {
+    pass_on(self, q.begin()->second.batch);
+    q.erase(q.begin());
+  }
+}
+
+} // namespace
+
+match_router_actor::behavior_type
+match_router(match_router_actor::stateful_pointer<match_router_state> self,
+             std::vector<match_partition_actor> partitions,
+             std::vector<change_sink_actor> syncs,
+             std::chrono::milliseconds reply_timeout) {
+  self->state.partitions = std::move(partitions);
+  self->state.syncs = std::move(syncs);
+  self->state.reply_timeout = reply_timeout;
+  return {
+    [self](change_batch& batch) {
+      auto& st = self->state;
+      auto n = st.partitions.size();
+      std::vector<std::vector<change>> parts(n);
+      for (auto& c : batch.changes) {
+        switch (c.kind) {
+          case change::site_upserted:
+          case change::site_deleted:
+            for (auto& p : parts)
+              p.push_back(c);
+            break;
+          case change::flow_upserted: {
+            auto cls = c.flow_data.resource;
+            auto [i, added] = st.flow_class.try_emplace(c.flow_data.flow_id,
+                                                        cls);
+            if (!added && i->second != cls) {
+              // The flow changed class: its old partition forgets it.
+              change gone;
+              gone.kind = change::flow_deleted;
+              gone.id = c.flow_data.flow_id;
+              parts[static_cast<size_t>(i->second)].push_back(gone);
+              i->second = cls;
+            }
+            parts[static_cast<size_t>(cls)].push_back(c);
+            break;
+          }
+          case change::flow_deleted: {
+            auto i = st.flow_class.find(c.id);
+            if (i != st.flow_class.end()) {
+              parts[static_cast<size_t>(i->second)].push_back(c);
+              st.flow_class.erase(i);
+            }
+            break;
+          }
+        }
+      }
+      auto seq = st.next_seq++;
+      auto& entry = st.in_progress[seq];
+      entry.batch = std::move(batch);
+      for (size_t p = 0; p < n; ++p) {
+        if (parts[p].empty())
+          continue;
+        ++entry.waiting;
+        self->request(st.partitions[p], caf::infinite, std::move(parts[p]))
+          .then(
+            [self, seq](caf::ok_atom) {
+              auto i = self->state.in_progress.find(seq);
+              if (i != self->state.in_progress.end() && i->second.waiting > 0)
+                --i->second.waiting;
+              pass_finished(self);
+            },
+            [self](caf::error& err) {
+              log()->critical("{} a match partition failed: {}",
+                              self->name(), self->system().render(err));
+              self->quit(err);
+            });
+      }
+      pass_finished(self);
+    },
+    [self](restore_atom, registry_snapshot& stored,
+           std::vector<match>& stored_matches) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      for (auto& f : stored.flows)
+        st.flow_class[f.flow_id] = f.resource;
+      auto n = st.partitions.size();
+      std::vector<std::vector<match>> by_class(n);
+      for (auto& m : stored_matches)
+        by_class[static_cast<size_t>(m.resource)].push_back(std::move(m));
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      auto waiting = std::make_shared<size_t>(n);
+      for (size_t p = 0; p < n; ++p)
+        self->request(st.partitions[p], st.reply_timeout, restore_atom::value,
+                      stored, std::move(by_class[p]))
+          .then(
+            [=](caf::ok_atom) mutable {
+              if (--*waiting == 0)
+                rp.deliver(caf::ok_atom::value);
+            },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+      return rp;
+    },
+    [self](status_atom) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      auto n = self->state.partitions.size();
+      auto waiting = std::make_shared<size_t>(n);
+      auto sum = std::make_shared<uint64_t>(0);
+      for (auto& p : self->state.partitions)
+        self->request(p, self->state.reply_timeout, status_atom::value)
+          .then(
+            [=](uint64_t count) mutable {
+              *sum += count;
+              if (--*waiting == 0)
+                rp.deliver(*sum);
+            },
+            [=](caf::error& err) mutable { rp.deliver(err); });
+      return rp;
+    },
+  };
+}
+
+} // namespace flowmatch

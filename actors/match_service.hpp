@@ -1,0 +1,53 @@
+#pragma once
+
+// The match service: a router and one partition per resource class. See
+// `match_router_actor` and `match_partition_actor` in actors.hpp.
+
+#include "actors/actors.hpp"
+#include "actors/match_index.hpp"
+
+#include <deque>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+namespace flowmatch {
+
+struct match_partition_state {
+  static inline const char* name = "match-partition";
+  resource_class cls = resource_class::heat;
+  std::unique_ptr<match_index> index;
+  std::vector<match_sink_actor> sinks;
+  std::chrono::milliseconds reply_timeout{30000};
+};
+
+match_partition_actor::behavior_type
+match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
+                resource_class cls, match_settings settings,
+                std::vector<match_sink_actor> sinks,
+                std::chrono::milliseconds reply_timeout);
+
+struct match_router_state {
+  static inline const char* name = "match-router";
+  /// One partition per resource class, by class value.
+  std::vector<match_partition_actor> partitions;
+  /// The PostGIS sync of each registry worker; empty without a database.
+  std::vector<change_sink_actor> syncs;
+  /// Class of every flow routed so far (a delete names only the flow).
+  std::unordered_map<std::string, resource_class> flow_class;
+  struct pending {
+    change_batch batch;
+    size_t waiting = 0;
+  };
+  std::map<uint64_t, pending> in_progress;
+  uint64_t next_seq = 0;
+  std::chrono::milliseconds reply_timeout{30000};
+};
+
+match_router_actor::behavior_type
+match_router(match_router_actor::stateful_pointer<match_router_state> self,
+             std::vector<match_partition_actor> partitions,
+             std::vector<change_sink_actor> syncs,
+             std::chrono::milliseconds reply_timeout);
+
+} // namespace flowmatch

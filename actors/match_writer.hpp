@@ -1,0 +1,48 @@
+#pragma once
+
+// Match writer: stores one partition's match changes in the `matches`
+// table. Detached, one connection; gathers changes until `batch_size` or
+// `max_age`, writes their net effect in one pipelined transaction, and only
+// then answers the requests it gathered (so the credits behind them return
+// after COMMIT). Lost connections are retried like the PostGIS sync.
+
+#include "actors/actors.hpp"
+#include "actors/postgis_sync.hpp"
+
+namespace flowmatch {
+
+struct match_writer_state {
+  static inline const char* name = "match-writer";
+  std::string label;
+  postgis_settings settings;
+  pg::connection conn;
+  std::vector<match_change> pending;
+  std::vector<caf::typed_response_promise<caf::ok_atom>> waiting;
+  uint64_t written = 0;
+  uint64_t timer_generation = 0;
+  bool timer_armed = false;
+};
+
+using match_writer_actor
+  = match_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>;
+
+match_writer_actor::behavior_type
+match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
+             std::string label, postgis_settings settings);
+
+/// Match stream: writes `match_upserted` / `match_removed` lines to a file
+/// (or stdout for `-`) in the order the changes took effect.
+struct match_stream_state {
+  static inline const char* name = "match-stream";
+  std::string path;
+  std::FILE* file = nullptr;
+  bool owns = false;
+  uint64_t written = 0;
+  ~match_stream_state();
+};
+
+match_sink_actor::behavior_type
+match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
+             std::string path);
+
+} // namespace flowmatch
