@@ -3,7 +3,9 @@
 
 Sites are the Hotmaps industrial sites (with coordinates) and GeoNames towns.
 Flows follow what these places really exchange:
-  - excess heat supplies from the Hotmaps temperature bands (GWh/yr);
+  - excess heat supplies from the Hotmaps temperature bands (GWh/yr), and
+    low-grade cooling-water heat at chemical sites, refineries and paper
+    mills (usable through heat pumps);
   - district-heating demand at towns, sized by population;
   - slag and dust from steelworks (EWC 10 02, some hazardous) to cement works;
   - CO2 from emitting plants to greenhouses near towns;
@@ -149,6 +151,16 @@ def build(args):
                                   "quantity": gwh, "unit": "GWh/yr",
                                   "operating_hours": 8000, "temperature_c": temp,
                                   "medium": medium})
+            if sub in ("Chemical industry", "Refineries", "Paper and printing"):
+                # Low-grade heat in cooling water: usable through a heat pump.
+                low = positive(number(row["Excess_Heat_Total"]) * 0.5, 3)
+                if low:
+                    flows.append({"flow_id": sid + "-heat-cooling", "site_id": sid,
+                                  "direction": "supply", "resource": "heat",
+                                  "quantity": low, "unit": "GWh/yr",
+                                  "operating_hours": 8000,
+                                  "temperature_c": rng.choice([30, 35, 40, 45]),
+                                  "medium": "cooling_water"})
             production = number(row["Production"])
             if sub == "Iron and steel" and production >= 100:
                 flows.append({"flow_id": sid + "-slag", "site_id": sid, "direction": "supply",
