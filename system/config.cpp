@@ -35,6 +35,9 @@ flowmatch_config::flowmatch_config() {
     .add(output_matches, "matches",
          "write every match change to this NDJSON file (- for stdout)");
   opt_group{custom_options_, "match"}
+    .add(match_check, "check",
+         "recompute every match over the stored sites and flows, report "
+         "differences from the matches table, exit 0 when none")
     .add(match.d_max_heat_km, "d-max-heat-km", "farthest heat exchange")
     .add(match.d_max_water_km, "d-max-water-km", "farthest water exchange")
     .add(match.d_max_co2_km, "d-max-co2-km", "farthest CO2 exchange")
@@ -138,9 +141,11 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("log.level must be one of trace, debug, info, warn, error, "
                "critical, off; got '"
                + cfg.log_level + "'");
-  if (cfg.ingest_ndjson.empty())
+  s.match_check = cfg.match_check;
+  if (cfg.ingest_ndjson.empty() && !cfg.match_check)
     return bad("ingest.ndjson is required: a file path, or - for stdin");
-  if (cfg.ingest_ndjson != "-" && ::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
+  if (!cfg.match_check && cfg.ingest_ndjson != "-"
+      && ::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
     return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
   s.source.path = cfg.ingest_ndjson;
   if (cfg.ingest_batch_size < 1 || cfg.ingest_batch_size > 1'000'000)

@@ -42,6 +42,7 @@ public:
   std::string output_matches;
   // [match]: the match model's defaults (docs/contracts/matching.md).
   match_settings match;
+  bool match_check = false;
   // [registry]
   size_t registry_workers = 0;
   std::string registry_policy = "key-hash";
@@ -75,6 +76,8 @@ struct settings {
   /// The match stream file (`-` for stdout); empty: none.
   std::string output_matches;
   match_settings match;
+  /// Run the consistency check instead of the node.
+  bool match_check = false;
   uint32_t registry_workers = 1;
   routing_policy registry_policy = routing_policy::key_hash;
   uint64_t registry_max_in_flight = 65536;

@@ -3,6 +3,7 @@
 #include "messages/type_ids.hpp"
 #include "system/config.hpp"
 #include "system/logging.hpp"
+#include "system/match_check.hpp"
 #include "system/node.hpp"
 #include "system/signals.hpp"
 
@@ -47,6 +48,8 @@ int main(int argc, char** argv) {
               << cfg.render(s.error()) << "\n";
     return exit_config;
   }
+  if (s->match_check)
+    return check_matches(*s);
   cfg.set("scheduler.max-threads", s->threads);
   int code = exit_failure;
   {
