@@ -33,4 +33,23 @@ tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
   UNION ALL SELECT '  resource_flows ', count(*) FROM resource_flows
   UNION ALL SELECT '  dead_letters   ', count(*) FROM dead_letters
   UNION ALL SELECT '  processed      ', count(*) FROM processed_events"
+echo
+echo "Matches per class:"
+tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
+  SELECT '  ' || rpad(resource, 9), count(*), 'best score',
+         round(max(score)::numeric, 4)
+  FROM matches GROUP BY resource ORDER BY resource"
+echo
+echo "Best matches (score = f_quality x f_taxonomy x (0.35 s_size + 0.25 s_dist + 0.40 s_econ)):"
+tools/pg.sh psql -q -c "SET search_path TO example, public" -c "
+  SELECT s.name AS supplier, d.name AS consumer, m.resource,
+         round((m.distance_m / 1000)::numeric, 1) AS km,
+         round(m.exchange_qty::numeric) AS qty_per_yr,
+         round(m.score::numeric, 3) AS score,
+         round(m.s_size::numeric, 2) AS s_size,
+         round(m.s_dist::numeric, 2) AS s_dist,
+         round(m.s_econ::numeric, 2) AS s_econ, m.flags
+  FROM matches m JOIN sites s ON s.site_id = m.supply_site_id
+  JOIN sites d ON d.site_id = m.demand_site_id
+  ORDER BY m.score DESC LIMIT 8"
 echo "state file:     $out/state.ndjson"
