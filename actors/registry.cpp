@@ -211,20 +211,12 @@ void registry::hold(const event& ev, clock::time_point now,
     // Full: the oldest held flow gives way, as a dead letter.
     auto ticket = std::move(hold_order_.front());
     hold_order_.pop_front();
-    if (held_ids_.count(ticket.event_id) == 0)
-      continue;
-    auto q = held_.find(ticket.site_id);
-    if (q == held_.end() || q->second.empty())
-      continue;
-    auto h = std::move(q->second.front());
-    q->second.pop_front();
-    if (q->second.empty())
-      held_.erase(q);
-    dead_letter_held(h,
-                     fmt::format("site {} unknown and the hold is full ({} "
-                                 "flows)",
-                                 ticket.site_id, hold_limit_),
-                     out);
+    if (auto h = take_held(ticket))
+      dead_letter_held(*h,
+                       fmt::format("site {} unknown and the hold is full ({} "
+                                   "flows)",
+                                   ticket.site_id, hold_limit_),
+                       out);
   }
   ++out.stats.held;
   ++held_total_;
@@ -247,46 +239,43 @@ void registry::dead_letter_held(held_flow& h, std::string detail,
   out.dead_letters.push_back(std::move(dl));
 }
 
+caf::optional<registry::held_flow>
+registry::take_held(const hold_ticket& ticket) {
+  if (held_ids_.count(ticket.event_id) == 0)
+    return caf::none; // applied or cancelled meanwhile
+  auto q = held_.find(ticket.site_id);
+  if (q == held_.end() || q->second.empty())
+    return caf::none;
+  // Tickets and per-site queues share arrival order, and tickets of events
+  // no longer held were skipped above: the front is this ticket's event.
+  auto h = std::move(q->second.front());
+  q->second.pop_front();
+  if (q->second.empty())
+    held_.erase(q);
+  return h;
+}
+
 void registry::expire_held(clock::time_point cutoff, registry_output& out) {
   while (!hold_order_.empty() && hold_order_.front().arrived < cutoff) {
     auto ticket = std::move(hold_order_.front());
     hold_order_.pop_front();
-    if (held_ids_.count(ticket.event_id) == 0)
-      continue; // applied or cancelled meanwhile
-    auto q = held_.find(ticket.site_id);
-    if (q == held_.end() || q->second.empty())
-      continue;
-    // Tickets and per-site queues share arrival order, so the front of the
-    // site's queue is this ticket's event.
-    auto h = std::move(q->second.front());
-    q->second.pop_front();
-    if (q->second.empty())
-      held_.erase(q);
-    dead_letter_held(h,
-                     fmt::format("site {} did not arrive within the hold "
-                                 "time",
-                                 ticket.site_id),
-                     out);
+    if (auto h = take_held(ticket))
+      dead_letter_held(*h,
+                       fmt::format("site {} did not arrive within the hold "
+                                   "time",
+                                   ticket.site_id),
+                       out);
   }
 }
 
 void registry::release_all_held(registry_output& out) {
-  for (auto& ticket : hold_order_) {
-    if (held_ids_.count(ticket.event_id) == 0)
-      continue;
-    auto q = held_.find(ticket.site_id);
-    if (q == held_.end() || q->second.empty())
-      continue;
-    auto h = std::move(q->second.front());
-    q->second.pop_front();
-    if (q->second.empty())
-      held_.erase(q);
-    dead_letter_held(h,
-                     fmt::format("site {} never arrived before the end of "
-                                 "input",
-                                 ticket.site_id),
-                     out);
-  }
+  for (auto& ticket : hold_order_)
+    if (auto h = take_held(ticket))
+      dead_letter_held(*h,
+                       fmt::format("site {} never arrived before the end of "
+                                   "input",
+                                   ticket.site_id),
+                       out);
   hold_order_.clear();
 }
 

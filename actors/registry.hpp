@@ -103,6 +103,9 @@ private:
   size_t drop_held_of_flow(const std::string& flow_id);
   void dead_letter_held(held_flow& h, std::string detail,
                         registry_output& out);
+  struct hold_ticket;
+  /// Takes the held flow of a ticket out of the hold, if still held.
+  caf::optional<held_flow> take_held(const hold_ticket& ticket);
   void remove_flow(const std::string& flow_id, const std::string& event_id,
                    registry_output& out);
 

@@ -326,43 +326,43 @@ std::string text_array(const std::vector<param>& values) {
   return out;
 }
 
-std::string float_array(const std::vector<std::optional<double>>& values) {
+namespace {
+
+/// `{a,b,NULL,...}` with each present value written by `write`.
+template <class T, class Write>
+std::string array_literal(const std::vector<std::optional<T>>& values,
+                          Write write) {
   std::string out = "{";
   for (size_t i = 0; i < values.size(); ++i) {
     if (i > 0)
       out.push_back(',');
     if (values[i])
-      fmt::format_to(std::back_inserter(out), "{}", *values[i]);
+      write(out, *values[i]);
     else
       out.append("NULL");
   }
   out.push_back('}');
   return out;
+}
+
+} // namespace
+
+std::string float_array(const std::vector<std::optional<double>>& values) {
+  return array_literal(values, [](std::string& out, double v) {
+    fmt::format_to(std::back_inserter(out), "{}", v);
+  });
 }
 
 std::string int_array(const std::vector<std::optional<int64_t>>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0)
-      out.push_back(',');
-    if (values[i])
-      fmt::format_to(std::back_inserter(out), "{}", *values[i]);
-    else
-      out.append("NULL");
-  }
-  out.push_back('}');
-  return out;
+  return array_literal(values, [](std::string& out, int64_t v) {
+    fmt::format_to(std::back_inserter(out), "{}", v);
+  });
 }
 
 std::string bool_array(const std::vector<std::optional<bool>>& values) {
-  std::string out = "{";
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (i > 0)
-      out.push_back(',');
-    out.append(!values[i] ? "NULL" : *values[i] ? "t" : "f");
-  }
-  out.push_back('}');
-  return out;
+  return array_literal(values, [](std::string& out, bool v) {
+    out.push_back(v ? 't' : 'f');
+  });
 }
 
 void append_copy_field(std::string& out, std::string_view field) {

@@ -119,45 +119,8 @@ double seconds(clock_type::time_point a, clock_type::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-/// The store alone on one connection: the change batches registry workers
-/// publish (a site and its flows), folded into write sets of
-/// postgis.batch-size changes, one transaction each.
-double run_sync(const options& o, const std::vector<site>& sites,
-                const std::vector<resource_flow>& flows) {
-  auto c = fresh(o);
-  auto start = clock_type::now();
-  store::write_set ws;
-  size_t event = 0;
-  for (size_t i = 0; i < sites.size(); ++i) {
-    change_batch b;
-    change s;
-    s.kind = change::site_upserted;
-    s.event_id = "e" + std::to_string(event);
-    s.site_data = sites[i];
-    b.changes.push_back(std::move(s));
-    b.event_ids.push_back("e" + std::to_string(event++));
-    b.event_keys.push_back(sites[i].site_id);
-    for (size_t k = 2 * i; k < 2 * i + 2; ++k) {
-      change f;
-      f.kind = change::flow_upserted;
-      f.event_id = "e" + std::to_string(event);
-      f.flow_data = flows[k];
-      b.changes.push_back(std::move(f));
-      b.event_ids.push_back("e" + std::to_string(event++));
-      b.event_keys.push_back(sites[i].site_id);
-    }
-    ws.add(b);
-    if (ws.changes() >= postgis_settings{}.batch_size || i + 1 == sites.size()) {
-      ws.collapse();
-      must(store::write(c, ws), "sync write");
-      ws.clear();
-    }
-  }
-  return seconds(start, clock_type::now());
-}
-
 /// The change batches registry workers would publish: one per site (the
-/// site and its two flows), each with a commit ticket for 3 events.
+/// site and its two flows).
 std::vector<change_batch> worker_batches(const std::vector<site>& sites,
                                          const std::vector<resource_flow>& flows) {
   std::vector<change_batch> out;
@@ -183,6 +146,26 @@ std::vector<change_batch> worker_batches(const std::vector<site>& sites,
     out.push_back(std::move(b));
   }
   return out;
+}
+
+/// The store alone on one connection: the same batches folded into write
+/// sets of postgis.batch-size changes, one transaction each.
+double run_sync(const options& o, const std::vector<site>& sites,
+                const std::vector<resource_flow>& flows) {
+  auto c = fresh(o);
+  auto batches = worker_batches(sites, flows);
+  auto start = clock_type::now();
+  store::write_set ws;
+  for (size_t i = 0; i < batches.size(); ++i) {
+    ws.add(batches[i]);
+    if (ws.changes() >= postgis_settings{}.batch_size
+        || i + 1 == batches.size()) {
+      ws.collapse();
+      must(store::write(c, ws), "sync write");
+      ws.clear();
+    }
+  }
+  return seconds(start, clock_type::now());
 }
 
 /// The deployed sync path: one postgis_sync actor (own connection) per
