@@ -74,10 +74,17 @@ void match_index::upsert_flow(const resource_flow& f,
   }
   if (known != flows_.end()) {
     slot = known->second;
+    auto& fs = slots_[slot];
+    if (fs.flow.site_id == f.site_id && fs.indexed) {
+      // Same site, same side, same class: the position in the R-tree
+      // stands; only the numbers change.
+      fs.flow = f;
+      recompute(slot, out);
+      return;
+    }
     unindex(slot);
-    auto& old = slots_[slot].flow;
-    if (old.site_id != f.site_id) {
-      auto s = sites_.find(old.site_id);
+    if (fs.flow.site_id != f.site_id) {
+      auto s = sites_.find(fs.flow.site_id);
       if (s != sites_.end())
         s->second.flows.erase(f.flow_id);
     }
@@ -110,12 +117,14 @@ void match_index::remove_flow(const std::string& id,
     return;
   auto slot = known->second;
   auto& fs = slots_[slot];
-  auto partners = std::vector<std::string>(fs.partners.begin(),
-                                           fs.partners.end());
+  std::vector<uint32_t> partners(fs.partners.begin(), fs.partners.end());
   std::sort(partners.begin(), partners.end());
   bool supply = fs.flow.direction == flow_direction::supply;
-  for (auto& p : partners)
-    set_match(supply ? pair_key{id, p} : pair_key{p, id}, caf::none, out);
+  for (auto p : partners)
+    if (supply)
+      set_match(slot, p, caf::none, out);
+    else
+      set_match(p, slot, caf::none, out);
   unindex(slot);
   auto site = sites_.find(fs.flow.site_id);
   if (site != sites_.end())
@@ -191,8 +200,7 @@ std::vector<uint32_t> match_index::candidates(const flow_slot& f,
 void match_index::recompute(uint32_t slot, std::vector<match_change>& out) {
   auto& fs = slots_[slot];
   bool supply = fs.flow.direction == flow_direction::supply;
-  const auto& id = fs.flow.flow_id;
-  std::map<std::string, match> now;
+  std::vector<std::pair<uint32_t, match>> now;
   if (fs.indexed)
     for (auto other : candidates(fs, search_radius_m(fs.flow, settings_))) {
       const auto& os = slots_[other];
@@ -202,50 +210,52 @@ void match_index::recompute(uint32_t slot, std::vector<match_change>& out) {
                       : evaluate(os.flow, os.lat, os.lon, fs.flow, fs.lat,
                                  fs.lon, settings_);
       if (m)
-        now.emplace(os.flow.flow_id, std::move(*m));
+        now.emplace_back(other, std::move(*m));
     }
+  std::sort(now.begin(), now.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  auto in_now = [&](uint32_t p) {
+    auto i = std::lower_bound(
+      now.begin(), now.end(), p,
+      [](const auto& x, uint32_t key) { return x.first < key; });
+    return i != now.end() && i->first == p;
+  };
   // Pairs that no longer pass go first, then the new and changed ones.
-  auto before = std::vector<std::string>(slots_[slot].partners.begin(),
-                                         slots_[slot].partners.end());
-  std::sort(before.begin(), before.end());
-  for (auto& p : before)
-    if (now.count(p) == 0)
-      set_match(supply ? pair_key{id, p} : pair_key{p, id}, caf::none, out);
+  std::vector<uint32_t> gone;
+  for (auto p : fs.partners)
+    if (!in_now(p))
+      gone.push_back(p);
+  std::sort(gone.begin(), gone.end());
+  for (auto p : gone)
+    if (supply)
+      set_match(slot, p, caf::none, out);
+    else
+      set_match(p, slot, caf::none, out);
   for (auto& [p, m] : now)
-    set_match(supply ? pair_key{id, p} : pair_key{p, id}, std::move(m), out);
+    if (supply)
+      set_match(slot, p, std::move(m), out);
+    else
+      set_match(p, slot, std::move(m), out);
 }
 
-void match_index::set_match(const pair_key& key, caf::optional<match> m,
+void match_index::set_match(uint32_t supply, uint32_t demand,
+                            caf::optional<match> m,
                             std::vector<match_change>& out) {
+  auto key = pair_key(supply, demand);
   auto i = matches_.find(key);
-  auto link = [&](bool on) {
-    auto s = flows_.find(key.first);
-    auto d = flows_.find(key.second);
-    if (s != flows_.end()) {
-      if (on)
-        slots_[s->second].partners.insert(key.second);
-      else
-        slots_[s->second].partners.erase(key.second);
-    }
-    if (d != flows_.end()) {
-      if (on)
-        slots_[d->second].partners.insert(key.first);
-      else
-        slots_[d->second].partners.erase(key.first);
-    }
-  };
   if (!m) {
     if (i == matches_.end())
       return;
     match_change c;
     c.removed = true;
-    c.value.supply_flow_id = key.first;
-    c.value.demand_flow_id = key.second;
-    c.value.supply_site_id = i->second.supply_site_id;
-    c.value.demand_site_id = i->second.demand_site_id;
+    c.value.supply_flow_id = std::move(i->second.supply_flow_id);
+    c.value.demand_flow_id = std::move(i->second.demand_flow_id);
+    c.value.supply_site_id = std::move(i->second.supply_site_id);
+    c.value.demand_site_id = std::move(i->second.demand_site_id);
     c.value.resource = i->second.resource;
     matches_.erase(i);
-    link(false);
+    slots_[supply].partners.erase(demand);
+    slots_[demand].partners.erase(supply);
     out.push_back(std::move(c));
     return;
   }
@@ -253,7 +263,8 @@ void match_index::set_match(const pair_key& key, caf::optional<match> m,
     return; // unchanged: no churn
   if (i == matches_.end()) {
     matches_.emplace(key, *m);
-    link(true);
+    slots_[supply].partners.insert(demand);
+    slots_[demand].partners.insert(supply);
   } else {
     i->second = *m;
   }
@@ -285,6 +296,10 @@ std::vector<match> match_index::matches() const {
   out.reserve(matches_.size());
   for (auto& kv : matches_)
     out.push_back(kv.second);
+  std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
+    return std::tie(a.supply_flow_id, a.demand_flow_id)
+           < std::tie(b.supply_flow_id, b.demand_flow_id);
+  });
   return out;
 }
 

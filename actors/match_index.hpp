@@ -64,8 +64,8 @@ private:
     double lat = 0;
     double lon = 0;
     bool indexed = false;
-    /// Partners with a current match.
-    std::unordered_set<std::string> partners;
+    /// Slots of the partners with a current match.
+    std::unordered_set<uint32_t> partners;
   };
 
   struct site_info {
@@ -74,7 +74,10 @@ private:
     std::unordered_set<std::string> flows;
   };
 
-  using pair_key = std::pair<std::string, std::string>;
+  /// (supply slot, demand slot) in one integer.
+  static uint64_t pair_key(uint32_t supply, uint32_t demand) {
+    return (static_cast<uint64_t>(supply) << 32) | demand;
+  }
 
   void upsert_site(const site& s, std::vector<match_change>& out);
   void upsert_flow(const resource_flow& f, std::vector<match_change>& out);
@@ -83,7 +86,7 @@ private:
   void index(uint32_t slot);
   /// Recomputes every pair of one flow against the index.
   void recompute(uint32_t slot, std::vector<match_change>& out);
-  void set_match(const pair_key& key, caf::optional<match> m,
+  void set_match(uint32_t supply, uint32_t demand, caf::optional<match> m,
                  std::vector<match_change>& out);
   /// Flows of the opposite direction within `radius_m` of (lat, lon).
   std::vector<uint32_t> candidates(const flow_slot& f, double radius_m) const;
@@ -96,7 +99,7 @@ private:
   std::vector<uint32_t> free_slots_;
   tree supplies_;
   tree demands_;
-  std::map<pair_key, match> matches_;
+  std::unordered_map<uint64_t, match> matches_;
   uint64_t evaluations_ = 0;
 };
 

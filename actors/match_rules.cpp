@@ -90,6 +90,23 @@ double search_radius_m(const resource_flow& f, const match_settings& s) {
   return d;
 }
 
+namespace {
+
+/// Great-circle distance on the mean-radius sphere: within 0.6 % of the
+/// ellipsoidal geodesic, a cheap first test before the exact one.
+double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
+  constexpr double r = 6371008.8;
+  constexpr double rad = M_PI / 180.0;
+  double dlat = (lat2 - lat1) * rad;
+  double dlon = (lon2 - lon1) * rad;
+  double a = std::sin(dlat / 2) * std::sin(dlat / 2)
+             + std::cos(lat1 * rad) * std::cos(lat2 * rad) * std::sin(dlon / 2)
+                 * std::sin(dlon / 2);
+  return 2 * r * std::asin(std::min(1.0, std::sqrt(a)));
+}
+
+} // namespace
+
 caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               double s_lon, const resource_flow& demand,
                               double d_lat, double d_lon,
@@ -100,28 +117,22 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
       || supply.site_id == demand.site_id
       || supply.resource != demand.resource)
     return caf::none;
-  // 3. Distance.
-  double dmax = d_max_m(supply, demand, s);
-  double d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
-  if (d > dmax)
-    return caf::none;
-  match m;
-  m.supply_flow_id = supply.flow_id;
-  m.demand_flow_id = demand.flow_id;
-  m.supply_site_id = supply.site_id;
-  m.demand_site_id = demand.site_id;
-  m.resource = supply.resource;
-  m.distance_m = d;
+  // The cheap gates first (4 and 5), then the distance (3): the outcome is
+  // the same, the geodesic is only computed for pairs that can match.
+  double f_quality = 1;
+  double f_taxonomy = 1;
+  bool heat_pump = false;
+  bool hazardous = false;
   // 4. Heat quality.
   if (supply.resource == resource_class::heat) {
     double ts = supply.temperature_c ? *supply.temperature_c : 0;
     double td = demand.temperature_c ? *demand.temperature_c : 0;
     double delta = is_gas(supply) ? s.delta_t_gas_k : s.delta_t_k;
     if (ts >= td + delta) {
-      m.f_quality = 1;
+      f_quality = 1;
     } else if (ts >= s.heat_pump_min_c) {
-      m.f_quality = s.heat_pump_quality;
-      m.flags.push_back("heat_pump_required");
+      f_quality = s.heat_pump_quality;
+      heat_pump = true;
     } else {
       return caf::none;
     }
@@ -132,8 +143,8 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
       return caf::none;
     double best = -1;
     for (const auto& prefix : *demand.accepts_ewc) {
-      if (supply.ewc->compare(0, prefix.size(), prefix) != 0
-          || prefix.size() > supply.ewc->size())
+      if (prefix.size() > supply.ewc->size()
+          || supply.ewc->compare(0, prefix.size(), prefix) != 0)
         continue;
       double f = prefix.size() == 6   ? s.taxonomy_6
                  : prefix.size() == 4 ? s.taxonomy_4
@@ -142,14 +153,32 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
     }
     if (best < 0)
       return caf::none;
-    m.f_taxonomy = best;
-    bool hazardous = supply.hazardous && *supply.hazardous;
-    if (hazardous) {
-      if (!(demand.accepts_hazardous && *demand.accepts_hazardous))
-        return caf::none;
-      m.flags.push_back("hazardous");
-    }
+    f_taxonomy = best;
+    hazardous = supply.hazardous && *supply.hazardous;
+    if (hazardous && !(demand.accepts_hazardous && *demand.accepts_hazardous))
+      return caf::none;
   }
+  // 3. Distance: a sphere 1 % beyond d_max is surely beyond it on the
+  // ellipsoid (the two differ by at most 0.6 %).
+  double dmax = d_max_m(supply, demand, s);
+  if (sphere_distance_m(s_lat, s_lon, d_lat, d_lon) > dmax * 1.01)
+    return caf::none;
+  double d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
+  if (d > dmax)
+    return caf::none;
+  match m;
+  m.supply_flow_id = supply.flow_id;
+  m.demand_flow_id = demand.flow_id;
+  m.supply_site_id = supply.site_id;
+  m.demand_site_id = demand.site_id;
+  m.resource = supply.resource;
+  m.distance_m = d;
+  m.f_quality = f_quality;
+  m.f_taxonomy = f_taxonomy;
+  if (heat_pump)
+    m.flags.push_back("heat_pump_required");
+  if (hazardous)
+    m.flags.push_back("hazardous");
   // Components.
   double S = supply.annual_quantity;
   double D = demand.annual_quantity;

@@ -4,7 +4,8 @@
 // memory per indexed flow. Ratios, medians of several repetitions.
 //
 //   build/bench-matching [--dsn=CONNINFO] [--sizes=10000,100000,1000000]
-//                        [--events=N] [--reps=N] [--json=PATH] [--quick]
+//                        [--events=N] [--reps=N] [--density=PER_KM2]
+//                        [--json=PATH] [--quick]
 
 #include "actors/match_index.hpp"
 #include "system/pg.hpp"
@@ -36,28 +37,38 @@ struct options {
   std::string json;
 };
 
-/// Flows per square kilometre: about 60 flows within a 20 km heat radius,
-/// half of them on the other side (a dense industrial region).
-constexpr double density_per_km2 = 0.05;
+/// Flows per square kilometre by default: about 6 flows within the 20 km
+/// heat radius, 3 of them on the other side: a dense industrial region
+/// (the bundled European data averages about 0.0013).
+constexpr double default_density_per_km2 = 0.005;
+double density_per_km2 = default_density_per_km2;
 
 struct dataset {
   std::vector<site> sites;
   std::vector<resource_flow> flows;
 };
 
-/// N heat flows (one per site), uniform in a square around the equator
-/// whose area grows with N, so the density stays the same.
+/// N heat flows (one per site), uniform by area (sin(lat) uniform) over a
+/// region around the equator whose area grows with N, so the density is
+/// the same everywhere and at every N: about square while that fits in
+/// +-60 degrees of latitude, a wider band beyond.
 dataset make(size_t n, unsigned seed) {
   dataset d;
-  double side_km = std::sqrt(static_cast<double>(n) / density_per_km2);
-  double side_deg = side_km / 111.32; // near the equator
+  constexpr double earth_km = 6371.0088;
+  constexpr double rad = M_PI / 180.0;
+  double area_km2 = static_cast<double>(n) / density_per_km2;
+  double half_lat = std::min(60.0, std::sqrt(area_km2) / 2 / 111.2);
+  // Area of lat in [-a, a], lon in [-b, b]: 2 R^2 sin(a) * 2b (b in rad).
+  double half_lon = area_km2
+                    / (earth_km * earth_km * 2 * std::sin(half_lat * rad) * 2)
+                    / rad;
   std::mt19937 rng{seed};
   std::uniform_real_distribution<double> u{0, 1};
   for (size_t i = 0; i < n; ++i) {
     site s;
     s.site_id = "s" + std::to_string(i);
-    s.lat = (u(rng) - 0.5) * side_deg;
-    s.lon = (u(rng) - 0.5) * side_deg;
+    s.lat = std::asin((2 * u(rng) - 1) * std::sin(half_lat * rad)) / rad;
+    s.lon = (2 * u(rng) - 1) * half_lon;
     resource_flow f;
     f.flow_id = "f" + std::to_string(i);
     f.site_id = s.site_id;
@@ -231,6 +242,8 @@ int main(int argc, char** argv) {
       o.reps = std::stoi(reps);
     } else if (auto json = value("--json")) {
       o.json = json;
+    } else if (auto density = value("--density")) {
+      density_per_km2 = std::stod(density);
     } else if (a == "--quick") {
       o.sizes = {10000, 100000};
       o.events = 1000;
@@ -238,7 +251,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr, "usage: bench-matching [--dsn=CONNINFO] "
                            "[--sizes=N,N,...] [--events=N] [--reps=N] "
-                           "[--json=PATH] [--quick]\n");
+                           "[--density=PER_KM2] [--json=PATH] [--quick]\n");
       return 2;
     }
   }
@@ -247,7 +260,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench-matching: %zu flows...\n", n);
     results.push_back(run_size(o, n));
   }
-  std::printf("matching: heat flows at %.2f per km2, %zu updates per "
+  std::printf("matching: heat flows at %.4f per km2, %zu updates per "
               "repetition, median of %d\n",
               density_per_km2, o.events, o.reps);
   std::printf("  %10s %12s %10s %14s %10s %12s %10s\n", "flows", "us/event",
