@@ -173,7 +173,6 @@ std::string flow_data_json(const resource_flow& f) {
   w.opt("max_transport_km", f.max_transport_km, num);
   if (f.version)
     w.integer("version", *f.version);
-  w.num("annual_quantity", f.annual_quantity);
   w.close();
   return out;
 }

@@ -21,8 +21,8 @@ void append_json_number(std::string& out, double v);
 /// The `data` object of a site upsert.
 std::string site_data_json(const site& s);
 
-/// The `data` object of a flow upsert, with `annual_quantity` added (an
-/// unknown field to decoders, so the line stays valid input).
+/// The `data` object of a flow upsert: the contract's fields as accepted
+/// (the canonical annual quantity is derived again on decoding).
 std::string flow_data_json(const resource_flow& f);
 
 /// A `site_created` event line (without line end) whose id is derived from
