@@ -45,8 +45,8 @@ using dead_letter_sink_actor = caf::typed_actor<
 /// Supervisor of one worker-pool group: owns the workers, restarts a dead
 /// one with backoff and redelivers the batches it had not finished.
 using worker_pool_actor = caf::typed_actor<
-  // From the dispatcher: apply these events on worker `index`, in order.
-  caf::reacts_to<deliver_atom, uint32_t, std::vector<event>>,
+  // From the dispatcher: apply this batch on worker `index`, in order.
+  caf::reacts_to<deliver_atom, uint32_t, event_batch>,
   // From a worker: `count` events of batch `seq` are done; `complete` when
   // the batch is finished.
   caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,

@@ -44,8 +44,9 @@ uint32_t hash_slot(std::string_view key, size_t n) {
 }
 
 /// Chooses the worker of `g` for `ev`; for key-hash groups also maintains
-/// the flow routing table and queues an eviction when a flow changes worker.
-uint32_t pick_worker(group_t& g, event& ev) {
+/// the flow routing table and queues an eviction when a flow changes worker
+/// (at this point of the old worker's sequence).
+uint32_t pick_worker(group_t& g, const event& ev, size_t shared) {
   auto n = g.settings.workers;
   switch (g.settings.policy) {
     case routing_policy::round_robin:
@@ -54,7 +55,7 @@ uint32_t pick_worker(group_t& g, event& ev) {
       uint32_t best = 0;
       uint64_t best_load = UINT64_MAX;
       for (uint32_t w = 0; w < n; ++w) {
-        auto load = g.worker_load[w] + g.buckets[w].size();
+        auto load = g.worker_load[w] + g.picks[w].size();
         if (load < best_load) {
           best = w;
           best_load = load;
@@ -71,10 +72,13 @@ uint32_t pick_worker(group_t& g, event& ev) {
       auto w = hash_slot(ev.flow_data.site_id, n);
       auto [i, added] = g.flow_owner.try_emplace(ev.flow_data.flow_id, w);
       if (!added && i->second != w) {
+        auto old = i->second;
         event evict;
         evict.type = event_type::flow_evicted;
         evict.target_id = ev.flow_data.flow_id;
-        g.buckets[i->second].push_back(std::move(evict));
+        g.extra[old].push_back(std::move(evict));
+        g.picks[old].push_back(
+          static_cast<uint32_t>(shared + g.extra[old].size() - 1));
         i->second = w;
       }
       return w;
@@ -99,26 +103,35 @@ bool has_credit(dispatcher_ptr self) {
   return true;
 }
 
-void route(dispatcher_ptr self, std::vector<event>& events) {
+void route(dispatcher_ptr self, std::vector<event>& input) {
   auto& st = self->state;
-  for (auto& ev : events) {
+  // The input batch becomes immutable and shared by every worker.
+  auto events = std::make_shared<const std::vector<event>>(std::move(input));
+  auto shared = events->size();
+  for (size_t i = 0; i < shared; ++i) {
+    const auto& ev = (*events)[i];
     auto gi = st.route[static_cast<size_t>(ev.type)];
     auto& g = st.groups[static_cast<size_t>(gi)];
-    auto w = pick_worker(g, ev);
-    g.buckets[w].push_back(std::move(ev));
+    auto w = pick_worker(g, ev, shared);
+    g.picks[w].push_back(static_cast<uint32_t>(i));
   }
-  st.admitted += events.size();
+  st.admitted += shared;
   for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
     auto& g = st.groups[gi];
-    for (uint32_t w = 0; w < g.buckets.size(); ++w) {
-      auto& bucket = g.buckets[w];
-      if (bucket.empty())
+    for (uint32_t w = 0; w < g.picks.size(); ++w) {
+      auto& picks = g.picks[w];
+      if (picks.empty())
         continue;
-      auto n = bucket.size();
+      auto n = picks.size();
       g.in_flight += n;
       g.worker_load[w] += n;
-      self->send(g.pool, deliver_atom::value, w, std::move(bucket));
-      bucket = std::vector<event>{};
+      event_batch batch;
+      batch.events = events;
+      batch.picks = std::move(picks);
+      batch.extra = std::move(g.extra[w]);
+      self->send(g.pool, deliver_atom::value, w, std::move(batch));
+      picks = std::vector<uint32_t>{};
+      g.extra[w] = std::vector<event>{};
     }
     if (g.in_flight > g.peak)
       g.peak = g.in_flight;
@@ -164,7 +177,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     dispatcher_state::group g;
     g.settings = std::move(groups[gi]);
     g.worker_load.resize(g.settings.workers);
-    g.buckets.resize(g.settings.workers);
+    g.picks.resize(g.settings.workers);
+    g.extra.resize(g.settings.workers);
     for (auto t : g.settings.handles)
       init.route[static_cast<size_t>(t)] = static_cast<int>(gi);
     g.pool = self->spawn<caf::linked>(worker_pool, g.settings.name, gi,

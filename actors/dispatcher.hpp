@@ -9,7 +9,8 @@
 // site's flows goes to the same worker. Flow deletes name only the flow, so
 // the dispatcher remembers which worker each flow was routed to; when an
 // upsert moves a flow to a site on another worker, the old worker is told to
-// evict it.
+// evict it. Routing never moves an event: each worker gets the shared input
+// batch and the positions of its events in it.
 //
 // Backpressure: each group has a budget of events in flight (admitted, not
 // yet reported done by its workers). A source's batch is admitted only while
@@ -58,8 +59,10 @@ struct dispatcher_state {
     uint64_t peak = 0;
     std::vector<uint64_t> worker_load;
     uint64_t next_round_robin = 0;
-    /// Per-worker buckets of the batch being routed (reused).
-    std::vector<std::vector<event>> buckets;
+    /// Per-worker picks and dispatcher-made events of the batch being
+    /// routed.
+    std::vector<std::vector<uint32_t>> picks;
+    std::vector<std::vector<event>> extra;
     /// Worker of each flow routed so far (key-hash groups only).
     std::unordered_map<std::string, uint32_t> flow_owner;
   };

@@ -96,14 +96,13 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](deliver_atom, const event_batch& batch) {
       auto& st = self->state;
       auto& reg = *st.reg;
-      const auto& events = *batch.events;
       if (reg.progress.seq != batch.seq)
         reg.progress = registry::cursor{batch.seq, 0};
       size_t begin = reg.progress.next_index;
       auto now = registry::clock::now();
       try {
-        for (size_t i = begin; i < events.size(); ++i) {
-          const auto& ev = events[i];
+        for (size_t i = begin; i < batch.size(); ++i) {
+          const auto& ev = batch.at(i);
           if (static_cast<int64_t>(i) == batch.poison_index) {
             auto dl = poison_dead_letter(ev, batch);
             log()->error("{} {}: dead-lettering poison event {}: {}",
@@ -123,7 +122,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
         publish(self, batch.seq, reg.progress.next_index - begin, false);
         throw;
       }
-      publish(self, batch.seq, events.size() - begin, true);
+      publish(self, batch.seq, batch.size() - begin, true);
     },
     [self](expire_atom) {
       auto& st = self->state;

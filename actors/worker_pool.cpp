@@ -112,12 +112,9 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       self->quit(msg.reason);
   });
   return {
-    [self](deliver_atom, uint32_t index, std::vector<event>& events) {
+    [self](deliver_atom, uint32_t index, event_batch& batch) {
       auto& slot = self->state.slots[index];
-      event_batch batch;
       batch.seq = slot.next_seq++;
-      batch.events = std::make_shared<const std::vector<event>>(
-        std::move(events));
       slot.unacked.push_back(batch);
       if (!slot.restarting)
         self->send(slot.worker, deliver_atom::value, std::move(batch));

@@ -17,22 +17,36 @@
 
 namespace flowmatch {
 
-/// Events for one worker. The payload is immutable and shared, so the pool
-/// can keep it for redelivery after a worker crash without copying it.
+/// Events for one worker: its picks, in order, out of an admitted input
+/// batch that all workers share (immutable), plus the few events the
+/// dispatcher makes itself (flow evictions). Routing thus never copies or
+/// moves an event, and the pool keeps the batch for redelivery after a
+/// worker crash for free.
 struct event_batch {
   /// Assigned by the worker pool per worker, increasing; lets a restarted
   /// worker resume a batch after the events it already applied.
   uint64_t seq = 0;
-  /// Index of an event the worker must dead-letter instead of applying
+  /// Position of an event the worker must dead-letter instead of applying
   /// (a poison event that crashed it too often), or -1.
   int64_t poison_index = -1;
   /// How many times the poison event was attempted (for the dead letter).
   uint32_t poison_attempts = 0;
   std::string poison_error;
+  /// The shared input batch.
   std::shared_ptr<const std::vector<event>> events;
+  /// Positions into `events`, or `events->size() + k` for `extra[k]`.
+  std::vector<uint32_t> picks;
+  std::vector<event> extra;
 
   size_t size() const {
-    return events ? events->size() : 0;
+    return picks.size();
+  }
+
+  /// The i-th event of this worker's sequence.
+  const event& at(size_t i) const {
+    auto shared = events ? events->size() : 0;
+    auto p = picks[i];
+    return p < shared ? (*events)[p] : extra[p - shared];
   }
 };
 
@@ -40,20 +54,27 @@ template <class Inspector>
 typename std::enable_if<Inspector::reads_state,
                         typename Inspector::result_type>::type
 inspect(Inspector& f, event_batch& x) {
-  // Serializing: write the shared payload by value.
-  std::vector<event> copy = x.events ? *x.events : std::vector<event>{};
+  // Serializing: only this worker's events, in order.
+  std::vector<event> mine;
+  mine.reserve(x.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    mine.push_back(x.at(i));
   return f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
-           x.poison_attempts, x.poison_error, copy);
+           x.poison_attempts, x.poison_error, mine);
 }
 
 template <class Inspector>
 typename std::enable_if<Inspector::writes_state,
                         typename Inspector::result_type>::type
 inspect(Inspector& f, event_batch& x) {
-  // Deserializing: read into a fresh vector, then share it.
+  // Deserializing: a batch of its own, every event picked.
   auto fresh = std::make_shared<std::vector<event>>();
   auto result = f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
                   x.poison_attempts, x.poison_error, *fresh);
+  x.picks.resize(fresh->size());
+  for (uint32_t i = 0; i < x.picks.size(); ++i)
+    x.picks[i] = i;
+  x.extra.clear();
   x.events = std::move(fresh);
   return result;
 }
