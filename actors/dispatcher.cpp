@@ -127,8 +127,11 @@ void route(dispatcher_ptr self, std::vector<event>& input) {
       g.worker_load[w] += n;
       event_batch batch;
       batch.events = events;
-      batch.picks = std::move(picks);
-      batch.extra = std::move(g.extra[w]);
+      batch.picks = std::make_shared<const std::vector<uint32_t>>(
+        std::move(picks));
+      if (!g.extra[w].empty())
+        batch.extra = std::make_shared<const std::vector<event>>(
+          std::move(g.extra[w]));
       self->send(g.pool, deliver_atom::value, w, std::move(batch));
       picks = std::vector<uint32_t>{};
       g.extra[w] = std::vector<event>{};

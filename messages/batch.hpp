@@ -35,18 +35,19 @@ struct event_batch {
   /// The shared input batch.
   std::shared_ptr<const std::vector<event>> events;
   /// Positions into `events`, or `events->size() + k` for `extra[k]`.
-  std::vector<uint32_t> picks;
-  std::vector<event> extra;
+  /// Shared and immutable too, so the pool's copy for redelivery is free.
+  std::shared_ptr<const std::vector<uint32_t>> picks;
+  std::shared_ptr<const std::vector<event>> extra;
 
   size_t size() const {
-    return picks.size();
+    return picks ? picks->size() : 0;
   }
 
   /// The i-th event of this worker's sequence.
   const event& at(size_t i) const {
     auto shared = events ? events->size() : 0;
-    auto p = picks[i];
-    return p < shared ? (*events)[p] : extra[p - shared];
+    auto p = (*picks)[i];
+    return p < shared ? (*events)[p] : (*extra)[p - shared];
   }
 };
 
@@ -71,10 +72,11 @@ inspect(Inspector& f, event_batch& x) {
   auto fresh = std::make_shared<std::vector<event>>();
   auto result = f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
                   x.poison_attempts, x.poison_error, *fresh);
-  x.picks.resize(fresh->size());
-  for (uint32_t i = 0; i < x.picks.size(); ++i)
-    x.picks[i] = i;
-  x.extra.clear();
+  auto picks = std::make_shared<std::vector<uint32_t>>(fresh->size());
+  for (uint32_t i = 0; i < picks->size(); ++i)
+    (*picks)[i] = i;
+  x.picks = std::move(picks);
+  x.extra = nullptr;
   x.events = std::move(fresh);
   return result;
 }
