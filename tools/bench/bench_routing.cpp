@@ -31,7 +31,7 @@ namespace {
 struct options {
   size_t events = 2'000'000;
   uint32_t workers = 2;
-  int reps = 3;
+  int reps = 5;
   std::string json;
 };
 
