@@ -34,9 +34,17 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       }
       upsert_flow(c.flow_data, out);
       break;
-    case change::flow_deleted:
+    case change::flow_deleted: {
+      // A delete names the site the flow was at. An eviction from a worker
+      // the flow has left may come after the upsert at its new site (the
+      // two workers are not ordered): then it is stale and ignored.
+      auto known = flows_.find(c.id);
+      if (known != flows_.end() && !c.flow_data.site_id.empty()
+          && slots_[known->second].flow.site_id != c.flow_data.site_id)
+        break;
       remove_flow(c.id, out);
       break;
+    }
   }
 }
 

@@ -238,6 +238,48 @@ TEST_CASE("weights must sum to 1") {
   CHECK_THAT(s.validate(), Catch::Contains("sum to 1"));
 }
 
+TEST_CASE("a stale delete of a flow that moved on is ignored") {
+  match_index idx;
+  std::vector<match_change> out;
+  auto site_at = [](const std::string& id, double lat) {
+    change c;
+    c.kind = change::site_upserted;
+    c.site_data.site_id = id;
+    c.site_data.lat = lat;
+    c.site_data.lon = 14;
+    return c;
+  };
+  idx.apply(site_at("a", 48.0), out);
+  idx.apply(site_at("b", 48.05), out);
+  idx.apply(site_at("c", 48.1), out);
+  change demand;
+  demand.kind = change::flow_upserted;
+  demand.flow_data = heat("d", "c", flow_direction::demand, 100, 60);
+  idx.apply(demand, out);
+  change at_a;
+  at_a.kind = change::flow_upserted;
+  at_a.flow_data = heat("s", "a", flow_direction::supply, 100, 90);
+  idx.apply(at_a, out);
+  // The flow moves to b (a worker's upsert), then the old worker's
+  // eviction arrives naming site a: it must not remove the flow.
+  auto at_b = at_a;
+  at_b.flow_data.site_id = "b";
+  idx.apply(at_b, out);
+  change evict;
+  evict.kind = change::flow_deleted;
+  evict.id = "s";
+  evict.flow_data.site_id = "a";
+  idx.apply(evict, out);
+  CHECK(idx.flow_count() == 2);
+  REQUIRE(idx.match_count() == 1);
+  CHECK(idx.matches()[0].supply_site_id == "b");
+  // A delete naming its current site removes it.
+  evict.flow_data.site_id = "b";
+  idx.apply(evict, out);
+  CHECK(idx.flow_count() == 1);
+  CHECK(idx.match_count() == 0);
+}
+
 TEST_CASE("the incremental index equals a from-scratch computation") {
   // Random sequences over 60 sites in a 0.4 x 0.4 degree square (so many
   // pairs are within reach): site creates and moves, flow upserts of every
