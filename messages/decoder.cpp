@@ -299,43 +299,68 @@ resource_flow decode_flow(const fields& d) {
            fmt::format("data.unit \"{}\" is not a known unit", f.unit));
   }
   f.annual_quantity = *annual;
-  // Class-specific fields: validated wherever they appear, required where
-  // the contract requires them.
-  f.temperature_c = d.opt_number("temperature_c");
-  if (f.resource == resource_class::heat && !f.temperature_c)
-    d.missing("temperature_c");
-  f.medium = d.opt_string("medium");
-  if (f.medium && !is_medium(*f.medium))
-    reject(reject_reason::invalid_value,
-           fmt::format("data.medium is \"{}\", must be hot_water, steam, "
-                       "cooling_water, flue_gas or air",
-                       *f.medium));
-  f.ewc = d.opt_string("ewc");
-  if (f.ewc && (f.ewc->size() != 6 || !all_digits(*f.ewc)))
-    reject(reject_reason::invalid_value,
-           fmt::format("data.ewc is \"{}\", must be a 6-digit EWC code",
-                       *f.ewc));
+  // Class-specific fields are validated (and required) where the contract
+  // gives them a meaning: temperature and medium for heat, ewc for a
+  // material supply, accepts_ewc for a material demand, hazardous on the
+  // supply side, accepts_hazardous on the demand side. Elsewhere they mean
+  // nothing: kept when well-formed, dropped when not, never a rejection.
+  bool heat = f.resource == resource_class::heat;
   bool material = f.resource == resource_class::material;
-  if (material && f.direction == flow_direction::supply && !f.ewc)
+  bool supply = f.direction == flow_direction::supply;
+  auto where = [](bool applies, auto parse) {
+    if (applies)
+      return parse();
+    try {
+      return parse();
+    } catch (rejection&) {
+      return decltype(parse()){};
+    }
+  };
+  f.temperature_c = where(heat, [&] { return d.opt_number("temperature_c"); });
+  if (heat && !f.temperature_c)
+    d.missing("temperature_c");
+  f.medium = where(heat, [&] {
+    auto m = d.opt_string("medium");
+    if (m && !is_medium(*m))
+      reject(reject_reason::invalid_value,
+             fmt::format("data.medium is \"{}\", must be hot_water, steam, "
+                         "cooling_water, flue_gas or air",
+                         *m));
+    return m;
+  });
+  f.ewc = where(material && supply, [&] {
+    auto e = d.opt_string("ewc");
+    if (e && (e->size() != 6 || !all_digits(*e)))
+      reject(reject_reason::invalid_value,
+             fmt::format("data.ewc is \"{}\", must be a 6-digit EWC code",
+                         *e));
+    return e;
+  });
+  if (material && supply && !f.ewc)
     d.missing("ewc");
-  f.accepts_ewc = d.opt_string_array("accepts_ewc");
-  if (f.accepts_ewc)
-    for (const auto& code : *f.accepts_ewc)
-      if ((code.size() != 2 && code.size() != 4 && code.size() != 6)
-          || !all_digits(code))
-        reject(reject_reason::invalid_value,
-               fmt::format("data.accepts_ewc holds \"{}\", each entry must "
-                           "be 2, 4 or 6 digits",
-                           code));
-  if (material && f.direction == flow_direction::demand) {
+  f.accepts_ewc = where(material && !supply, [&] {
+    auto codes = d.opt_string_array("accepts_ewc");
+    if (codes)
+      for (const auto& code : *codes)
+        if ((code.size() != 2 && code.size() != 4 && code.size() != 6)
+            || !all_digits(code))
+          reject(reject_reason::invalid_value,
+                 fmt::format("data.accepts_ewc holds \"{}\", each entry "
+                             "must be 2, 4 or 6 digits",
+                             code));
+    return codes;
+  });
+  if (material && !supply) {
     if (!f.accepts_ewc)
       d.missing("accepts_ewc");
     if (f.accepts_ewc->empty())
       reject(reject_reason::out_of_range,
              "data.accepts_ewc must not be empty for a material demand");
   }
-  f.hazardous = d.opt_bool("hazardous");
-  f.accepts_hazardous = d.opt_bool("accepts_hazardous");
+  f.hazardous = where(supply, [&] { return d.opt_bool("hazardous"); });
+  f.accepts_hazardous = where(!supply, [&] {
+    return d.opt_bool("accepts_hazardous");
+  });
   f.max_transport_km = d.opt_number("max_transport_km");
   if (f.max_transport_km && !(*f.max_transport_km > 0))
     reject(reject_reason::out_of_range,
@@ -515,9 +540,9 @@ bool digits_at(std::string_view s, size_t pos, size_t n, int& out) {
 } // namespace
 
 bool is_rfc3339(std::string_view s) {
-  // full-date "T" partial-time time-offset, e.g. 2026-11-27T10:00:00Z
+  // full-date "T" partial-time [time-offset], e.g. 2026-11-27T10:00:00Z
   int year, month, day, hour, minute, second;
-  if (!digits_at(s, 0, 4, year) || s.size() < 20 || s[4] != '-'
+  if (!digits_at(s, 0, 4, year) || s.size() < 19 || s[4] != '-'
       || !digits_at(s, 5, 2, month) || s[7] != '-'
       || !digits_at(s, 8, 2, day)
       || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
@@ -536,8 +561,11 @@ bool is_rfc3339(std::string_view s) {
     if (i == start)
       return false;
   }
-  if (i >= s.size())
-    return false;
+  // An ISO 8601 local date-time without offset is taken too (read as
+  // UTC): producers often emit it, and rejecting whole events over an
+  // informational field would lose data.
+  if (i == s.size())
+    return true;
   if (s[i] == 'Z' || s[i] == 'z')
     return i + 1 == s.size();
   if (s[i] != '+' && s[i] != '-')

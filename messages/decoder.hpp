@@ -42,7 +42,8 @@ private:
   simdjson::dom::parser parser_;
 };
 
-/// Validates an RFC 3339 date-time such as `2026-11-27T10:00:00.5+01:00`.
+/// Validates an RFC 3339 date-time such as `2026-11-27T10:00:00.5+01:00`
+/// (a missing offset is accepted and means UTC).
 bool is_rfc3339(std::string_view s);
 
 /// Counts Unicode code points of valid UTF-8 text.

@@ -264,6 +264,25 @@ TEST_CASE("heat needs a temperature and a known medium") {
     accept(flow_line(heat_ok + R"(,"medium":")" + m + "\""));
 }
 
+TEST_CASE("class-specific fields are checked only where they apply") {
+  // A water flow with a heat medium and a bad EWC code: those fields mean
+  // nothing for water, so they cannot reject it; well-formed ones stay.
+  auto w = accept(flow_line(
+    R"("direction":"supply","resource":"water","quantity":1,"unit":"m3/h","medium":"lava","ewc":"12","temperature_c":"hot","accepts_hazardous":true)"));
+  CHECK_FALSE(w.flow_data.medium);
+  CHECK_FALSE(w.flow_data.ewc);
+  CHECK_FALSE(w.flow_data.temperature_c);
+  CHECK(*w.flow_data.accepts_hazardous); // meaningless on a supply, but kept
+  auto h = accept(flow_line(heat_ok + R"(,"ewc":"100202")"));
+  CHECK(*h.flow_data.ewc == "100202"); // well-formed: kept
+  // Where they apply they are checked as before.
+  CHECK(refuse(flow_line(heat_ok + R"(,"medium":"lava")")).reason
+        == reject_reason::invalid_value);
+  CHECK(refuse(flow_line(R"("direction":"supply","resource":"heat","quantity":5,"unit":"MW","temperature_c":"hot")"))
+          .reason
+        == reject_reason::wrong_type);
+}
+
 TEST_CASE("material needs EWC codes in the right shape") {
   CHECK(refuse(flow_line(R"("direction":"supply","resource":"material","quantity":1,"unit":"t/yr")"))
           .reason
@@ -297,7 +316,8 @@ TEST_CASE("RFC 3339 timestamps") {
   CHECK_FALSE(is_rfc3339("2026-11-27"));
   CHECK_FALSE(is_rfc3339("2026-13-27T10:00:00Z"));
   CHECK_FALSE(is_rfc3339("2026-11-27T25:00:00Z"));
-  CHECK_FALSE(is_rfc3339("2026-11-27T10:00:00"));
+  CHECK(is_rfc3339("2026-11-27T10:00:00"));        // no offset: UTC
+  CHECK(is_rfc3339("2026-11-27T10:00:00.123456")); // Python's isoformat()
   CHECK_FALSE(is_rfc3339("2026-11-27T10:00:00.Z"));
   CHECK_FALSE(is_rfc3339("2026-11-27T10:00:00+0100"));
 }
