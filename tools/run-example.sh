@@ -8,8 +8,9 @@
 #   tools/run-example.sh [extra actor-system options]
 #
 # Output: the tables of schema `example` in the local cluster
-# (tools/pg.sh psql), and in var/example/: events.ndjson (the input) and
-# state.ndjson (sites and flows at the end).
+# (tools/pg.sh psql), and in var/example/: events.ndjson (the input),
+# state.ndjson (sites and flows at the end) and map.png (sites and matched
+# pairs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -52,4 +53,6 @@ tools/pg.sh psql -q -c "SET search_path TO example, public" -c "
   FROM matches m JOIN sites s ON s.site_id = m.supply_site_id
   JOIN sites d ON d.site_id = m.demand_site_id
   ORDER BY m.score DESC LIMIT 8"
+echo
+tools/plot-map.sh example "$out/map.png"
 echo "state file:     $out/state.ndjson"
