@@ -212,6 +212,15 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     [self](done_atom, uint32_t gi, uint32_t worker, uint64_t count,
            registry_stats& stats) {
       auto& g = self->state.groups[gi];
+      if (count > g.in_flight || count > g.worker_load[worker]) {
+        // More credit back than was taken: a bug; do not let the count
+        // wrap around (that would stop admission for good).
+        log()->error("{} group {} worker {}: {} events reported done, only "
+                     "{} in flight",
+                     self->name(), g.settings.name, worker, count,
+                     g.worker_load[worker]);
+        count = std::min(g.in_flight, g.worker_load[worker]);
+      }
       g.in_flight -= count;
       g.worker_load[worker] -= count;
       self->state.totals += stats;

@@ -84,6 +84,10 @@ public:
   struct cursor {
     uint64_t seq = 0;
     size_t next_index = 0;
+    /// Every batch up to this seq was applied completely (its report may
+    /// still be on its way through the committer): a redelivery of one of
+    /// them is skipped, not applied again.
+    uint64_t applied_through = 0;
   };
   cursor progress;
 

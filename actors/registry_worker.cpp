@@ -96,8 +96,12 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](deliver_atom, const event_batch& batch) {
       auto& st = self->state;
       auto& reg = *st.reg;
-      if (reg.progress.seq != batch.seq)
-        reg.progress = registry::cursor{batch.seq, 0};
+      if (batch.seq <= reg.progress.applied_through)
+        return; // applied before a crash; its own report is on its way
+      if (reg.progress.seq != batch.seq) {
+        reg.progress.seq = batch.seq;
+        reg.progress.next_index = 0;
+      }
       size_t begin = reg.progress.next_index;
       auto now = registry::clock::now();
       try {
@@ -122,6 +126,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
         publish(self, batch.seq, reg.progress.next_index - begin, false);
         throw;
       }
+      reg.progress.applied_through = batch.seq;
       publish(self, batch.seq, batch.size() - begin, true);
     },
     [self](expire_atom) {
