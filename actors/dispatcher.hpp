@@ -45,6 +45,14 @@ struct group_settings {
   supervision_settings supervision;
 };
 
+/// The six event types of the contract: what a group handling every input
+/// event lists in `handles`.
+inline std::vector<event_type> contract_event_types() {
+  return {event_type::site_created,          event_type::site_updated,
+          event_type::site_deleted,          event_type::resource_flow_created,
+          event_type::resource_flow_updated, event_type::resource_flow_deleted};
+}
+
 /// Number of event_type values (the six of the contract plus eviction).
 constexpr size_t event_type_count
   = static_cast<size_t>(event_type::flow_evicted) + 1;

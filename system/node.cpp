@@ -268,12 +268,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   registry_group.workers = st.cfg.registry_workers;
   registry_group.policy = st.cfg.registry_policy;
   registry_group.max_in_flight = st.cfg.registry_max_in_flight;
-  registry_group.handles = {event_type::site_created,
-                            event_type::site_updated,
-                            event_type::site_deleted,
-                            event_type::resource_flow_created,
-                            event_type::resource_flow_updated,
-                            event_type::resource_flow_deleted};
+  registry_group.handles = contract_event_types();
   registry_group.factory = registry_worker_factory(
     {}, std::move(committers), st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;

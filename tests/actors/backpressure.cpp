@@ -66,9 +66,7 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
   g.workers = 2;
   g.policy = routing_policy::round_robin;
   g.max_in_flight = max_in_flight;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [](worker_pool_actor::pointer pool, uint32_t index,
                        std::shared_ptr<registry>) {

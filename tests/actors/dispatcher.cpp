@@ -31,9 +31,7 @@ struct fixture {
     g.workers = workers;
     g.policy = routing_policy::key_hash;
     g.max_in_flight = max_in_flight;
-    g.handles = {event_type::site_created,          event_type::site_updated,
-                 event_type::site_deleted,          event_type::resource_flow_created,
-                 event_type::resource_flow_updated, event_type::resource_flow_deleted};
+    g.handles = contract_event_types();
     g.factory = registry_worker_factory(
       {caf::actor_cast<change_sink_actor>(changes)}, {},
       caf::actor_cast<dead_letter_sink_actor>(dead), {});
@@ -223,9 +221,7 @@ std::map<std::string, size_t> route_with(fixture& fx, routing_policy policy,
   g.workers = 2;
   g.policy = policy;
   g.max_in_flight = 1u << 20;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   auto tally = caf::actor_cast<change_sink_actor>(fx.changes);
   g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [tally](worker_pool_actor::pointer pool, uint32_t index,

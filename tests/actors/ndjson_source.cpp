@@ -50,9 +50,7 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
   group_settings g;
   g.name = "registry";
   g.workers = 2;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   g.factory = registry_worker_factory(
     {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});

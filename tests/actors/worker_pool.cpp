@@ -51,9 +51,7 @@ dispatcher_actor start(caf::actor_system& sys, dead_letter_collector_actor dead,
   g.name = "registry";
   g.workers = 2;
   g.max_in_flight = 1000;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   registry_worker_settings w;
   w.before_apply = std::move(hook);
   g.factory = registry_worker_factory(
@@ -192,9 +190,7 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   g.name = "registry";
   g.workers = 1;
   g.max_in_flight = 100000;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   registry_worker_settings w;
   w.before_apply = faults.hook();
   g.factory = registry_worker_factory(

@@ -76,9 +76,7 @@ double run_dispatcher(caf::actor_system& sys, const options& o,
   g.workers = o.workers;
   g.policy = routing_policy::key_hash;
   g.max_in_flight = 1 << 16;
-  g.handles = {event_type::site_created,          event_type::site_updated,
-               event_type::site_deleted,          event_type::resource_flow_created,
-               event_type::resource_flow_updated, event_type::resource_flow_deleted};
+  g.handles = contract_event_types();
   g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [](worker_pool_actor::pointer pool, uint32_t index,
                        std::shared_ptr<registry>) {
