@@ -220,6 +220,13 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       for (auto& f : stored.flows)
         st.flow_class[f.flow_id] = f.resource;
       auto n = st.partitions.size();
+      // Each partition gets every site but only the flows and matches of
+      // its class.
+      std::vector<registry_snapshot> parts(n);
+      for (auto& part : parts)
+        part.sites = stored.sites;
+      for (auto& f : stored.flows)
+        parts[static_cast<size_t>(f.resource)].flows.push_back(std::move(f));
       std::vector<std::vector<match>> by_class(n);
       for (auto& m : stored_matches)
         by_class[static_cast<size_t>(m.resource)].push_back(std::move(m));
@@ -227,7 +234,7 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       auto waiting = std::make_shared<size_t>(n);
       for (size_t p = 0; p < n; ++p)
         self->request(st.partitions[p], st.reply_timeout, restore_atom::value,
-                      stored, std::move(by_class[p]))
+                      std::move(parts[p]), std::move(by_class[p]))
           .then(
             [=](caf::ok_atom) mutable {
               if (--*waiting == 0)
