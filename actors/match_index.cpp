@@ -4,10 +4,24 @@
 #include <cmath>
 #include <iterator>
 
+#include <boost/iterator/function_output_iterator.hpp>
+
 namespace flowmatch {
 
 namespace bg = boost::geometry;
 namespace bgi = boost::geometry::index;
+
+namespace {
+
+void drop_partner(std::vector<uint32_t>& partners, uint32_t p) {
+  auto i = std::find(partners.begin(), partners.end(), p);
+  if (i != partners.end()) {
+    *i = partners.back();
+    partners.pop_back();
+  }
+}
+
+} // namespace
 
 void match_index::apply(const change& c, std::vector<match_change>& out) {
   switch (c.kind) {
@@ -65,7 +79,7 @@ void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
     index(slot);
   }
   for (auto& id : info.flows)
-    recompute(flows_.at(id), out);
+    recompute(flows_.at(id), false, out);
 }
 
 void match_index::upsert_flow(const resource_flow& f,
@@ -87,7 +101,7 @@ void match_index::upsert_flow(const resource_flow& f,
       // Same site, same side, same class: the position in the R-tree
       // stands; only the numbers change.
       fs.flow = f;
-      recompute(slot, out);
+      recompute(slot, true, out);
       return;
     }
     unindex(slot);
@@ -115,7 +129,7 @@ void match_index::upsert_flow(const resource_flow& f,
     fs.lon = site->second.lon;
     index(slot);
   }
-  recompute(slot, out);
+  recompute(slot, false, out);
 }
 
 void match_index::remove_flow(const std::string& id,
@@ -164,8 +178,7 @@ void match_index::unindex(uint32_t slot) {
   fs.indexed = false;
 }
 
-std::vector<uint32_t> match_index::candidates(const flow_slot& f,
-                                              double radius_m) const {
+void match_index::find_candidates(const flow_slot& f, double radius_m) {
   // A box in degrees that surely holds the circle: a degree of latitude
   // is at least 110574 m, a degree of longitude at least 111319 m times
   // the cosine of the latitude (WGS84), so 110000 and 111000 overshoot.
@@ -178,10 +191,12 @@ std::vector<uint32_t> match_index::candidates(const flow_slot& f,
                   : radius_m / (111000.0 * std::cos(far * M_PI / 180.0));
   const tree& other = f.flow.direction == flow_direction::supply ? demands_
                                                                  : supplies_;
-  std::vector<entry> found;
+  candidates_.clear();
   auto query = [&](double lon_lo, double lon_hi) {
     box b{point{lon_lo, lat_lo}, point{lon_hi, lat_hi}};
-    other.query(bgi::intersects(b), std::back_inserter(found));
+    other.query(bgi::intersects(b),
+                boost::make_function_output_iterator(
+                  [this](const entry& e) { candidates_.push_back(e.second); }));
   };
   if (dlon >= 180.0) {
     query(-180.0, 180.0);
@@ -198,48 +213,55 @@ std::vector<uint32_t> match_index::candidates(const flow_slot& f,
       query(lo, hi);
     }
   }
-  std::vector<uint32_t> out;
-  out.reserve(found.size());
-  for (auto& e : found)
-    out.push_back(e.second);
-  return out;
 }
 
-void match_index::recompute(uint32_t slot, std::vector<match_change>& out) {
-  auto& fs = slots_[slot];
-  bool supply = fs.flow.direction == flow_direction::supply;
-  std::vector<std::pair<uint32_t, match>> now;
-  if (fs.indexed)
-    for (auto other : candidates(fs, search_radius_m(fs.flow, settings_))) {
+void match_index::recompute(uint32_t slot, bool same_positions,
+                            std::vector<match_change>& out) {
+  bool supply = slots_[slot].flow.direction == flow_direction::supply;
+  now_.clear();
+  if (slots_[slot].indexed) {
+    find_candidates(slots_[slot], search_radius_m(slots_[slot].flow, settings_));
+    for (auto other : candidates_) {
+      const auto& fs = slots_[slot];
       const auto& os = slots_[other];
       ++evaluations_;
+      // A pair matched now, at unchanged positions, keeps its distance:
+      // the exact geodesic is the costliest step of the rules.
+      const double* known = nullptr;
+      if (same_positions) {
+        auto i = matches_.find(supply ? pair_key(slot, other)
+                                      : pair_key(other, slot));
+        if (i != matches_.end())
+          known = &i->second.distance_m;
+      }
       auto m = supply ? evaluate(fs.flow, fs.lat, fs.lon, os.flow, os.lat,
-                                 os.lon, settings_)
+                                 os.lon, settings_, known)
                       : evaluate(os.flow, os.lat, os.lon, fs.flow, fs.lat,
-                                 fs.lon, settings_);
+                                 fs.lon, settings_, known);
       if (m)
-        now.emplace_back(other, std::move(*m));
+        now_.emplace_back(other, std::move(*m));
     }
-  std::sort(now.begin(), now.end(),
+  }
+  std::sort(now_.begin(), now_.end(),
             [](const auto& a, const auto& b) { return a.first < b.first; });
   auto in_now = [&](uint32_t p) {
     auto i = std::lower_bound(
-      now.begin(), now.end(), p,
+      now_.begin(), now_.end(), p,
       [](const auto& x, uint32_t key) { return x.first < key; });
-    return i != now.end() && i->first == p;
+    return i != now_.end() && i->first == p;
   };
   // Pairs that no longer pass go first, then the new and changed ones.
-  std::vector<uint32_t> gone;
-  for (auto p : fs.partners)
+  gone_.clear();
+  for (auto p : slots_[slot].partners)
     if (!in_now(p))
-      gone.push_back(p);
-  std::sort(gone.begin(), gone.end());
-  for (auto p : gone)
+      gone_.push_back(p);
+  std::sort(gone_.begin(), gone_.end());
+  for (auto p : gone_)
     if (supply)
       set_match(slot, p, caf::none, out);
     else
       set_match(p, slot, caf::none, out);
-  for (auto& [p, m] : now)
+  for (auto& [p, m] : now_)
     if (supply)
       set_match(slot, p, std::move(m), out);
     else
@@ -262,8 +284,8 @@ void match_index::set_match(uint32_t supply, uint32_t demand,
     c.value.demand_site_id = std::move(i->second.demand_site_id);
     c.value.resource = i->second.resource;
     matches_.erase(i);
-    slots_[supply].partners.erase(demand);
-    slots_[demand].partners.erase(supply);
+    drop_partner(slots_[supply].partners, demand);
+    drop_partner(slots_[demand].partners, supply);
     out.push_back(std::move(c));
     return;
   }
@@ -271,8 +293,8 @@ void match_index::set_match(uint32_t supply, uint32_t demand,
     return; // unchanged: no churn
   if (i == matches_.end()) {
     matches_.emplace(key, *m);
-    slots_[supply].partners.insert(demand);
-    slots_[demand].partners.insert(supply);
+    slots_[supply].partners.push_back(demand);
+    slots_[demand].partners.push_back(supply);
   } else {
     i->second = *m;
   }

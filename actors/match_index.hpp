@@ -57,15 +57,16 @@ private:
   using box = boost::geometry::model::box<point>;
   using entry = std::pair<point, uint32_t>; ///< (lon, lat), flow slot
   using tree = boost::geometry::index::rtree<
-    entry, boost::geometry::index::quadratic<16>>;
+    entry, boost::geometry::index::rstar<16>>;
 
   struct flow_slot {
     resource_flow flow;
     double lat = 0;
     double lon = 0;
     bool indexed = false;
-    /// Slots of the partners with a current match.
-    std::unordered_set<uint32_t> partners;
+    /// Slots of the partners with a current match (few: a plain vector
+    /// is smaller and faster than a hash set here).
+    std::vector<uint32_t> partners;
   };
 
   struct site_info {
@@ -84,12 +85,16 @@ private:
   void remove_flow(const std::string& id, std::vector<match_change>& out);
   void unindex(uint32_t slot);
   void index(uint32_t slot);
-  /// Recomputes every pair of one flow against the index.
-  void recompute(uint32_t slot, std::vector<match_change>& out);
+  /// Recomputes every pair of one flow against the index. With
+  /// `same_positions`, neither this flow nor any partner moved since their
+  /// matches were computed, so a current match's distance is reused.
+  void recompute(uint32_t slot, bool same_positions,
+                 std::vector<match_change>& out);
   void set_match(uint32_t supply, uint32_t demand, caf::optional<match> m,
                  std::vector<match_change>& out);
-  /// Flows of the opposite direction within `radius_m` of (lat, lon).
-  std::vector<uint32_t> candidates(const flow_slot& f, double radius_m) const;
+  /// Fills `candidates_` with the flows of the opposite direction within
+  /// `radius_m` of the flow's position (a superset: a box around it).
+  void find_candidates(const flow_slot& f, double radius_m);
 
   match_settings settings_;
   caf::optional<resource_class> only_;
@@ -101,6 +106,10 @@ private:
   tree demands_;
   std::unordered_map<uint64_t, match> matches_;
   uint64_t evaluations_ = 0;
+  /// Scratch space of recompute, kept to avoid allocations per event.
+  std::vector<uint32_t> candidates_;
+  std::vector<std::pair<uint32_t, match>> now_;
+  std::vector<uint32_t> gone_;
 };
 
 } // namespace flowmatch

@@ -110,7 +110,8 @@ double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
 caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               double s_lon, const resource_flow& demand,
                               double d_lat, double d_lon,
-                              const match_settings& s) {
+                              const match_settings& s,
+                              const double* known_distance_m) {
   // 1. Sides. 2. Class.
   if (supply.direction != flow_direction::supply
       || demand.direction != flow_direction::demand
@@ -161,9 +162,14 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
   // 3. Distance: a sphere 1 % beyond d_max is surely beyond it on the
   // ellipsoid (the two differ by at most 0.6 %).
   double dmax = d_max_m(supply, demand, s);
-  if (sphere_distance_m(s_lat, s_lon, d_lat, d_lon) > dmax * 1.01)
-    return caf::none;
-  double d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
+  double d = 0;
+  if (known_distance_m) {
+    d = *known_distance_m;
+  } else {
+    if (sphere_distance_m(s_lat, s_lon, d_lat, d_lon) > dmax * 1.01)
+      return caf::none;
+    d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
+  }
   if (d > dmax)
     return caf::none;
   match m;

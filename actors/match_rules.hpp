@@ -67,9 +67,13 @@ double search_radius_m(const resource_flow& f, const match_settings& s);
 
 /// Evaluates a supply and a demand flow at sites at the given coordinates.
 /// None when a gate fails; otherwise the match with every component.
+/// `known_distance_m`, when given, is the geodesic distance of these two
+/// positions computed before (the index passes it when neither site moved
+/// since), so the exact distance is not computed again.
 caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               double s_lon, const resource_flow& demand,
                               double d_lat, double d_lon,
-                              const match_settings& s);
+                              const match_settings& s,
+                              const double* known_distance_m = nullptr);
 
 } // namespace flowmatch
