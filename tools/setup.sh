@@ -19,6 +19,7 @@ packages=(
   postgresql-15 postgresql-15-postgis-3 postgresql-client-15
   gnuplot-nox           # map picture and benchmark plots
   python3               # the event generator (tools/generate_events.py)
+  python3-yaml          # scenario files (tools/scenario.py)
 )
 
 missing=()

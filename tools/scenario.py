@@ -1,0 +1,773 @@
+#!/usr/bin/env python3
+"""Scenario runner: drives the real actor-system, with the real PostGIS of
+tools/pg.sh, through the steps of a scenario file and checks what comes out.
+
+    tools/scenario.py [options] PATH...     a scenario file or a folder of them
+    tools/scenario.py --self-test DIR       every scenario in DIR must fail,
+                                            with the message it names
+
+Options: --exe PATH (default build/actor-system), --dsn CONNINFO (default
+$FLOWMATCH_TEST_DSN, else tools/pg.sh dsn), --keep (keep each scenario's
+schema and work folder for a look afterwards), --verbose (print every step).
+
+The format is described in tests/scenarios/README.md. Exit status: 0 when
+every scenario passed, 1 when one failed, 2 for a scenario that cannot be
+read (the message says where).
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal as signals
+import subprocess
+import sys
+import tempfile
+import time
+
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TIMEOUT = 60.0
+DEFAULT_TOLERANCE = 1e-6
+
+
+class ScenarioError(Exception):
+    """The scenario file itself is wrong (not a failed expectation)."""
+
+
+class Failed(Exception):
+    """An expectation did not hold; the message lists what differed."""
+
+
+# --- the database -----------------------------------------------------------
+
+
+def find_psql():
+    found = shutil.which("psql")
+    if found:
+        return found
+    for version in ("15", "16", "17"):
+        path = f"/usr/lib/postgresql/{version}/bin/psql"
+        if os.path.exists(path):
+            return path
+    raise ScenarioError("psql not found (install postgresql-client)")
+
+
+class Database:
+    def __init__(self, dsn, schema):
+        self.dsn = dsn
+        self.schema = schema
+        self.psql = find_psql()
+
+    def run(self, sql, search_path=True):
+        cmd = [self.psql, self.dsn, "-XAtq", "-v", "ON_ERROR_STOP=1"]
+        if search_path:
+            cmd += ["-c", f"SET search_path TO {self.schema}, public"]
+        cmd += ["-c", sql]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise Failed(f"query failed: {sql}\n    {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def rows(self, sql):
+        text = self.run(f"SELECT coalesce(json_agg(t), '[]') FROM ({sql}) t")
+        return json.loads(text)
+
+    def value(self, sql):
+        return self.run(sql)
+
+    def reset(self):
+        self.run(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE",
+                 search_path=False)
+
+    def has_tables(self):
+        return self.run(
+            "SELECT count(*) FROM information_schema.tables "
+            f"WHERE table_schema = '{self.schema}' AND table_name = 'sites'",
+            search_path=False) == "1"
+
+
+def pg_tool(command):
+    done = subprocess.run([os.path.join(ROOT, "tools", "pg.sh"), command],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise Failed(f"tools/pg.sh {command} failed:\n{done.stderr.strip()}")
+
+
+# --- the node ---------------------------------------------------------------
+
+
+class Node:
+    """One run of actor-system, reading its input from a pipe."""
+
+    def __init__(self, exe, args, work, run_number):
+        self.out_path = os.path.join(work, f"run{run_number}.stdout")
+        self.err_path = os.path.join(work, f"run{run_number}.stderr")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.proc = subprocess.Popen([exe] + args, stdin=subprocess.PIPE,
+                                     stdout=self.out, stderr=self.err)
+        self.code = None
+
+    def feed(self, data):
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise Failed("the node closed its input while it was being fed "
+                         f"(exit {self.proc.poll()}); log:\n"
+                         + tail(self.stderr()))
+
+    def close_input(self):
+        if self.proc.stdin and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+
+    def wait(self, timeout):
+        try:
+            self.code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise Failed(f"the node did not exit within {timeout:g} s; log:\n"
+                         + tail(self.stderr()))
+        self.out.close()
+        self.err.close()
+        return self.code
+
+    def running(self):
+        return self.proc.poll() is None
+
+    def stdout(self):
+        with open(self.out_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+
+def tail(text, lines=15):
+    return "\n".join("    | " + l for l in text.splitlines()[-lines:])
+
+
+def parse_summary(text):
+    """The run summary's rows as {label: value}; labels without indent."""
+    summary = {}
+    inside = False
+    for line in text.splitlines():
+        if line.startswith("flowmatch run summary"):
+            inside = True
+            continue
+        if not inside or not line.startswith("  "):
+            continue
+        parts = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(parts) != 2:
+            continue
+        label, value = parts
+        try:
+            value = int(value)
+        except ValueError:
+            pass
+        summary[label] = value
+    return summary
+
+
+# --- comparing --------------------------------------------------------------
+
+
+def same(expected, actual, tolerance):
+    if isinstance(expected, bool) or isinstance(actual, bool):
+        return expected == actual
+    if isinstance(expected, (int, float)) and isinstance(actual, (int, float)):
+        return abs(expected - actual) <= tolerance
+    if isinstance(expected, list) and isinstance(actual, list):
+        return len(expected) == len(actual) and all(
+            same(e, a, tolerance) for e, a in zip(expected, actual))
+    if isinstance(expected, (int, float)) and isinstance(actual, str):
+        return False
+    return expected == actual
+
+
+def show(value):
+    return json.dumps(value, ensure_ascii=False)
+
+
+def check_fields(where, expected, actual, tolerance, problems):
+    for field, want in expected.items():
+        if field.endswith("_contains"):
+            base = field[: -len("_contains")]
+            got = actual.get(base)
+            if got is None or str(want) not in str(got):
+                problems.append(f"{where}.{base}: expected to contain "
+                                f"{show(want)}, got {show(got)}")
+            continue
+        if field not in actual:
+            problems.append(f"{where}: no field {field!r} "
+                            f"(fields: {', '.join(sorted(actual))})")
+            continue
+        got = actual[field]
+        if not same(want, got, tolerance):
+            problems.append(f"{where}.{field}: expected {show(want)}, "
+                            f"got {show(got)}")
+
+
+def check_table(name, spec, rows, key_of, key_fields, problems):
+    """`spec` is a list (exactly these rows) or {count, rows, absent,
+    tolerance}. Each expected row names its key fields and any others."""
+    if isinstance(spec, list):
+        spec = {"count": len(spec), "rows": spec}
+    if not isinstance(spec, dict):
+        raise ScenarioError(f"expect {name}: a list of rows or a mapping")
+    tolerance = float(spec.get("tolerance", DEFAULT_TOLERANCE))
+    by_key = {key_of(r): r for r in rows}
+    if "count" in spec and spec["count"] != len(rows):
+        listed = ", ".join(sorted(fmt_key(k) for k in by_key))
+        expected_keys = {fmt_key(tuple(str(r.get(f, "")) for f in key_fields))
+                         for r in spec.get("rows", [])}
+        extra = sorted(set(fmt_key(k) for k in by_key) - expected_keys)
+        note = f"; not named by the scenario: {', '.join(extra)}" if (
+            expected_keys and extra) else ""
+        problems.append(f"{name}: expected {spec['count']} rows, got "
+                        f"{len(rows)} ({listed or 'none'}){note}")
+    for want in spec.get("rows", []):
+        missing = [f for f in key_fields if f not in want]
+        if missing:
+            raise ScenarioError(f"expect {name}: each row needs "
+                                f"{', '.join(key_fields)}; missing "
+                                f"{', '.join(missing)} in {show(want)}")
+        key = tuple(str(want[f]) for f in key_fields)
+        got = by_key.get(key)
+        if got is None:
+            problems.append(f"{name}: no row {fmt_key(key)} (have: "
+                            f"{', '.join(sorted(fmt_key(k) for k in by_key)) or 'none'})")
+            continue
+        fields = {k: v for k, v in want.items() if k not in key_fields}
+        check_fields(f"{name}[{fmt_key(key)}]", fields, got, tolerance,
+                     problems)
+    for absent in spec.get("absent", []):
+        key = tuple(str(x) for x in absent) if isinstance(absent, list) \
+            else (str(absent),)
+        if key in by_key:
+            problems.append(f"{name}: row {fmt_key(key)} should be absent "
+                            f"but is there: {show(by_key[key])}")
+
+
+def fmt_key(key):
+    return key[0] if len(key) == 1 else "(" + ", ".join(key) + ")"
+
+
+# --- one scenario -----------------------------------------------------------
+
+
+STEP_KINDS = ("start", "feed", "drain", "signal", "wait", "db", "reset",
+              "snapshot", "expect")
+
+# What `snapshot` keeps and `expect: {same_as: NAME}` compares: every
+# table the contract defines, without the timestamps.
+SNAPSHOT_QUERIES = {
+    "sites": ("SELECT site_id, name, lat, lon, country, nace, version, "
+              "ST_AsText(geog) AS geog FROM sites ORDER BY site_id",
+              ("site_id",)),
+    "flows": ("SELECT * FROM resource_flows ORDER BY flow_id", ("flow_id",)),
+    "matches": ("SELECT * FROM matches ORDER BY supply_flow_id, demand_flow_id",
+                ("supply_flow_id", "demand_flow_id")),
+    "dead_letters": ("SELECT event_id, line, reason, detail FROM dead_letters "
+                     "ORDER BY line, reason", ("line", "reason")),
+    "processed_events": ("SELECT event_id FROM processed_events "
+                         "ORDER BY event_id", ("event_id",)),
+}
+
+
+class Scenario:
+    def __init__(self, path, opts):
+        self.path = path
+        self.opts = opts
+        with open(path, encoding="utf-8") as f:
+            try:
+                doc = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                raise ScenarioError(f"{path}: not valid YAML: {e}")
+        if not isinstance(doc, dict) or "steps" not in doc:
+            raise ScenarioError(f"{path}: needs a mapping with `steps`")
+        self.doc = doc
+        self.name = doc.get("name", os.path.basename(path))
+        stem = os.path.splitext(os.path.basename(path))[0]
+        self.schema = "scenario_" + re.sub(r"[^a-z0-9_]", "_", stem.lower())
+        self.db = Database(opts.dsn, self.schema)
+        self.work = tempfile.mkdtemp(prefix=f"flowmatch-{stem}-")
+        self.node = None
+        self.last = None  # the last node that exited
+        self.runs = 0
+        self.snapshots = {}
+        self.first_run_since_reset = 1
+
+    # -- steps --
+
+    def node_args(self, extra):
+        self.runs += 1
+        self.stream = os.path.join(self.work, f"run{self.runs}.matches.ndjson")
+        args = [f"--ingest.ndjson=-",
+                f"--postgis.dsn={self.opts.dsn}",
+                f"--postgis.schema={self.schema}",
+                f"--output.matches={self.stream}",
+                f"--output.state={os.path.join(self.work, f'run{self.runs}.state.ndjson')}",
+                "--system.threads=2"]
+        args += [str(a) for a in self.doc.get("args", [])]
+        args += [str(a) for a in extra]
+        return args
+
+    def start(self, spec):
+        if self.node and self.node.running():
+            raise ScenarioError("start: the node is already running "
+                                "(drain or signal it first)")
+        extra = spec.get("args", []) if isinstance(spec, dict) else []
+        self.node = Node(self.opts.exe, self.node_args(extra), self.work,
+                         self.runs + 1)
+
+    def feed(self, spec):
+        if not self.node or not self.node.running():
+            self.start({})
+        self.node.feed(self.lines(spec))
+
+    def lines(self, spec):
+        """Bytes to feed: a list of events (mappings) and raw lines
+        (strings), or {file: PATH} relative to the scenario, or one of the
+        special lines {bytes: TEXT} (latin-1, for invalid UTF-8) and
+        {line_of_length: N}."""
+        if isinstance(spec, dict) and "file" in spec:
+            path = os.path.join(os.path.dirname(self.path), spec["file"])
+            with open(path, "rb") as f:
+                lines = f.read().splitlines(keepends=True)
+            if "lines" in spec:  # [first, last], 1-based, inclusive
+                first, last = spec["lines"]
+                lines = lines[first - 1:last]
+            data = b"".join(lines)
+            return data if data.endswith(b"\n") else data + b"\n"
+        if not isinstance(spec, list):
+            raise ScenarioError("feed: a list of events and lines, or "
+                                "{file: PATH}")
+        out = bytearray()
+        for item in spec:
+            if isinstance(item, str):
+                out += item.encode("utf-8")
+            elif isinstance(item, dict) and set(item) == {"bytes"}:
+                out += item["bytes"].encode("latin-1")
+            elif isinstance(item, dict) and set(item) == {"line_of_length"}:
+                n = int(item["line_of_length"])
+                head = '{"id":"long","type":"site_created","data":{"site_id":"L","name":"'
+                tail_ = '","lat":1,"lon":1}}'
+                out += (head + "x" * max(0, n - len(head) - len(tail_))
+                        + tail_).encode()
+            elif isinstance(item, dict):
+                out += json.dumps(item, ensure_ascii=False,
+                                  separators=(",", ":")).encode("utf-8")
+            else:
+                raise ScenarioError(f"feed: cannot feed {show(item)}")
+            out += b"\n"
+        return bytes(out)
+
+    def drain(self, spec):
+        if not self.node:
+            raise ScenarioError("drain: no node was started")
+        timeout = float((spec or {}).get("timeout", DEFAULT_TIMEOUT)) \
+            if isinstance(spec, dict) else DEFAULT_TIMEOUT
+        self.node.close_input()
+        self.node.wait(timeout)
+        self.last = self.node
+
+    def signal(self, spec):
+        if isinstance(spec, str):
+            spec = {"name": spec}
+        name = spec.get("name", "SIGTERM")
+        if not self.node or not self.node.running():
+            raise Failed(f"signal {name}: the node is not running"
+                         + (f" (exited {self.node.code})" if self.node else ""))
+        sig = getattr(signals, name, None)
+        if not isinstance(sig, signals.Signals):
+            raise ScenarioError(f"signal: unknown signal {name}")
+        self.node.proc.send_signal(sig)
+        if spec.get("wait", True):
+            self.node.wait(float(spec.get("timeout", DEFAULT_TIMEOUT)))
+            self.last = self.node
+
+    def wait(self, spec):
+        """Waits on state, never a fixed time: {applied: N} (rows in
+        processed_events), {sql: QUERY, at_least: N}, {log: TEXT} (in the
+        node's log), each with an optional timeout in seconds."""
+        if not isinstance(spec, dict):
+            raise ScenarioError("wait: a mapping (applied, sql or log)")
+        timeout = float(spec.get("timeout", DEFAULT_TIMEOUT))
+        deadline = time.monotonic() + timeout
+        if "log" in spec:
+            what = f"log line containing {show(spec['log'])}"
+            probe = lambda: spec["log"] in self.node.stderr()
+            last = lambda: tail(self.node.stderr())
+        else:
+            sql = spec.get("sql", "SELECT count(*) FROM processed_events")
+            at_least = int(spec.get("applied", spec.get("at_least", 1)))
+            what = f"{sql} >= {at_least}"
+            seen = {"value": None}
+
+            def probe():
+                if not self.db.has_tables():
+                    return False
+                try:
+                    seen["value"] = int(self.db.value(sql))
+                except Failed:
+                    return False  # the database may be restarting
+                return seen["value"] >= at_least
+            last = lambda: f"    last value: {seen['value']}"
+        delay = 0.01
+        while not probe():
+            if self.node and not self.node.running():
+                raise Failed(f"wait for {what}: the node exited "
+                             f"({self.node.proc.poll()}) first; log:\n"
+                             + tail(self.node.stderr()))
+            if time.monotonic() > deadline:
+                raise Failed(f"wait for {what}: not within {timeout:g} s\n"
+                             + last())
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def reset(self, spec):
+        """Drops the scenario's schema: the next node starts from nothing."""
+        if self.node and self.node.running():
+            raise ScenarioError("reset: the node is running")
+        self.db.reset()
+        self.first_run_since_reset = self.runs + 1
+
+    def take_snapshot(self):
+        snap = {}
+        for table, (sql, key) in SNAPSHOT_QUERIES.items():
+            rows = self.db.rows(sql)
+            for r in rows:
+                r.pop("updated_at", None)
+                r.pop("computed_at", None)
+                r.pop("processed_at", None)
+            snap[table] = {tuple(str(r[k]) for k in key): r for r in rows}
+        return snap
+
+    def snapshot(self, spec):
+        if not isinstance(spec, str):
+            raise ScenarioError("snapshot: a name")
+        self.snapshots[spec] = self.take_snapshot()
+
+    def compare_snapshot(self, spec, problems):
+        """`spec`: a snapshot name, or {snapshot: NAME, except: [TABLES]}."""
+        skip = []
+        if isinstance(spec, dict):
+            skip = spec.get("except", [])
+            name = spec.get("snapshot")
+        else:
+            name = spec
+        if name not in self.snapshots:
+            raise ScenarioError(f"same_as: no snapshot named {name!r}")
+        then, now = self.snapshots[name], self.take_snapshot()
+        for table in SNAPSHOT_QUERIES:
+            if table in skip:
+                continue
+            a, b = then[table], now[table]
+            only_then = sorted(set(a) - set(b))
+            only_now = sorted(set(b) - set(a))
+            if only_then:
+                problems.append(f"{table}: {len(only_then)} rows of {name!r} "
+                                f"missing now, e.g. {', '.join(fmt_key(k) for k in only_then[:5])}")
+            if only_now:
+                problems.append(f"{table}: {len(only_now)} rows not in {name!r}, "
+                                f"e.g. {', '.join(fmt_key(k) for k in only_now[:5])}")
+            changed = 0
+            for k in sorted(set(a) & set(b)):
+                diffs = [f for f in a[k] if not same(a[k][f], b[k].get(f), 1e-9)]
+                if diffs:
+                    changed += 1
+                    if changed <= 5:
+                        problems.append(f"{table}[{fmt_key(k)}]: " + "; ".join(
+                            f"{f} {show(a[k][f])} in {name!r}, now {show(b[k].get(f))}"
+                            for f in diffs))
+            if changed > 5:
+                problems.append(f"{table}: {changed} rows differ in all")
+
+    def db_step(self, spec):
+        if spec not in ("stop", "start", "restart"):
+            raise ScenarioError("db: stop, start or restart")
+        pg_tool(spec)
+
+    def expect(self, spec):
+        if not isinstance(spec, dict):
+            raise ScenarioError("expect: a mapping")
+        problems = []
+        for key, want in spec.items():
+            if key == "exit":
+                got = self.last.code if self.last else None
+                if got != want:
+                    problems.append(f"exit: expected {want}, got {got}"
+                                    + ("\n" + tail(self.last.stderr())
+                                       if self.last else ""))
+            elif key == "summary":
+                got = parse_summary(self.last.stdout()) if self.last else {}
+                for label, value in want.items():
+                    if label not in got:
+                        problems.append(f"summary: no row {label!r} (rows: "
+                                        f"{', '.join(got) or 'none'})")
+                    elif got[label] != value:
+                        problems.append(f"summary.{label}: expected "
+                                        f"{show(value)}, got {show(got[label])}")
+            elif key == "log":
+                text = self.last.stderr() if self.last else ""
+                for needle in ([want] if isinstance(want, str) else want):
+                    if needle not in text:
+                        problems.append(f"log: no line containing "
+                                        f"{show(needle)}; log:\n{tail(text)}")
+            elif key == "sites":
+                rows = self.db.rows("SELECT site_id, name, lat, lon, country, "
+                                    "nace, version FROM sites")
+                check_table("sites", want, rows, lambda r: (r["site_id"],),
+                            ["site_id"], problems)
+            elif key == "flows":
+                rows = self.db.rows("SELECT * FROM resource_flows")
+                for r in rows:
+                    r.pop("updated_at", None)
+                check_table("flows", want, rows, lambda r: (r["flow_id"],),
+                            ["flow_id"], problems)
+            elif key == "matches":
+                rows = self.db.rows("SELECT * FROM matches")
+                for r in rows:
+                    r.pop("computed_at", None)
+                check_table("matches", want, rows,
+                            lambda r: (r["supply_flow_id"], r["demand_flow_id"]),
+                            ["supply_flow_id", "demand_flow_id"], problems)
+            elif key == "dead_letters":
+                self.expect_dead_letters(want, problems)
+            elif key == "stream":
+                self.expect_stream(want, problems)
+            elif key == "same_as":
+                self.compare_snapshot(want, problems)
+            else:
+                raise ScenarioError(f"expect: unknown key {key!r}")
+        if problems:
+            raise Failed("\n".join("  " + p for p in problems))
+
+    def expect_dead_letters(self, want, problems):
+        rows = self.db.rows("SELECT event_id, source, line, reason, detail, "
+                            "payload, attempts FROM dead_letters ORDER BY id")
+        if isinstance(want, dict) and "reasons" in want:
+            counts = {}
+            for r in rows:
+                counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+            if counts != want["reasons"]:
+                problems.append(f"dead_letters.reasons: expected "
+                                f"{show(want['reasons'])}, got {show(counts)}")
+        spec = dict(want) if isinstance(want, dict) else want
+        if isinstance(spec, dict):
+            spec.pop("reasons", None)
+        # Dead letters are keyed by event id and reason (a line without a
+        # readable id has a null id: name it as "").
+        for r in rows:
+            r["event_id"] = r["event_id"] or ""
+        check_table("dead_letters", spec, rows,
+                    lambda r: (r["event_id"], r["reason"]),
+                    ["event_id", "reason"], problems)
+
+    def expect_stream(self, want, problems):
+        """The match stream of the last run: counts of upserted and removed
+        lines, and `replays_to_table: true` (replaying it over the stream
+        of the runs before gives the matches table)."""
+        if not self.last:
+            problems.append("stream: no run has finished")
+            return
+        lines = []
+        for n in range(self.first_run_since_reset, self.runs + 1):
+            path = os.path.join(self.work, f"run{n}.matches.ndjson")
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    lines.append([json.loads(l) for l in f if l.strip()])
+        last = lines[-1] if lines else []
+        for kind in ("upserted", "removed"):
+            if kind in want:
+                got = sum(1 for l in last if l["type"] == "match_" + kind)
+                if got != want[kind]:
+                    problems.append(f"stream.{kind}: expected {want[kind]} "
+                                    f"lines, got {got}")
+        if want.get("replays_to_table"):
+            state = {}
+            for run in lines:
+                for l in run:
+                    key = (l["supply_flow_id"], l["demand_flow_id"])
+                    if l["type"] == "match_removed":
+                        state.pop(key, None)
+                    else:
+                        state[key] = l
+            table = {(r["supply_flow_id"], r["demand_flow_id"]): r
+                     for r in self.db.rows("SELECT * FROM matches")}
+            for key in sorted(set(state) | set(table)):
+                if key not in table:
+                    problems.append(f"stream: {fmt_key(key)} in the replayed "
+                                    "stream, not in the table")
+                elif key not in state:
+                    problems.append(f"stream: {fmt_key(key)} in the table, "
+                                    "not in the replayed stream")
+                elif not same(state[key]["score"], table[key]["score"], 1e-9):
+                    problems.append(f"stream: {fmt_key(key)} score "
+                                    f"{state[key]['score']} in the stream, "
+                                    f"{table[key]['score']} in the table")
+
+    # -- running --
+
+    def run(self, verbose=False):
+        self.db.reset()
+        steps = self.doc["steps"]
+        if not isinstance(steps, list):
+            raise ScenarioError(f"{self.path}: `steps` must be a list")
+        try:
+            for number, step in enumerate(steps, 1):
+                if isinstance(step, str):
+                    kind, spec = step, None
+                elif isinstance(step, dict) and len(step) == 1:
+                    kind, spec = next(iter(step.items()))
+                else:
+                    raise ScenarioError(f"step {number}: one of "
+                                        f"{', '.join(STEP_KINDS)}, got {show(step)}")
+                if verbose:
+                    print(f"    step {number}: {kind}", flush=True)
+                handler = {
+                    "start": self.start, "feed": self.feed,
+                    "drain": self.drain, "signal": self.signal,
+                    "wait": self.wait, "db": self.db_step,
+                    "reset": self.reset, "snapshot": self.snapshot,
+                    "expect": self.expect,
+                }.get(kind)
+                if handler is None:
+                    raise ScenarioError(f"step {number}: unknown step {kind!r} "
+                                        f"(steps: {', '.join(STEP_KINDS)})")
+                try:
+                    handler(spec)
+                except Failed as e:
+                    raise Failed(f"step {number} ({kind}):\n{e}")
+                except ScenarioError as e:
+                    raise ScenarioError(f"{self.path}: step {number} ({kind}): {e}")
+        finally:
+            if self.node and self.node.running():
+                self.node.proc.kill()
+                self.node.proc.wait()
+
+    def cleanup(self):
+        if not self.opts.keep:
+            shutil.rmtree(self.work, ignore_errors=True)
+            try:
+                self.db.reset()
+            except Exception:
+                pass
+
+
+def collect(paths):
+    files = []
+    for p in paths:
+        if os.path.isdir(p):
+            files += sorted(os.path.join(p, f) for f in os.listdir(p)
+                            if f.endswith((".yaml", ".yml")))
+        else:
+            files.append(p)
+    return files
+
+
+def run_all(files, opts):
+    failed = []
+    total = len(files)
+    for i, path in enumerate(files, 1):
+        label = os.path.relpath(path)
+        print(f"[{i}/{total}] {label} ... ", end="", flush=True)
+        started = time.monotonic()
+        try:
+            sc = Scenario(path, opts)
+        except ScenarioError as e:
+            print("ERROR")
+            print(f"  {e}")
+            return 2
+        try:
+            sc.run(opts.verbose)
+            print(f"ok ({time.monotonic() - started:.1f} s)", flush=True)
+            sc.cleanup()
+        except Failed as e:
+            print(f"FAIL ({time.monotonic() - started:.1f} s)")
+            print(f"  {sc.name}\n  {e}")
+            print(f"  (work folder {sc.work}, schema {sc.schema} kept)")
+            failed.append(label)
+        except ScenarioError as e:
+            print("ERROR")
+            print(f"  {e}")
+            return 2
+    if failed:
+        print(f"{len(failed)} of {total} scenarios failed: {', '.join(failed)}")
+        return 1
+    print(f"all {total} scenarios passed")
+    return 0
+
+
+def self_test(folder, opts):
+    """Each scenario in `folder` is wrong on purpose and names, under
+    `must_fail_with`, text the failure message must contain. The runner
+    passes this test only if every one of them fails that way."""
+    files = collect([folder])
+    if not files:
+        print(f"self-test: no scenarios in {folder}")
+        return 1
+    bad = 0
+    for path in files:
+        sc = Scenario(path, opts)
+        needle = sc.doc.get("must_fail_with")
+        if not needle:
+            print(f"self-test: {path} has no must_fail_with")
+            return 2
+        try:
+            sc.run()
+            print(f"self-test: {path} PASSED, but its assertion is wrong: "
+                  "the runner does not fail on a wrong assertion")
+            bad += 1
+        except Failed as e:
+            if needle in str(e):
+                print(f"self-test: {path} failed as it must:\n{e}")
+            else:
+                print(f"self-test: {path} failed, but not with "
+                      f"{show(needle)}:\n{e}")
+                bad += 1
+        finally:
+            sc.opts.keep = False
+            sc.cleanup()
+    print("self-test: " + ("ok" if bad == 0 else f"{bad} wrong"))
+    return 0 if bad == 0 else 1
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("paths", nargs="*")
+    ap.add_argument("--exe", default=os.path.join(ROOT, "build", "actor-system"))
+    ap.add_argument("--dsn", default=os.environ.get("FLOWMATCH_TEST_DSN"))
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--self-test", metavar="DIR")
+    opts = ap.parse_args()
+    if not opts.dsn:
+        opts.dsn = subprocess.run([os.path.join(ROOT, "tools", "pg.sh"), "dsn"],
+                                  capture_output=True, text=True).stdout.strip()
+    if not os.path.exists(opts.exe):
+        print(f"scenario: no executable at {opts.exe} (build first: "
+              "tools/build.sh)")
+        return 2
+    try:
+        if opts.self_test:
+            return self_test(opts.self_test, opts)
+        if not opts.paths:
+            ap.error("name a scenario file or folder")
+        return run_all(collect(opts.paths), opts)
+    except ScenarioError as e:
+        print(f"scenario: {e}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
