@@ -109,6 +109,66 @@ class Log:
         return ev
 
 
+class Tiling:
+    """Where copy k of the map goes. Copy 0 is the real map. The others are
+    tiles side by side in longitude, in latitude bands further south; in a
+    band at another latitude each point's longitude offset from the tile's
+    centre is scaled by cos(lat) / cos(new lat), which keeps the area of
+    every small patch, so each copy has the real map's density. The earth
+    holds about thirty copies of Europe; beyond that copies overlap
+    (slightly shifted) and the density grows: the generator says so."""
+
+    def __init__(self, points, copies):
+        # The tile is the core of the map (99 % of the points); the few
+        # far-off places (islands, overseas regions) go along unscaled.
+        lats = sorted(p[0] for p in points)
+        lons = sorted(p[1] for p in points)
+        cut = len(points) // 200
+        self.lat_lo, self.lat_hi = lats[cut], lats[-1 - cut]
+        self.lon_lo, self.lon_hi = lons[cut], lons[-1 - cut]
+        self.lon_c = (self.lon_lo + self.lon_hi) / 2
+        span_lat = self.lat_hi - self.lat_lo + 1.0
+        span_lon = self.lon_hi - self.lon_lo + 1.0
+        self.tiles = []  # (lat shift, lon centre)
+        shift = 0.0
+        while self.lat_lo + shift > -88 and self.lat_hi + shift < 88:
+            stretch = max(self.stretch(lat, shift)
+                          for lat in frange(self.lat_lo, self.lat_hi, 0.5))
+            width = span_lon * stretch
+            for t in range(int(360 // width)):
+                self.tiles.append((shift, self.lon_c + t * width))
+            shift -= span_lat
+        if copies > len(self.tiles):
+            print("generate_events: %d copies need more room than the earth has "
+                  "at this density (%d tiles): copies beyond overlap, so the "
+                  "density is about %.1fx the real map's"
+                  % (copies, len(self.tiles), copies / len(self.tiles)),
+                  file=sys.stderr)
+
+    @staticmethod
+    def stretch(lat, shift):
+        return math.cos(math.radians(lat)) / math.cos(math.radians(lat + shift))
+
+    def place(self, copy, lat, lon):
+        shift, centre = self.tiles[copy % len(self.tiles)]
+        overlap_round = copy // len(self.tiles)
+        lat2 = lat + shift
+        lon2 = centre + (lon - self.lon_c) * self.stretch(lat, shift) + 0.37 * overlap_round
+        while lon2 > 180:
+            lon2 -= 360
+        while lon2 < -180:
+            lon2 += 360
+        return lat2, lon2
+
+
+def frange(lo, hi, step):
+    x = lo
+    while x < hi:
+        yield x
+        x += step
+    yield hi
+
+
 def build(args):
     rng = random.Random(args.seed)
     log = Log()
@@ -120,17 +180,13 @@ def build(args):
     if args.max_sites:
         industry = industry[: args.max_sites]
         towns = towns[: args.max_sites]
+    layout = Tiling([(lat, lon) for _, lat, lon in industry]
+                    + [(float(r["lat"]), float(r["lon"])) for r in towns], copies)
     for copy in range(copies):
-        # Copies are shifted by whole 60-degree steps of longitude and
-        # mirrored latitude bands, so each copy keeps Europe's density.
-        dlon = 60.0 * copy
         suffix = "" if copy == 0 else "-c%d" % copy
 
-        def place(lat, lon):
-            lon2 = lon + dlon
-            while lon2 > 180:
-                lon2 -= 360
-            return lat, lon2
+        def place(lat, lon, copy=copy):
+            return layout.place(copy, lat, lon)
 
         for row, lat, lon in industry:
             sid = "hm-%s%s" % (row["SiteID"], suffix)
