@@ -161,6 +161,8 @@ using node_actor = caf::typed_actor<
   // Timer: the shutdown grace period is over.
   caf::reacts_to<deadline_atom>,
   // Timer: try the database again.
-  caf::reacts_to<tick_atom, uint64_t>>;
+  caf::reacts_to<tick_atom, uint64_t>,
+  // Timer: log the progress of the run.
+  caf::reacts_to<status_atom>>;
 
 } // namespace flowmatch

@@ -18,7 +18,9 @@ flowmatch_config::flowmatch_config() {
   opt_group{custom_options_, "log"}
     .add(log_level, "level",
          "trace, debug, info, warn, error, critical or off")
-    .add(log_pattern, "pattern", "spdlog pattern of each log line");
+    .add(log_pattern, "pattern", "spdlog pattern of each log line")
+    .add(log_progress_interval, "progress-interval",
+         "how often a running node logs its progress (0s: never)");
   opt_group{custom_options_, "ingest"}
     .add(ingest_ndjson, "ndjson", "NDJSON event file to read, - for stdin")
     .add(ingest_batch_size, "batch-size",
@@ -141,6 +143,9 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("log.level must be one of trace, debug, info, warn, error, "
                "critical, off; got '"
                + cfg.log_level + "'");
+  if (cfg.log_progress_interval.count() < 0)
+    return bad("log.progress-interval must not be negative");
+  s.progress_interval = to_ms(cfg.log_progress_interval);
   s.match_check = cfg.match_check;
   if (cfg.ingest_ndjson.empty() && !cfg.match_check)
     return bad("ingest.ndjson is required: a file path, or - for stdin");

@@ -31,6 +31,7 @@ public:
   // [log]
   std::string log_level = "info";
   std::string log_pattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v";
+  caf::timespan log_progress_interval = std::chrono::seconds{2};
   // [ingest]
   std::string ingest_ndjson;
   size_t ingest_batch_size = 1024;
@@ -84,6 +85,8 @@ struct settings {
   registry_worker_settings worker;
   supervision_settings supervision;
   std::chrono::milliseconds grace_period{30000};
+  /// How often a running node logs its progress; zero: never.
+  std::chrono::milliseconds progress_interval{2000};
   /// Empty dsn: no database.
   postgis_settings postgis;
 };

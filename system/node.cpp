@@ -209,8 +209,36 @@ void abort_run(node_ptr self, int code, const std::string& why) {
       });
 }
 
+/// One line a few seconds apart while the node runs: what came in, what is
+/// applied, what waits, and the rate since the last line.
+void log_progress(node_ptr self, const dispatch_status& s) {
+  auto& st = self->state;
+  auto now = std::chrono::steady_clock::now();
+  uint64_t in_flight = 0;
+  for (auto n : s.in_flight)
+    in_flight += n;
+  uint64_t dead = 0;
+  for (auto n : s.totals.dead_letters)
+    dead += n;
+  auto secs = seconds_since(st.progress_at, now);
+  double rate = secs > 0 ? static_cast<double>(s.totals.applied
+                                               - st.progress_applied)
+                             / secs
+                         : 0.0;
+  log()->info("{} progress: {} events admitted, {} applied, {} in flight, "
+              "{} dead-lettered by the registry; {:.0f} applied/s",
+              self->name(), s.admitted, s.totals.applied, in_flight, dead,
+              rate);
+  st.progress_applied = s.totals.applied;
+  st.progress_at = now;
+}
+
 void start_source(node_ptr self) {
   auto& st = self->state;
+  if (st.cfg.progress_interval.count() > 0) {
+    st.progress_at = std::chrono::steady_clock::now();
+    self->delayed_send(self, st.cfg.progress_interval, status_atom::value);
+  }
   st.source = self->spawn<caf::detached + caf::linked>(
     ndjson_source, st.cfg.source, st.dispatcher,
     caf::actor_cast<source_listener_actor>(self), st.dead_letters);
@@ -457,6 +485,16 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       arm_deadline(self);
       if (st.now == node_state::phase::running)
         self->send(st.source, stop_atom::value);
+    },
+    [self](status_atom) {
+      auto& st = self->state;
+      if (st.now != node_state::phase::running
+          && st.now != node_state::phase::draining)
+        return;
+      self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
+        .then([self](dispatch_status& s) { log_progress(self, s); },
+              [](caf::error&) {});
+      self->delayed_send(self, st.cfg.progress_interval, status_atom::value);
     },
     [self](deadline_atom) {
       if (self->state.now == node_state::phase::finished)

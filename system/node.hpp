@@ -39,6 +39,9 @@ struct node_state {
   int signals = 0;
   bool deadline_armed = false;
   std::chrono::milliseconds connect_delay{100};
+  /// Progress log: counters at the previous report, for the rate.
+  uint64_t progress_applied = 0;
+  std::chrono::steady_clock::time_point progress_at;
 };
 
 /// Spawn with `spawn<caf::detached>` (it writes the state file at drain).

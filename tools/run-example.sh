@@ -26,7 +26,7 @@ tools/pg.sh psql -q -c "DROP SCHEMA IF EXISTS example CASCADE" 2>/dev/null
 build/actor-system --config-file=config.ini \
   --ingest.ndjson="$out/events.ndjson" \
   --postgis.dsn="$dsn" --postgis.schema=example \
-  --output.state="$out/state.ndjson" "$@"
+  --output.state="$out/state.ndjson" --log.progress-interval=250ms "$@"
 echo
 echo "In PostGIS (schema example; tools/pg.sh psql to look around):"
 tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
@@ -34,6 +34,12 @@ tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
   UNION ALL SELECT '  resource_flows ', count(*) FROM resource_flows
   UNION ALL SELECT '  dead_letters   ', count(*) FROM dead_letters
   UNION ALL SELECT '  processed      ', count(*) FROM processed_events"
+echo
+echo "Flows per class:"
+tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
+  SELECT '  ' || rpad(resource, 9), count(*) FILTER (WHERE direction = 'supply'),
+         'supplies', count(*) FILTER (WHERE direction = 'demand'), 'demands'
+  FROM resource_flows GROUP BY resource ORDER BY resource"
 echo
 echo "Matches per class:"
 tools/pg.sh psql -qAt -F ' ' -c "SET search_path TO example, public" -c "
