@@ -23,6 +23,8 @@ void flush(writer_ptr self) {
     return;
   auto who = std::string{self->name()} + " " + st.label;
   auto delay = st.settings.retry_initial;
+  auto started = std::chrono::steady_clock::now();
+  auto rows = st.pending.size();
   while (!st.pending.empty()) {
     if (!st.conn.is_open())
       st.conn = connect_with_retry(who, st.settings,
@@ -44,6 +46,10 @@ void flush(writer_ptr self) {
     std::this_thread::sleep_for(delay);
     delay = std::min(delay * 2, st.settings.retry_max);
   }
+  log()->debug("{} stored {} match changes in {:.1f} ms", who, rows,
+               std::chrono::duration<double, std::milli>(
+                 std::chrono::steady_clock::now() - started)
+                 .count());
   st.written += st.pending.size();
   st.pending.clear();
   for (auto& rp : st.waiting)

@@ -66,6 +66,8 @@ void flush(sync_ptr self) {
   if (st.pending.empty() && st.tickets.empty())
     return;
   st.pending.collapse();
+  auto started = std::chrono::steady_clock::now();
+  auto changes = st.pending.changes();
   std::vector<store::refused> refusals;
   bool isolate = false;
   auto delay = st.settings.retry_initial;
@@ -102,6 +104,11 @@ void flush(sync_ptr self) {
     delay = std::min(delay * 2, st.settings.retry_max);
   }
   ++st.transactions;
+  log()->debug("{} committed {} changes of {} batches in {:.1f} ms", who(self),
+               changes, st.tickets.size(),
+               std::chrono::duration<double, std::milli>(
+                 std::chrono::steady_clock::now() - started)
+                 .count());
   registry_stats refused_stats;
   if (!refusals.empty()) {
     std::vector<dead_letter> letters;

@@ -485,6 +485,18 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       arm_deadline(self);
       if (st.now == node_state::phase::running)
         self->send(st.source, stop_atom::value);
+      // What the drain has to finish, for the operator.
+      self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
+        .then(
+          [self](dispatch_status& s) {
+            uint64_t in_flight = 0;
+            for (auto n : s.in_flight)
+              in_flight += n;
+            log()->info("{} draining: {} events in flight, {} batches "
+                        "waiting for admission",
+                        self->name(), in_flight, s.parked_batches);
+          },
+          [](caf::error&) {});
     },
     [self](status_atom) {
       auto& st = self->state;

@@ -1,0 +1,387 @@
+#!/usr/bin/env python3
+"""The performance suite: every benchmark beside its baseline, in one run.
+
+    tools/bench/suite.py [--quick] [--out DIR] [--only NAME,...]
+
+Runs routing (against caf::actor_pool, at 1, 2 and 4 workers), ingest,
+latency, memory and overload (build/bench-pipeline), drain (the real
+executable, SIGTERM with the input in flight), matching (against PostGIS
+ST_DWithin) and persistence (against COPY). Needs a build (tools/build.sh)
+and starts the local PostGIS cluster (tools/pg.sh) itself.
+
+Writes DIR/suite.json (every figure), DIR/report.md (tables, ratios,
+targets met or not) and DIR/*.png (gnuplot). The default DIR is
+docs/performance for a full run and var/bench/quick with --quick (a smoke
+run: small sizes, one repetition; its figures are not for the page).
+Progress goes to the terminal as each benchmark starts and ends.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.join(ROOT, "build")
+ANALYSIS = os.path.join(ROOT, "tools", "bench", "analysis.md")
+
+
+def say(text):
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def run(cmd, **kw):
+    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise SystemExit(f"suite: {' '.join(cmd)} failed ({done.returncode}):\n"
+                         f"{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def bench(name, args, json_path):
+    say(f"{name}: {' '.join(args)}")
+    started = time.monotonic()
+    out = run([os.path.join(BUILD, name)] + args + [f"--json={json_path}"])
+    say(f"{name}: done in {time.monotonic() - started:.0f} s")
+    print("    " + out.strip().replace("\n", "\n    "), flush=True)
+    with open(json_path) as f:
+        return json.loads(f.read())
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    pg = run([os.path.join(ROOT, "tools", "pg.sh"), "psql", "-XAtq", "-c",
+              "SELECT split_part(version(), ' ', 2) || ' + PostGIS ' || "
+              "postgis_lib_version()"]).strip()
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem_gib, 1),
+            "os": platform.platform(), "postgres": pg,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
+# --- drain: the real executable and a real SIGTERM ---------------------------
+
+
+def drain_bench(events, reps, work):
+    """Time from SIGTERM, with the whole input read and most of it still in
+    flight, to exit 0; against the time the same input takes from start to
+    exit with no signal. Nothing lost: both state files must be equal."""
+    exe = os.path.join(BUILD, "actor-system")
+    common = ["--log.progress-interval=0s", "--registry.max-in-flight=262144",
+              "--system.threads=2"]
+    baseline_state = os.path.join(work, "drain-baseline.state.ndjson")
+    drained_state = os.path.join(work, "drain-sigterm.state.ndjson")
+    with open(events, "rb") as f:
+        data = f.read()
+    lines = data.count(b"\n")
+    baseline, ours, in_flight = [], [], []
+    for rep in range(reps + 1):
+        t0 = time.monotonic()
+        run([exe, f"--ingest.ndjson={events}",
+             f"--output.state={baseline_state}"] + common)
+        base = time.monotonic() - t0
+        p = subprocess.Popen([exe, "--ingest.ndjson=-",
+                              f"--output.state={drained_state}"] + common,
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        p.stdin.write(data)
+        p.stdin.flush()
+        t_sig = time.monotonic()
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=120)
+        took = time.monotonic() - t_sig
+        if p.returncode != 0:
+            raise SystemExit(f"suite: drain run exited {p.returncode}:\n"
+                             + err.decode()[-2000:])
+        m = re.search(r"draining: (\d+) events in flight", err.decode())
+        with open(baseline_state, "rb") as a, open(drained_state, "rb") as b:
+            if a.read() != b.read():
+                raise SystemExit("suite: the drained run's state differs "
+                                 "from the full run's: something was lost")
+        if rep == 0:
+            continue  # warm-up
+        baseline.append(base)
+        ours.append(took)
+        in_flight.append(int(m.group(1)) if m else -1)
+    med = lambda v: sorted(v)[len(v) // 2]
+    return {"lines": lines, "in_flight_at_signal": med(in_flight),
+            "sigterm_to_exit_s": med(ours), "full_run_s": med(baseline),
+            "ratio": med(ours) / med(baseline), "state_equal": True}
+
+
+# --- plots -------------------------------------------------------------------
+
+
+def gnuplot(script):
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def plots(results, out):
+    pngs = {}
+    routing = results.get("routing")
+    if routing:
+        dat = os.path.join(out, "routing.dat")
+        with open(dat, "w") as f:
+            for r in routing:
+                f.write(f"{r['workers']} {r['dispatcher_per_s'] / 1e6} "
+                        f"{r['pool_batched_per_s'] / 1e6} "
+                        f"{r['pool_single_per_s'] / 1e6}\n")
+        png = os.path.join(out, "routing.png")
+        gnuplot(f"""set terminal pngcairo size 800,480
+set output '{png}'
+set title 'Routing throughput against pool size (no-op handler)'
+set xlabel 'workers'; set ylabel 'million events/s'; set key top left
+set xtics (1, 2, 4); set grid
+plot '{dat}' u 1:2 w lp lw 2 t 'dispatcher -> pool (ours)', \\
+     '{dat}' u 1:3 w lp lw 2 t 'actor\\_pool, 64 per message', \\
+     '{dat}' u 1:4 w lp lw 2 t 'actor\\_pool, 1 per message'
+""")
+        os.remove(dat)
+        pngs["routing"] = "routing.png"
+    latency = (results.get("pipeline") or {}).get("latency")
+    if latency:
+        dat = os.path.join(out, "latency.dat")
+        with open(dat, "w") as f:
+            for block, mode in enumerate(latency):
+                for p in mode["points"]:
+                    f.write(f"{p['load'] * 100} {p['p50_ms']} {p['p99_ms']} "
+                            f"{p['p999_ms']} {p['baseline_p99_ms']}\n")
+                f.write("\n\n")
+        png = os.path.join(out, "latency.png")
+        series = []
+        for i, mode in enumerate(latency):
+            name = mode["mode"]
+            series += [f"'{dat}' index {i} u 1:2 w lp lw 2 t '{name} p50'",
+                       f"'{dat}' index {i} u 1:3 w lp lw 2 t '{name} p99'",
+                       f"'{dat}' index {i} u 1:4 w lp lw 2 t '{name} p99.9'"]
+        series.append(f"'{dat}' index 0 u 1:5 w lp dt 2 t 'no-op pipeline p99'")
+        gnuplot(f"""set terminal pngcairo size 800,480
+set output '{png}'
+set title 'Latency, dispatcher to applied and matched (PostGIS: committed)'
+set xlabel 'load, % of the measured maximum rate'; set ylabel 'ms'
+set logscale y; set grid; set key outside right
+set xrange [40:100]
+plot {', '.join(series)}
+""")
+        os.remove(dat)
+        pngs["latency"] = "latency.png"
+    overload = (results.get("pipeline") or {}).get("overload")
+    if overload:
+        dat = os.path.join(out, "overload.dat")
+        with open(dat, "w") as f:
+            for t, mb in overload["samples"]:
+                f.write(f"{t} {mb}\n")
+        png = os.path.join(out, "overload.png")
+        gnuplot(f"""set terminal pngcairo size 800,400
+set output '{png}'
+set title 'RSS under {overload['overload_factor']:.0f}x overload (backpressure)'
+set xlabel 's'; set ylabel 'MiB'; set grid; set yrange [0:*]
+plot '{dat}' u 1:2 w l lw 2 t 'RSS'
+""")
+        os.remove(dat)
+        pngs["overload"] = "overload.png"
+    return pngs
+
+
+# --- the report --------------------------------------------------------------
+
+
+def verdict(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def report(results, pngs, quick):
+    m = results["machine"]
+    lines = [
+        "# Performance report",
+        "",
+        "Written by `tools/bench/suite.py`" + (" (quick mode: smoke run, small "
+                                               "sizes, one repetition)" if quick else "")
+        + f", {m['date']}. Every figure is beside a baseline measured in the "
+        "same run; ratios are what to compare across runs (this machine is "
+        "shared and noisy). Medians of the repetitions after a warm-up.",
+        "",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, "
+        f"{m['os']}, PostgreSQL {m['postgres']} (local cluster of "
+        "`tools/pg.sh`, fsync on), Release build.",
+        "",
+        "| measure | ours | baseline | ratio | target | |",
+        "|---------|-----:|---------:|------:|--------|-|",
+    ]
+    rows = []
+    routing = results.get("routing")
+    if routing:
+        two = next((r for r in routing if r["workers"] == 2), routing[0])
+        rows.append(("routing, 2 workers", f"{two['dispatcher_per_s']:,.0f} ev/s",
+                     f"{two['pool_batched_per_s']:,.0f} ev/s (actor_pool, 64/msg)",
+                     f"{two['ratio_batched']:.2f}x", ">= 0.6x",
+                     verdict(two["ratio_batched"] >= 0.6)))
+        rows.append(("routing, absolute", f"{two['dispatcher_per_s'] / 1e6:.1f} M ev/s",
+                     "", "", ">= 10 M ev/s", verdict(two["dispatcher_per_s"] >= 1e7)))
+    pipe = results.get("pipeline") or {}
+    if "ingest" in pipe:
+        i = pipe["ingest"]
+        rows.append(("ingest (decode + validate)", f"{i['decode_per_s']:,.0f} lines/s",
+                     f"{i['read_per_s']:,.0f} lines/s (read only)",
+                     f"{i['ratio']:.2f}x", "", ""))
+    for mode in pipe.get("latency", []):
+        target = 1.0 if mode["mode"] == "memory" else 20.0
+        for p in mode["points"]:
+            rows.append((f"latency p99, {mode['mode']}, {p['load'] * 100:.0f}% "
+                         f"({p['rate']:,.0f} ev/s)", f"{p['p99_ms']:.2f} ms",
+                         f"{p['baseline_p99_ms']:.2f} ms (no-op pipeline)",
+                         f"{p['p99_ms'] / max(p['baseline_p99_ms'], 1e-9):.0f}x",
+                         f"<= {target:g} ms", verdict(p["p99_ms"] <= target)))
+    if "memory" in pipe:
+        mm = pipe["memory"]
+        rows.append(("memory per site", f"{mm['bytes_per_site']:,.0f} B",
+                     f"{mm['ndjson_bytes_per_site']:,.0f} B (NDJSON line)",
+                     f"{mm['bytes_per_site'] / mm['ndjson_bytes_per_site']:.1f}x", "", ""))
+        rows.append(("memory per flow", f"{mm['bytes_per_flow']:,.0f} B",
+                     f"{mm['ndjson_bytes_per_flow']:,.0f} B (NDJSON line)",
+                     f"{mm['bytes_per_flow'] / mm['ndjson_bytes_per_flow']:.1f}x", "", ""))
+        rows.append(("memory per match", f"{mm['bytes_per_match']:,.0f} B", "", "", "", ""))
+    if "overload" in pipe:
+        o = pipe["overload"]
+        flat = abs(o["growth_second_half_mb"]) <= 16
+        rows.append((f"RSS under {o['overload_factor']:.0f}x overload",
+                     f"peak {o['rss_peak_mb']:.0f} MiB, second half "
+                     f"{o['growth_second_half_mb']:+.1f} MiB",
+                     f"{o['rss_start_mb']:.0f} MiB at start",
+                     f"{o['rss_peak_mb'] / o['rss_start_mb']:.2f}x", "flat",
+                     verdict(flat)))
+    d = results.get("drain")
+    if d:
+        rows.append((f"drain, SIGTERM with {d['in_flight_at_signal']:,} events in flight",
+                     f"{d['sigterm_to_exit_s']:.2f} s to exit 0, state equal",
+                     f"{d['full_run_s']:.2f} s (the whole input, no signal)",
+                     f"{d['ratio']:.2f}x", "< 5 s", verdict(d["sigterm_to_exit_s"] < 5)))
+    mt = results.get("matching")
+    if mt:
+        for r in mt["results"]:
+            rows.append((f"matching, {r['flows']:,} flows",
+                         f"{r['us_per_event']:.2f} us/event",
+                         f"{r['postgis_us_per_query']:.1f} us (ST_DWithin query)",
+                         f"{r['ratio']:.0f}x", ">= 100x", verdict(r["ratio"] >= 100)))
+        rows.append(("matching, growth 1e4 -> largest", f"{mt['scaling']:.2f}x", "", "",
+                     "<= 2x", verdict(mt["scaling"] <= 2)))
+    ps = results.get("persistence")
+    if ps:
+        rows.append(("persistence (sync path)", f"{ps['sync_rows_per_s']:,.0f} rows/s",
+                     f"{ps['copy_rows_per_s']:,.0f} rows/s (COPY)",
+                     f"{ps['sync_over_copy']:.2f}x", ">= 0.7x", verdict(ps["sync_over_copy"] >= 0.7)))
+        rows.append(("persistence vs naive INSERT", "", f"{ps['naive_rows_per_s']:,.0f} rows/s",
+                     f"{ps['sync_over_naive']:.1f}x", ">= 20x", verdict(ps["sync_over_naive"] >= 20)))
+    for r in rows:
+        lines.append("| " + " | ".join(r) + " |")
+    lines.append("")
+    if "routing" in pngs:
+        lines += ["## Routing throughput against pool size", "",
+                  "| workers | ours ev/s | actor_pool 64/msg | actor_pool 1/msg | ratio (64/msg) |",
+                  "|--------:|----------:|------------------:|-----------------:|------:|"]
+        for r in routing:
+            lines.append(f"| {r['workers']} | {r['dispatcher_per_s']:,.0f} | "
+                         f"{r['pool_batched_per_s']:,.0f} | {r['pool_single_per_s']:,.0f} | "
+                         f"{r['ratio_batched']:.2f}x |")
+        lines += ["", f"![routing]({pngs['routing']})", ""]
+    if "latency" in pngs:
+        lines += ["## Latency against load", "",
+                  "| mode | load | ev/s | p50 ms | p99 ms | p99.9 ms | max ms | no-op p50 | no-op p99 | no-op p99.9 |",
+                  "|------|-----:|-----:|-------:|-------:|---------:|-------:|----------:|----------:|------------:|"]
+        for mode in pipe["latency"]:
+            for p in mode["points"]:
+                lines.append(f"| {mode['mode']} | {p['load'] * 100:.0f}% | {p['rate']:,.0f} | "
+                             f"{p['p50_ms']:.3f} | {p['p99_ms']:.3f} | {p['p999_ms']:.3f} | "
+                             f"{p['max_ms']:.3f} | {p['baseline_p50_ms']:.3f} | "
+                             f"{p['baseline_p99_ms']:.3f} | {p['baseline_p999_ms']:.3f} |")
+        lines.append("")
+        for mode in pipe["latency"]:
+            lines.append(f"Maximum rate, {mode['mode']}: {mode['max_rate']:,.0f} events/s "
+                         f"(the no-op pipeline: {mode['baseline_max_rate']:,.0f}).")
+        lines += ["", f"![latency]({pngs['latency']})", ""]
+    if "overload" in pngs:
+        lines += ["## Memory under overload", "",
+                  f"![overload]({pngs['overload']})", ""]
+    if os.path.exists(ANALYSIS):
+        with open(ANALYSIS) as f:
+            lines += [f.read().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out")
+    ap.add_argument("--only", default="routing,pipeline,drain,matching,persistence")
+    opts = ap.parse_args()
+    only = set(opts.only.split(","))
+    out = opts.out or os.path.join(ROOT, "var/bench/quick" if opts.quick
+                                   else "docs/performance")
+    os.makedirs(out, exist_ok=True)
+    work = os.path.join(ROOT, "var", "bench")
+    os.makedirs(work, exist_ok=True)
+    for exe in ("actor-system", "bench-routing", "bench-pipeline",
+                "bench-matching", "bench-persistence"):
+        if not os.path.exists(os.path.join(BUILD, exe)):
+            raise SystemExit(f"suite: build/{exe} is missing: run tools/build.sh")
+    run([os.path.join(ROOT, "tools", "pg.sh"), "start"])
+    dsn = run([os.path.join(ROOT, "tools", "pg.sh"), "dsn"]).strip()
+    quick = ["--quick"] if opts.quick else []
+    results = {"quick": opts.quick, "machine": machine()}
+    started = time.monotonic()
+
+    events = os.path.join(work, "events.ndjson")
+    say("generating the input (tools/generate_events.py)")
+    run([sys.executable, os.path.join(ROOT, "tools", "generate_events.py"),
+         "--seed", "1", "--copies", "1" if opts.quick else "8", "--out", events])
+
+    if "routing" in only:
+        results["routing"] = [
+            bench("bench-routing", quick + [f"--workers={w}"],
+                  os.path.join(work, f"routing-{w}.json"))
+            for w in (1, 2, 4)]
+    if "pipeline" in only:
+        results["pipeline"] = bench("bench-pipeline",
+                                    quick + [f"--file={events}", f"--dsn={dsn}"],
+                                    os.path.join(work, "pipeline.json"))
+    if "drain" in only:
+        say("drain: actor-system, 100,000 events, SIGTERM")
+        drain_input = os.path.join(work, "drain.ndjson")
+        with open(events, "rb") as src, open(drain_input, "wb") as dst:
+            for i, line in enumerate(src):
+                if i >= 100000:
+                    break
+                dst.write(line)
+        results["drain"] = drain_bench(drain_input, 1 if opts.quick else 3, work)
+        say(f"drain: {results['drain']}")
+    if "matching" in only:
+        results["matching"] = bench("bench-matching", quick + [f"--dsn={dsn}"],
+                                    os.path.join(work, "matching.json"))
+    if "persistence" in only:
+        results["persistence"] = bench("bench-persistence", quick + [f"--dsn={dsn}"],
+                                       os.path.join(work, "persistence.json"))
+    results["seconds"] = round(time.monotonic() - started, 1)
+    with open(os.path.join(out, "suite.json"), "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    pngs = plots(results, out)
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(report(results, pngs, opts.quick) + "\n")
+    say(f"suite: done in {results['seconds']:.0f} s; report {os.path.relpath(out)}/report.md")
+
+
+if __name__ == "__main__":
+    main()
