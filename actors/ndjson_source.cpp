@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <limits>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,7 +53,13 @@ void handle_line(source_ptr self, const char* p, size_t n) {
     ++st.stats.events;
     st.batch.push_back(std::move(*ev));
   } else {
-    reject_line(self, std::move(std::get<dead_letter>(result)));
+    auto& dl = std::get<dead_letter>(result);
+    if (st.last_line_cut)
+      // The producer was likely still writing it: say so, so an operator
+      // knows to send it again rather than fix it.
+      dl.detail = "the last line was cut short: intake stopped before its "
+                  "line end arrived (" + dl.detail + ")";
+    reject_line(self, std::move(dl));
   }
 }
 
@@ -112,7 +120,8 @@ void extract_lines(source_ptr self, bool ignore_batch_limit) {
 
 /// Reads once. With `wait`, a stream is first polled for up to the poll
 /// interval; returns false when nothing arrived in that time.
-bool fill(source_ptr self, bool wait) {
+bool fill(source_ptr self, bool wait,
+          size_t max_bytes = std::numeric_limits<size_t>::max()) {
   auto& st = self->state;
   if (st.is_stream) {
     pollfd pfd{st.fd, POLLIN, 0};
@@ -130,10 +139,11 @@ bool fill(source_ptr self, bool wait) {
     st.begin = 0;
   }
   auto capacity = st.buf.size() - decoder_padding;
-  auto room = std::min(capacity - st.end, st.settings.read_size);
+  auto room = std::min({capacity - st.end, st.settings.read_size, max_bytes});
   auto n = ::read(st.fd, st.buf.data() + st.end, room);
   if (n > 0) {
     st.end += static_cast<size_t>(n);
+    st.last_read = static_cast<size_t>(n);
     return true;
   }
   if (n == 0) {
@@ -209,6 +219,7 @@ void finish_input(source_ptr self) {
   if (st.skipping)
     finish_skip(self);
   else if (st.begin < st.end) {
+    st.last_line_cut = st.stopping && !st.eof;
     handle_line(self, st.buf.data() + st.begin, st.end - st.begin);
     st.begin = st.end;
   }
@@ -257,10 +268,18 @@ void on_stop(source_ptr self) {
     return;
   st.stopping = true;
   // A pipe may hold lines the producer wrote before the signal: take what
-  // is there now, without waiting, so none of it is lost.
-  if (st.is_stream)
-    while (!st.eof && fill(self, false))
+  // it holds now, without waiting, so none of it is lost; but not what a
+  // busy producer writes after it, or the drain would never end.
+  if (st.is_stream) {
+    int held = 0;
+    if (::ioctl(st.fd, FIONREAD, &held) != 0)
+      held = 0;
+    auto left = static_cast<size_t>(std::max(held, 0));
+    while (left > 0 && !st.eof && fill(self, false, left)) {
+      left -= std::min(left, st.last_read);
       extract_lines(self, true);
+    }
+  }
   log()->info("{} stopping intake of {} after {} lines", self->name(),
               st.source_name, st.line_no);
   finish_input(self);

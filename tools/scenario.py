@@ -337,8 +337,9 @@ class Scenario:
     def lines(self, spec):
         """Bytes to feed: a list of events (mappings) and raw lines
         (strings), or {file: PATH} relative to the scenario, or one of the
-        special lines {bytes: TEXT} (latin-1, for invalid UTF-8) and
-        {line_of_length: N}."""
+        special lines {bytes: TEXT} (latin-1, for invalid UTF-8),
+        {line_of_length: N} and {no_line_end: TEXT} (TEXT without a line
+        end: a line still being written)."""
         if isinstance(spec, dict) and "file" in spec:
             path = os.path.join(os.path.dirname(self.path), spec["file"])
             with open(path, "rb") as f:
@@ -357,6 +358,9 @@ class Scenario:
                 out += item.encode("utf-8")
             elif isinstance(item, dict) and set(item) == {"bytes"}:
                 out += item["bytes"].encode("latin-1")
+            elif isinstance(item, dict) and set(item) == {"no_line_end"}:
+                out += item["no_line_end"].encode("utf-8")
+                continue  # written as is: no line end after it
             elif isinstance(item, dict) and set(item) == {"line_of_length"}:
                 n = int(item["line_of_length"])
                 head = '{"id":"long","type":"site_created","data":{"site_id":"L","name":"'
