@@ -568,7 +568,8 @@ latency_result bench_latency(caf::actor_system& sys, const options& o,
   std::fprintf(stderr, "bench-pipeline: latency (%s): max %.0f events/s "
                        "(no-op pipeline %.0f)\n",
                r.mode.c_str(), r.max_rate, r.baseline_max_rate);
-  for (double load : {0.5, 0.9}) {
+  for (double load : o.quick ? std::vector<double>{0.5, 0.9}
+                             : std::vector<double>{0.25, 0.5, 0.75, 0.9}) {
     latency_point pt;
     pt.load = load;
     pt.rate = load * r.max_rate;
