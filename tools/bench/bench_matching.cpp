@@ -7,6 +7,7 @@
 //                        [--events=N] [--reps=N] [--density=PER_KM2]
 //                        [--json=PATH] [--quick]
 
+#include "tools/bench/bench_common.hpp"
 #include "actors/match_index.hpp"
 #include "system/pg.hpp"
 
@@ -25,6 +26,8 @@
 #include <vector>
 
 using namespace flowmatch;
+using flowmatch::bench::median;
+using flowmatch::bench::rss_bytes;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -85,17 +88,7 @@ dataset make(size_t n, unsigned seed) {
   return d;
 }
 
-size_t rss_bytes() {
-  std::ifstream statm{"/proc/self/statm"};
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-}
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 struct result {
   size_t flows;

@@ -9,6 +9,7 @@
 //   build/bench-persistence [--dsn=CONNINFO] [--sites=N] [--reps=N]
 //                           [--json=PATH] [--quick]
 
+#include "tools/bench/bench_common.hpp"
 #include "actors/postgis_sync.hpp"
 #include "messages/batch.hpp"
 #include "messages/type_ids.hpp"
@@ -29,6 +30,7 @@
 #include <vector>
 
 using namespace flowmatch;
+using flowmatch::bench::median;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -306,10 +308,6 @@ double run_naive(const options& o, const std::vector<site>& sites,
   return static_cast<double>(done) / seconds(start, clock_type::now());
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 } // namespace
 

@@ -18,6 +18,7 @@
 // tools/bench/suite.py runs it with the other benchmarks and writes the
 // report; the file is a generated event log (tools/generate_events.py).
 
+#include "tools/bench/bench_common.hpp"
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
 #include "actors/match_service.hpp"
@@ -51,6 +52,8 @@
 #include <vector>
 
 using namespace flowmatch;
+using flowmatch::bench::median;
+using flowmatch::bench::rss_bytes;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -72,18 +75,6 @@ struct options {
 bool wants(const options& o, const char* section) {
   return ("," + o.only + ",").find(std::string{","} + section + ",")
          != std::string::npos;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-size_t rss_bytes() {
-  std::ifstream statm{"/proc/self/statm"};
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
 /// Bytes allocated on the heap now (every thread allocates from the main
@@ -374,51 +365,21 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
 }
 
 /// The baseline pipeline: the dispatcher and a supervised pool whose
-/// workers only report each batch done and tell the probe its ids.
-struct noop_state {
-  static inline const char* name = "noop-worker";
-};
-
-worker_actor::behavior_type
-noop_worker(worker_actor::stateful_pointer<noop_state> self, uint32_t index,
-            worker_pool_actor pool, change_sink_actor probe_actor) {
-  return {
-    [=](deliver_atom, const event_batch& batch) {
-      change_batch ids;
-      ids.event_ids.reserve(batch.size());
-      for (size_t i = 0; i < batch.size(); ++i)
-        ids.event_ids.push_back(batch.at(i).id);
-      self->send(probe_actor, std::move(ids));
-      self->send(pool, done_atom::value, index, batch.seq,
-                 static_cast<uint64_t>(batch.size()), registry_stats{}, true);
-    },
-    [](expire_atom) {},
-    [](release_atom) { return registry_stats{}; },
-    [](snapshot_atom) { return registry_snapshot{}; },
-    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
-      return caf::ok_atom::value;
-    },
-  };
-}
-
+/// workers only tell the probe each batch's ids and report it done.
 pipeline make_noop_pipeline(caf::actor_system& sys,
                             std::shared_ptr<probe_log> log) {
   pipeline p;
   p.probe_actor = sys.spawn(probe, log, std::vector<change_sink_actor>{});
-  group_settings g;
-  g.name = "noop";
-  g.workers = workers;
-  g.policy = routing_policy::key_hash;
-  g.max_in_flight = 65536;
-  g.handles = contract_event_types();
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
   auto probe_actor = p.probe_actor;
-  g.factory.spawn = [probe_actor](worker_pool_actor::pointer pool,
-                                  uint32_t index, std::shared_ptr<registry>) {
-    return pool->spawn<caf::linked>(
-      noop_worker, index, caf::actor_cast<worker_pool_actor>(pool),
-      caf::actor_cast<change_sink_actor>(probe_actor));
-  };
+  auto g = bench::bench_group(
+    "noop", workers, routing_policy::key_hash,
+    [probe_actor](const event_batch& batch) {
+      change_batch ids;
+      ids.event_ids.reserve(batch.size());
+      for (size_t i = 0; i < batch.size(); ++i)
+        ids.event_ids.push_back(batch.at(i).id);
+      caf::anon_send(probe_actor, std::move(ids));
+    });
   p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   return p;
 }
@@ -657,30 +618,6 @@ memory_result bench_memory(caf::actor_system& sys, const options& o) {
 
 // -- overload -------------------------------------------------------------
 
-struct slow_state {
-  static inline const char* name = "slow-worker";
-};
-
-/// 10 us per event: two of them take about 200,000 events/s.
-worker_actor::behavior_type
-slow_worker(worker_actor::stateful_pointer<slow_state> self, uint32_t index,
-            worker_pool_actor pool) {
-  return {
-    [=](deliver_atom, const event_batch& batch) {
-      std::this_thread::sleep_for(std::chrono::microseconds{10}
-                                  * static_cast<int64_t>(batch.size()));
-      self->send(pool, done_atom::value, index, batch.seq,
-                 static_cast<uint64_t>(batch.size()), registry_stats{}, true);
-    },
-    [](expire_atom) {},
-    [](release_atom) { return registry_stats{}; },
-    [](snapshot_atom) { return registry_snapshot{}; },
-    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
-      return caf::ok_atom::value;
-    },
-  };
-}
-
 struct overload_result {
   double handler_per_s = 0;  ///< what the slowed handler takes
   double offered_per_s = 0;  ///< what the producer offers unthrottled
@@ -692,18 +629,15 @@ struct overload_result {
 
 overload_result bench_overload(caf::actor_system& sys, const options& o) {
   overload_result r;
-  group_settings g;
-  g.name = "slow";
-  g.workers = workers;
-  g.policy = routing_policy::round_robin;
-  g.max_in_flight = 65536;
-  g.handles = contract_event_types();
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
-  g.factory.spawn = [](worker_pool_actor::pointer pool, uint32_t index,
-                       std::shared_ptr<registry>) {
-    return pool->spawn<caf::detached + caf::linked>(
-      slow_worker, index, caf::actor_cast<worker_pool_actor>(pool));
-  };
+  // 10 us per event: two workers take about 200,000 events/s. Detached,
+  // so their sleeping does not stall the scheduler.
+  auto g = bench::bench_group(
+    "slow", workers, routing_policy::round_robin,
+    [](const event_batch& batch) {
+      std::this_thread::sleep_for(std::chrono::microseconds{10}
+                                  * static_cast<int64_t>(batch.size()));
+    },
+    true);
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   caf::scoped_actor self{sys};
   // The offered rate: the same producer into a no-op pipeline.

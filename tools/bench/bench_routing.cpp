@@ -8,7 +8,7 @@
 //   build/bench-routing [--events=N] [--workers=N] [--reps=N] [--json=PATH]
 //                       [--quick]
 
-#include "actors/dispatcher.hpp"
+#include "tools/bench/bench_common.hpp"
 #include "messages/type_ids.hpp"
 
 #include <caf/actor_pool.hpp>
@@ -24,6 +24,7 @@
 #include <vector>
 
 using namespace flowmatch;
+using flowmatch::bench::median;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -46,43 +47,11 @@ std::vector<event> make_events(size_t n) {
   return out;
 }
 
-struct noop_state {
-  static inline const char* name = "noop-worker";
-};
-
-/// Our worker: does nothing with the events, reports the batch done.
-worker_actor::behavior_type
-noop_worker(worker_actor::stateful_pointer<noop_state> self, uint32_t index,
-            worker_pool_actor pool) {
-  return {
-    [=](deliver_atom, const event_batch& batch) {
-      registry_stats stats;
-      self->send(pool, done_atom::value, index, batch.seq,
-                 static_cast<uint64_t>(batch.size()), stats, true);
-    },
-    [](expire_atom) {},
-    [](release_atom) { return registry_stats{}; },
-    [](snapshot_atom) { return registry_snapshot{}; },
-    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
-      return caf::ok_atom::value;
-    },
-  };
-}
-
 double run_dispatcher(caf::actor_system& sys, const options& o,
                       std::vector<event> events) {
-  group_settings g;
-  g.name = "noop";
-  g.workers = o.workers;
-  g.policy = routing_policy::key_hash;
-  g.max_in_flight = 1 << 16;
-  g.handles = contract_event_types();
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
-  g.factory.spawn = [](worker_pool_actor::pointer pool, uint32_t index,
-                       std::shared_ptr<registry>) {
-    return pool->spawn<caf::linked>(noop_worker, index,
-                                    caf::actor_cast<worker_pool_actor>(pool));
-  };
+  // Our path: dispatcher -> supervised pool -> a worker that does
+  // nothing with the events and reports each batch done.
+  auto g = bench::bench_group("noop", o.workers, routing_policy::key_hash, {});
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   caf::scoped_actor self{sys};
   // Batches as a source sends them, prepared before the clock starts.
@@ -162,10 +131,6 @@ double run_pool(caf::actor_system& sys, const options& o,
   return static_cast<double>(total) / secs;
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 } // namespace
 
