@@ -15,6 +15,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unistd.h>
 #include <vector>
 
@@ -23,6 +24,13 @@ namespace flowmatch::bench {
 inline double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+/// The value of `--key=value` when `arg` is that option, else null.
+inline const char* option_value(const char* arg, const char* key) {
+  auto k = std::string{key} + "=";
+  return std::string_view{arg}.substr(0, k.size()) == k ? arg + k.size()
+                                                        : nullptr;
 }
 
 /// Resident set size of this process in bytes.

@@ -218,9 +218,8 @@ int main(int argc, char** argv) {
     o.dsn = dsn;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    auto value = [&](const char* key) -> const char* {
-      auto k = std::string{key} + "=";
-      return a.rfind(k, 0) == 0 ? argv[i] + k.size() : nullptr;
+    auto value = [&](const char* key) {
+      return bench::option_value(argv[i], key);
     };
     if (auto dsn = value("--dsn")) {
       o.dsn = dsn;
