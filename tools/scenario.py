@@ -264,7 +264,8 @@ def fmt_key(key):
 # --- one scenario -----------------------------------------------------------
 
 
-STEP_KINDS = ("start", "feed", "drain", "signal", "wait", "db", "reset",
+STEP_KINDS = ("start", "feed", "drain", "restart", "signal", "wait", "db",
+              "reset",
               "snapshot", "expect")
 
 # What `snapshot` keeps and `expect: {same_as: NAME}` compares: every
@@ -383,6 +384,15 @@ class Scenario:
         self.node.close_input()
         self.node.wait(timeout)
         self.last = self.node
+
+    def restart(self, spec):
+        """Drains the running node (it must exit 0), then starts a new one
+        on the same database: a restart between two feeds."""
+        self.drain(spec if isinstance(spec, dict) else None)
+        if self.last.code != 0:
+            raise Failed(f"restart: the node exited {self.last.code}, not 0; "
+                         "log:\n" + tail(self.last.stderr()))
+        self.start({})
 
     def signal(self, spec):
         if isinstance(spec, str):
@@ -640,7 +650,8 @@ class Scenario:
                     print(f"    step {number}: {kind}", flush=True)
                 handler = {
                     "start": self.start, "feed": self.feed,
-                    "drain": self.drain, "signal": self.signal,
+                    "drain": self.drain, "restart": self.restart,
+                    "signal": self.signal,
                     "wait": self.wait, "db": self.db_step,
                     "reset": self.reset, "snapshot": self.snapshot,
                     "expect": self.expect,
