@@ -2,6 +2,7 @@
 """The performance suite: every benchmark beside its baseline, in one run.
 
     tools/bench/suite.py [--quick] [--out DIR] [--only NAME,...]
+    tools/bench/suite.py --report-only [--out DIR]   (after editing analysis.md)
 
 Runs routing (against caf::actor_pool, at 1, 2 and 4 workers), ingest,
 latency, memory and overload (build/bench-pipeline), drain (the real
@@ -362,11 +363,21 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--only", default="routing,pipeline,drain,matching,persistence")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite report.md and the plots from suite.json")
     opts = ap.parse_args()
     only = set(opts.only.split(","))
     out = opts.out or os.path.join(ROOT, "var/bench/quick" if opts.quick
                                    else "docs/performance")
     os.makedirs(out, exist_ok=True)
+    if opts.report_only:
+        with open(os.path.join(out, "suite.json")) as f:
+            results = json.load(f)
+        pngs = plots(results, out)
+        with open(os.path.join(out, "report.md"), "w") as f:
+            f.write(report(results, pngs, results.get("quick", False)) + "\n")
+        say(f"suite: report rewritten from {os.path.relpath(out)}/suite.json")
+        return
     work = os.path.join(ROOT, "var", "bench")
     os.makedirs(work, exist_ok=True)
     for exe in ("actor-system", "bench-routing", "bench-pipeline",
