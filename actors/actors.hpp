@@ -123,17 +123,22 @@ using match_partition_actor = caf::typed_actor<
   caf::replies_to<status_atom>::with<uint64_t>>;
 
 /// The match service's front. It is the committing subscriber of every
-/// registry worker: it hands each change batch to the partitions concerned,
-/// and once their matches are stored, passes the batch on to the worker's
-/// PostGIS sync (or, without a database, reports it done to the pool), in
-/// order. So an event's credit returns only after its entities and its
-/// matches are stored.
+/// registry worker: it hands each change batch to the partitions concerned
+/// and, at the same time, to the worker's PostGIS sync; once the matches
+/// are stored and the sync has committed (without a database: once the
+/// matches are computed), it reports the batch done to the pool, in order.
+/// So an event's credit returns only after its entities and its matches
+/// are stored, and the two writes overlap instead of following each other.
 using match_router_actor = change_sink_actor::extend<
   // At start-up: the stored entities and matches, for the partitions.
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
   // Number of current matches over all partitions.
-  caf::replies_to<status_atom>::with<uint64_t>>;
+  caf::replies_to<status_atom>::with<uint64_t>,
+  // From a PostGIS sync: the batch `seq` of `worker` is committed (the
+  // commit report a pool takes, addressed to the router).
+  caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,
+                 bool>>;
 
 /// Told by an ingest source when it has no more input.
 using source_listener_actor = caf::typed_actor<

@@ -121,24 +121,14 @@ namespace {
 
 using router_ptr = match_router_actor::stateful_pointer<match_router_state>;
 
-void pass_on(router_ptr self, change_batch& batch) {
-  auto& st = self->state;
-  if (!batch.ticket)
-    return;
-  auto& t = *batch.ticket;
-  if (!st.syncs.empty()) {
-    self->send(st.syncs[t.worker % st.syncs.size()], std::move(batch));
-    return;
-  }
-  self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
-             t.worker, t.seq, t.count, std::move(t.stats), t.complete);
-}
-
-/// Passes on every finished batch at the front, in arrival order.
+/// Reports every finished batch at the front to its pool, in arrival
+/// order.
 void pass_finished(router_ptr self) {
   auto& q = self->state.in_progress;
   while (!q.empty() && q.begin()->second.waiting == 0) {
-    pass_on(self, q.begin()->second.batch);
+    auto& t = q.begin()->second.ticket;
+    self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
+               t.worker, t.seq, t.count, std::move(t.stats), t.complete);
     q.erase(q.begin());
   }
 }
@@ -191,9 +181,20 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
           }
         }
       }
+      if (!batch.ticket)
+        return; // not the committer's copy: nothing to report
       auto seq = st.next_seq++;
       auto& entry = st.in_progress[seq];
-      entry.batch = std::move(batch);
+      entry.ticket = *batch.ticket;
+      if (!st.syncs.empty()) {
+        // The entities go to the sync now, in this worker's order; its
+        // commit report comes back here.
+        auto& t = *batch.ticket;
+        st.at_sync[{t.worker, t.seq}] = seq;
+        t.pool = caf::actor_cast<caf::actor>(self);
+        ++entry.waiting;
+        self->send(st.syncs[t.worker % st.syncs.size()], std::move(batch));
+      }
       for (size_t p = 0; p < n; ++p) {
         if (parts[p].empty())
           continue;
@@ -212,6 +213,22 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
               self->quit(err);
             });
       }
+      pass_finished(self);
+    },
+    [self](done_atom, uint32_t worker, uint64_t pool_seq, uint64_t,
+           registry_stats& stats, bool) {
+      auto& st = self->state;
+      auto k = st.at_sync.find({worker, pool_seq});
+      if (k == st.at_sync.end())
+        return;
+      auto i = st.in_progress.find(k->second);
+      st.at_sync.erase(k);
+      if (i == st.in_progress.end())
+        return;
+      // The sync's stats carry what the database refused.
+      i->second.ticket.stats = std::move(stats);
+      if (i->second.waiting > 0)
+        --i->second.waiting;
       pass_finished(self);
     },
     [self](restore_atom, registry_snapshot& stored,

@@ -35,11 +35,16 @@ struct match_router_state {
   std::vector<change_sink_actor> syncs;
   /// Class of every flow routed so far (a delete names only the flow).
   std::unordered_map<std::string, resource_class> flow_class;
+  /// A batch whose matches (and, with a database, whose commit) are not
+  /// all in yet; `ticket` is the pool's, for the report once they are.
   struct pending {
-    change_batch batch;
+    commit_ticket ticket;
     size_t waiting = 0;
   };
   std::map<uint64_t, pending> in_progress;
+  /// The router's sequence number of a batch by (worker, pool sequence):
+  /// how a sync's commit report finds its batch.
+  std::map<std::pair<uint32_t, uint64_t>, uint64_t> at_sync;
   uint64_t next_seq = 0;
   std::chrono::milliseconds reply_timeout{30000};
 };

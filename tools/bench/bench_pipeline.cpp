@@ -238,18 +238,20 @@ std::vector<event> make_updates(const workload& w, size_t n, size_t first) {
   return out;
 }
 
-/// Where an event's latency ends: the last stage calls `record` with the
-/// ids of a finished batch. With PostGIS the probe stands between the
-/// match service and the sync: it forwards each batch with its commit
-/// ticket addressed to itself, and records when the sync reports the
-/// COMMIT, then hands the report on to the pool.
+/// Where an event's latency ends. The probe stands in front of the match
+/// service as the registry workers' committer: it passes each batch on
+/// with its commit ticket addressed to itself, and records the batch's
+/// events when the report comes back, which is when the pool would get
+/// it (changes applied, matches computed, and with PostGIS matches and
+/// entities committed); then it hands the report on to the pool. The
+/// baseline's no-op workers send it their ids directly.
 struct probe_log {
   std::vector<int64_t> done_ns; ///< by update index; 0 = not seen
 };
 
 caf::behavior probe(caf::event_based_actor* self,
                     std::shared_ptr<probe_log> log,
-                    std::vector<change_sink_actor> syncs) {
+                    std::shared_ptr<change_sink_actor> next) {
   struct pending {
     caf::actor pool;
     std::vector<std::string> ids;
@@ -272,16 +274,9 @@ caf::behavior probe(caf::event_based_actor* self,
         return;
       }
       auto& t = *b.ticket;
-      if (syncs.empty()) {
-        record(b.event_ids);
-        self->send(caf::actor_cast<worker_pool_actor>(t.pool),
-                   done_atom::value, t.worker, t.seq, t.count,
-                   std::move(t.stats), t.complete);
-        return;
-      }
       (*waiting)[{t.worker, t.seq}] = pending{t.pool, b.event_ids};
       t.pool = caf::actor_cast<caf::actor>(self);
-      self->send(syncs[t.worker % syncs.size()], std::move(b));
+      self->send(*next, std::move(b));
     },
     [=](done_atom, uint32_t worker, uint64_t seq, uint64_t count,
         registry_stats& stats, bool complete) {
@@ -329,7 +324,8 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
       p.others.push_back(caf::actor_cast<caf::actor>(s));
       syncs.push_back(s);
     }
-  p.probe_actor = sys.spawn(probe, log, syncs);
+  auto next = std::make_shared<change_sink_actor>();
+  p.probe_actor = sys.spawn(probe, log, next);
   std::vector<match_partition_actor> partitions;
   for (auto cls : {resource_class::heat, resource_class::water,
                    resource_class::material, resource_class::co2}) {
@@ -345,10 +341,10 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     p.others.push_back(caf::actor_cast<caf::actor>(part));
     partitions.push_back(part);
   }
-  p.router = sys.spawn(match_router, std::move(partitions),
-                       std::vector<change_sink_actor>{
-                         caf::actor_cast<change_sink_actor>(p.probe_actor)},
+  p.router = sys.spawn(match_router, std::move(partitions), std::move(syncs),
                        std::chrono::milliseconds{60000});
+  // Set before any event flows: the probe passes batches to the router.
+  *next = caf::actor_cast<change_sink_actor>(p.router);
   group_settings g;
   g.name = "registry";
   g.workers = workers;
@@ -357,8 +353,8 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
   g.handles = contract_event_types();
   g.factory = registry_worker_factory(
     {},
-    std::vector<change_sink_actor>(workers,
-                                   caf::actor_cast<change_sink_actor>(p.router)),
+    std::vector<change_sink_actor>(
+      workers, caf::actor_cast<change_sink_actor>(p.probe_actor)),
     dead, registry_worker_settings{});
   p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   return p;
@@ -369,7 +365,7 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
 pipeline make_noop_pipeline(caf::actor_system& sys,
                             std::shared_ptr<probe_log> log) {
   pipeline p;
-  p.probe_actor = sys.spawn(probe, log, std::vector<change_sink_actor>{});
+  p.probe_actor = sys.spawn(probe, log, std::make_shared<change_sink_actor>());
   auto probe_actor = p.probe_actor;
   auto g = bench::bench_group(
     "noop", workers, routing_policy::key_hash,
