@@ -231,6 +231,14 @@ struct dispatch_status {
   uint64_t admitted = 0;                ///< events taken in so far
   uint64_t parked_batches = 0;          ///< batches waiting for credit
   registry_stats totals;                ///< summed worker counters
+
+  /// Events in flight over all groups.
+  uint64_t total_in_flight() const {
+    uint64_t n = 0;
+    for (auto x : in_flight)
+      n += x;
+    return n;
+  }
 };
 
 template <class Inspector>

@@ -192,13 +192,11 @@ void abort_run(node_ptr self, int code, const std::string& why) {
   self->request(st.dispatcher, std::chrono::seconds{1}, status_atom::value)
     .then(
       [self, code](dispatch_status& s) {
-        uint64_t in_flight = 0;
-        for (auto n : s.in_flight)
-          in_flight += n;
         log()->error("{} unfinished: {} events in flight, {} batches "
                      "waiting for admission, {} of {} decoded events "
                      "admitted",
-                     self->name(), in_flight, s.parked_batches, s.admitted,
+                     self->name(), s.total_in_flight(), s.parked_batches,
+                     s.admitted,
                      self->state.input.events);
         finish(self, code);
       },
@@ -214,12 +212,6 @@ void abort_run(node_ptr self, int code, const std::string& why) {
 void log_progress(node_ptr self, const dispatch_status& s) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
-  uint64_t in_flight = 0;
-  for (auto n : s.in_flight)
-    in_flight += n;
-  uint64_t dead = 0;
-  for (auto n : s.totals.dead_letters)
-    dead += n;
   auto secs = seconds_since(st.progress_at, now);
   double rate = secs > 0 ? static_cast<double>(s.totals.applied
                                                - st.progress_applied)
@@ -227,8 +219,8 @@ void log_progress(node_ptr self, const dispatch_status& s) {
                          : 0.0;
   log()->info("{} progress: {} events admitted, {} applied, {} in flight, "
               "{} dead-lettered by the registry; {:.0f} applied/s",
-              self->name(), s.admitted, s.totals.applied, in_flight, dead,
-              rate);
+              self->name(), s.admitted, s.totals.applied, s.total_in_flight(),
+              s.totals.dead_lettered(), rate);
   st.progress_applied = s.totals.applied;
   st.progress_at = now;
 }
@@ -489,12 +481,9 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
         .then(
           [self](dispatch_status& s) {
-            uint64_t in_flight = 0;
-            for (auto n : s.in_flight)
-              in_flight += n;
             log()->info("{} draining: {} events in flight, {} batches "
                         "waiting for admission",
-                        self->name(), in_flight, s.parked_batches);
+                        self->name(), s.total_in_flight(), s.parked_batches);
           },
           [](caf::error&) {});
     },
