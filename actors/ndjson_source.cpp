@@ -118,9 +118,10 @@ void extract_lines(source_ptr self, bool ignore_batch_limit) {
   }
 }
 
-/// Reads once. With `wait`, a stream is first polled for up to the poll
-/// interval; returns false when nothing arrived in that time.
-bool fill(source_ptr self, bool wait,
+/// Reads once, at most `max_bytes`. With `wait`, a stream is first polled
+/// for up to the poll interval. Returns the bytes read: 0 when nothing
+/// arrived in that time (or at end of input, which sets `eof`).
+size_t fill(source_ptr self, bool wait,
           size_t max_bytes = std::numeric_limits<size_t>::max()) {
   auto& st = self->state;
   if (st.is_stream) {
@@ -129,9 +130,12 @@ bool fill(source_ptr self, bool wait,
                        : 0;
     int r = ::poll(&pfd, 1, timeout);
     if (r == 0)
-      return false;
-    if (r < 0)
-      return errno == EINTR ? false : (st.eof = true, false);
+      return 0;
+    if (r < 0) {
+      if (errno != EINTR)
+        st.eof = true;
+      return 0;
+    }
   }
   if (st.begin > 0) {
     std::memmove(st.buf.data(), st.buf.data() + st.begin, st.end - st.begin);
@@ -143,8 +147,7 @@ bool fill(source_ptr self, bool wait,
   auto n = ::read(st.fd, st.buf.data() + st.end, room);
   if (n > 0) {
     st.end += static_cast<size_t>(n);
-    st.last_read = static_cast<size_t>(n);
-    return true;
+    return static_cast<size_t>(n);
   }
   if (n == 0) {
     st.eof = true;
@@ -153,7 +156,7 @@ bool fill(source_ptr self, bool wait,
                  std::strerror(errno));
     st.eof = true;
   }
-  return false;
+  return 0;
 }
 
 void flush_rejects(source_ptr self) {
@@ -250,7 +253,7 @@ void on_read(source_ptr self) {
     }
     // Wait on a pipe only when there is nothing to send meanwhile; with a
     // partial batch, send it rather than sit on it.
-    if (!fill(self, st.batch.empty()) && !st.eof) {
+    if (fill(self, st.batch.empty()) == 0 && !st.eof) {
       if (!st.batch.empty())
         send_batch(self);
       break;
@@ -275,8 +278,11 @@ void on_stop(source_ptr self) {
     if (::ioctl(st.fd, FIONREAD, &held) != 0)
       held = 0;
     auto left = static_cast<size_t>(std::max(held, 0));
-    while (left > 0 && !st.eof && fill(self, false, left)) {
-      left -= std::min(left, st.last_read);
+    while (left > 0 && !st.eof) {
+      auto n = fill(self, false, left);
+      if (n == 0)
+        break;
+      left -= std::min(left, n);
       extract_lines(self, true);
     }
   }

@@ -50,8 +50,6 @@ struct ndjson_source_state {
   uint64_t line_no = 0;
   bool eof = false;
   bool stopping = false;
-  /// Bytes of the last successful read.
-  size_t last_read = 0;
   /// The line being decoded is the rest of a stream at a stop: its end
   /// may not have arrived yet.
   bool last_line_cut = false;
