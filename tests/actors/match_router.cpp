@@ -102,25 +102,47 @@ change heat_flow(std::string id, std::string site, flow_direction dir,
   return c;
 }
 
+/// A router with the four real partitions, all storing into one held
+/// sink, and one held sync; the test actor plays the pool.
+struct router_setup {
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  match_sink_actor sink = sys.spawn(held_sink);
+  std::vector<match_partition_actor> partitions;
+  caf::actor sync = sys.spawn(held_sync, caf::actor{self});
+  match_router_actor router;
+
+  router_setup() {
+    for (auto cls : {resource_class::heat, resource_class::water,
+                     resource_class::material, resource_class::co2})
+      partitions.push_back(sys.spawn(match_partition, cls, match_settings{},
+                                     std::vector<match_sink_actor>{sink},
+                                     std::chrono::milliseconds{10000}));
+    router = sys.spawn(match_router, partitions,
+                       std::vector<change_sink_actor>{
+                         caf::actor_cast<change_sink_actor>(sync)},
+                       std::chrono::milliseconds{10000});
+  }
+
+  ~router_setup() {
+    for (auto& p : partitions)
+      caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sync, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
+  }
+};
+
 } // namespace
 
 TEST_CASE("the router reports a batch only after its matches are stored "
           "and the sync committed it, in order") {
-  test_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto sink = sys.spawn(held_sink);
-  std::vector<match_partition_actor> partitions;
-  for (auto cls : {resource_class::heat, resource_class::water,
-                   resource_class::material, resource_class::co2})
-    partitions.push_back(sys.spawn(
-      match_partition, cls, match_settings{},
-      std::vector<match_sink_actor>{sink}, std::chrono::milliseconds{10000}));
-  auto sync = sys.spawn(held_sync, caf::actor{self});
-  auto router = sys.spawn(
-    match_router, partitions,
-    std::vector<change_sink_actor>{caf::actor_cast<change_sink_actor>(sync)},
-    std::chrono::milliseconds{10000});
+  router_setup r;
+  auto& self = r.self;
+  auto& sink = r.sink;
+  auto& sync = r.sync;
+  auto& router = r.router;
   auto pool = caf::actor{self};
   // Batch 1 makes a match (a sink write the test holds back); batch 2 has
   // no flow, so its partitions answer at once.
@@ -168,30 +190,14 @@ TEST_CASE("the router reports a batch only after its matches are stored "
         FAIL("the pool was not told a batch is done after both writes");
       });
   CHECK(done == std::vector<uint64_t>{1, 2});
-  for (auto& p : partitions)
-    caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(sync, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
 }
 
 TEST_CASE("the router waits for the sync even when the matches are stored "
           "first") {
-  test_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto sink = sys.spawn(held_sink);
-  std::vector<match_partition_actor> partitions;
-  for (auto cls : {resource_class::heat, resource_class::water,
-                   resource_class::material, resource_class::co2})
-    partitions.push_back(sys.spawn(
-      match_partition, cls, match_settings{},
-      std::vector<match_sink_actor>{sink}, std::chrono::milliseconds{10000}));
-  auto sync = sys.spawn(held_sync, caf::actor{self});
-  auto router = sys.spawn(
-    match_router, partitions,
-    std::vector<change_sink_actor>{caf::actor_cast<change_sink_actor>(sync)},
-    std::chrono::milliseconds{10000});
+  router_setup r;
+  auto& self = r.self;
+  auto& sync = r.sync;
+  auto& router = r.router;
   self->send(router, batch_with_ticket(caf::actor{self}, 7,
                                        {site_change("A", 48.0, 14.0)}));
   self->receive([](uint64_t seq) { CHECK(seq == 7); },
@@ -216,9 +222,4 @@ TEST_CASE("the router waits for the sync even when the matches are stored "
     caf::after(std::chrono::seconds{10}) >> [] {
       FAIL("the pool was not told after the sync committed");
     });
-  for (auto& p : partitions)
-    caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(router, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(sync, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
 }
