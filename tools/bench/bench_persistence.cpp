@@ -308,7 +308,6 @@ double run_naive(const options& o, const std::vector<site>& sites,
   return static_cast<double>(done) / seconds(start, clock_type::now());
 }
 
-
 } // namespace
 
 int main(int argc, char** argv) {
