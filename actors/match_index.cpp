@@ -1,27 +1,53 @@
 #include "actors/match_index.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <iterator>
-
-#include <boost/iterator/function_output_iterator.hpp>
 
 namespace flowmatch {
 
-namespace bg = boost::geometry;
-namespace bgi = boost::geometry::index;
-
 namespace {
 
-void drop_partner(std::vector<uint32_t>& partners, uint32_t p) {
-  auto i = std::find(partners.begin(), partners.end(), p);
-  if (i != partners.end()) {
-    *i = partners.back();
-    partners.pop_back();
+template <class Link>
+void drop_link(std::vector<Link>& links, uint32_t partner) {
+  auto i = std::find_if(links.begin(), links.end(),
+                        [&](const Link& l) { return l.partner == partner; });
+  if (i != links.end()) {
+    *i = links.back();
+    links.pop_back();
   }
 }
 
+void drop_slot(std::vector<uint32_t>& slots, uint32_t slot) {
+  auto i = std::find(slots.begin(), slots.end(), slot);
+  if (i != slots.end()) {
+    *i = slots.back();
+    slots.pop_back();
+  }
+}
+
+template <class Link>
+bool by_partner(const Link& a, const Link& b) {
+  return a.partner < b.partner;
+}
+
 } // namespace
+
+match_index::match_index(match_settings settings,
+                         caf::optional<resource_class> only)
+  : settings_(std::move(settings)), only_(only) {
+  for (auto r : {resource_class::heat, resource_class::water,
+                 resource_class::material, resource_class::co2}) {
+    // Grids of classes this partition never holds stay empty: a hash map
+    // without cells and a row table.
+    auto radius = settings_.d_max_default_m(r);
+    grids_.emplace_back(radius); // supplies
+    grids_.emplace_back(radius); // demands
+  }
+}
+
+spatial_grid& match_index::grid(resource_class r, flow_direction d) {
+  return grids_[static_cast<size_t>(r) * 2
+                + (d == flow_direction::supply ? 0 : 1)];
+}
 
 void match_index::apply(const change& c, std::vector<match_change>& out) {
   switch (c.kind) {
@@ -33,11 +59,12 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       if (i == sites_.end())
         break;
       // Its flows were deleted before it (cascade); drop any left anyway.
-      auto left = std::vector<std::string>(i->second.flows.begin(),
-                                           i->second.flows.end());
+      std::vector<std::string> left;
+      for (auto slot : i->second.flows)
+        left.push_back(slots_[slot].flow.flow_id);
       for (auto& id : left)
         remove_flow(id, out);
-      sites_.erase(c.id);
+      sites_.erase(i);
       break;
     }
     case change::flow_upserted:
@@ -65,26 +92,28 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
 void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
   auto [i, added] = sites_.try_emplace(s.site_id);
   auto& info = i->second;
+  if (added)
+    info.number = next_site_number_++;
   bool moved = added || info.lat != s.lat || info.lon != s.lon;
   info.lat = s.lat;
   info.lon = s.lon;
   if (!moved)
     return;
   // A moved site moves its flows: every pair of each is recomputed.
-  for (auto& id : info.flows) {
-    auto slot = flows_.at(id);
+  for (auto slot : info.flows) {
     unindex(slot);
-    slots_[slot].lat = s.lat;
-    slots_[slot].lon = s.lon;
+    hot_[slot].terms.lat = s.lat;
+    hot_[slot].terms.lon = s.lon;
     index(slot);
   }
-  for (auto& id : info.flows)
-    recompute(flows_.at(id), false, out);
+  for (auto slot : info.flows)
+    recompute(slot, false, false, out);
 }
 
 void match_index::upsert_flow(const resource_flow& f,
                               std::vector<match_change>& out) {
   uint32_t slot;
+  bool moved_site = false;
   auto known = flows_.find(f.flow_id);
   if (known != flows_.end()
       && (slots_[known->second].flow.direction != f.direction
@@ -101,14 +130,17 @@ void match_index::upsert_flow(const resource_flow& f,
       // Same site, same side, same class: the position in the R-tree
       // stands; only the numbers change.
       fs.flow = f;
-      recompute(slot, true, out);
+      auto& t = hot_[slot].terms;
+      t = terms_of(f, t.lat, t.lon);
+      recompute(slot, true, false, out);
       return;
     }
     unindex(slot);
     if (fs.flow.site_id != f.site_id) {
+      moved_site = true;
       auto s = sites_.find(fs.flow.site_id);
       if (s != sites_.end())
-        s->second.flows.erase(f.flow_id);
+        drop_slot(s->second.flows, slot);
     }
   } else {
     if (!free_slots_.empty()) {
@@ -117,6 +149,7 @@ void match_index::upsert_flow(const resource_flow& f,
     } else {
       slot = static_cast<uint32_t>(slots_.size());
       slots_.emplace_back();
+      hot_.emplace_back();
     }
     flows_.emplace(f.flow_id, slot);
   }
@@ -124,12 +157,17 @@ void match_index::upsert_flow(const resource_flow& f,
   fs.flow = f;
   auto site = sites_.find(f.site_id);
   if (site != sites_.end()) {
-    site->second.flows.insert(f.flow_id);
-    fs.lat = site->second.lat;
-    fs.lon = site->second.lon;
+    auto& at_site = site->second.flows;
+    if (std::find(at_site.begin(), at_site.end(), slot) == at_site.end())
+      at_site.push_back(slot);
+    hot_[slot].terms = terms_of(f, site->second.lat, site->second.lon);
+    hot_[slot].site = site->second.number;
     index(slot);
+  } else {
+    hot_[slot].terms = terms_of(f, 0, 0);
+    hot_[slot].site = 0;
   }
-  recompute(slot, false, out);
+  recompute(slot, false, moved_site, out);
 }
 
 void match_index::remove_flow(const std::string& id,
@@ -139,178 +177,163 @@ void match_index::remove_flow(const std::string& id,
     return;
   auto slot = known->second;
   auto& fs = slots_[slot];
-  std::vector<uint32_t> partners(fs.partners.begin(), fs.partners.end());
-  std::sort(partners.begin(), partners.end());
-  bool supply = fs.flow.direction == flow_direction::supply;
-  for (auto p : partners)
-    if (supply)
-      set_match(slot, p, caf::none, out);
-    else
-      set_match(p, slot, caf::none, out);
+  std::sort(fs.links.begin(), fs.links.end(), by_partner<link>);
+  for (auto& l : fs.links)
+    drop_match(slot, l, out);
+  fs.links.clear();
   unindex(slot);
   auto site = sites_.find(fs.flow.site_id);
   if (site != sites_.end())
-    site->second.flows.erase(id);
+    drop_slot(site->second.flows, slot);
   fs = flow_slot{};
+  hot_[slot] = hot_slot{};
   free_slots_.push_back(slot);
   flows_.erase(known);
 }
 
 void match_index::index(uint32_t slot) {
-  auto& fs = slots_[slot];
-  entry e{point{fs.lon, fs.lat}, slot};
-  if (fs.flow.direction == flow_direction::supply)
-    supplies_.insert(e);
-  else
-    demands_.insert(e);
-  fs.indexed = true;
+  auto& t = hot_[slot].terms;
+  grid(t.resource, t.direction).insert(t.lat, t.lon, slot);
+  slots_[slot].indexed = true;
 }
 
 void match_index::unindex(uint32_t slot) {
-  auto& fs = slots_[slot];
-  if (!fs.indexed)
+  if (!slots_[slot].indexed)
     return;
-  entry e{point{fs.lon, fs.lat}, slot};
-  if (fs.flow.direction == flow_direction::supply)
-    supplies_.remove(e);
-  else
-    demands_.remove(e);
-  fs.indexed = false;
-}
-
-void match_index::find_candidates(const flow_slot& f, double radius_m) {
-  // A box in degrees that surely holds the circle: a degree of latitude
-  // is at least 110574 m, a degree of longitude at least 111319 m times
-  // the cosine of the latitude (WGS84), so 110000 and 111000 overshoot.
-  double dlat = radius_m / 110000.0;
-  double lat_lo = std::max(-90.0, f.lat - dlat);
-  double lat_hi = std::min(90.0, f.lat + dlat);
-  double far = std::max(std::fabs(lat_lo), std::fabs(lat_hi));
-  double dlon = far >= 89.0
-                  ? 360.0
-                  : radius_m / (111000.0 * std::cos(far * M_PI / 180.0));
-  const tree& other = f.flow.direction == flow_direction::supply ? demands_
-                                                                 : supplies_;
-  candidates_.clear();
-  auto query = [&](double lon_lo, double lon_hi) {
-    box b{point{lon_lo, lat_lo}, point{lon_hi, lat_hi}};
-    other.query(bgi::intersects(b),
-                boost::make_function_output_iterator(
-                  [this](const entry& e) { candidates_.push_back(e.second); }));
-  };
-  if (dlon >= 180.0) {
-    query(-180.0, 180.0);
-  } else {
-    double lo = f.lon - dlon;
-    double hi = f.lon + dlon;
-    if (lo < -180.0) {
-      query(lo + 360.0, 180.0);
-      query(-180.0, hi);
-    } else if (hi > 180.0) {
-      query(lo, 180.0);
-      query(-180.0, hi - 360.0);
-    } else {
-      query(lo, hi);
-    }
-  }
+  auto& t = hot_[slot].terms;
+  grid(t.resource, t.direction).remove(t.lat, t.lon, slot);
+  slots_[slot].indexed = false;
 }
 
 void match_index::recompute(uint32_t slot, bool same_positions,
+                            bool ids_changed,
                             std::vector<match_change>& out) {
   bool supply = slots_[slot].flow.direction == flow_direction::supply;
+  // The current matches, by partner: the merge below walks them beside
+  // the pairs that pass now.
+  before_.assign(slots_[slot].links.begin(), slots_[slot].links.end());
+  std::sort(before_.begin(), before_.end(), by_partner<link>);
   now_.clear();
   if (slots_[slot].indexed) {
-    find_candidates(slots_[slot], search_radius_m(slots_[slot].flow, settings_));
+    const auto& me = hot_[slot];
+    auto other_side = supply ? flow_direction::demand : flow_direction::supply;
+    candidates_.clear();
+    grid(me.terms.resource, other_side)
+      .query(me.terms.lat, me.terms.lon, search_radius_m(me.terms, settings_),
+             [this](uint32_t other) { candidates_.push_back(other); });
+    // Start loading every candidate (its terms, its ids for a change) and
+    // every current match at once: at a million flows these are misses,
+    // and taken one by one they would be waited for one by one.
     for (auto other : candidates_) {
-      const auto& fs = slots_[slot];
-      const auto& os = slots_[other];
+      __builtin_prefetch(&hot_[other]);
+      __builtin_prefetch(&slots_[other]);
+    }
+    for (auto& l : before_)
+      __builtin_prefetch(&records_[l.record]);
+    std::sort(candidates_.begin(), candidates_.end());
+    const auto& mine = slots_[slot].flow;
+    auto b = before_.begin();
+    for (auto other : candidates_) {
+      const auto& them = hot_[other];
+      if (them.site == me.site)
+        continue; // two flows of one site never match
       ++evaluations_;
       // A pair matched now, at unchanged positions, keeps its distance:
       // the exact geodesic is the costliest step of the rules.
       const double* known = nullptr;
-      if (same_positions) {
-        auto i = matches_.find(supply ? pair_key(slot, other)
-                                      : pair_key(other, slot));
-        if (i != matches_.end())
-          known = &i->second.distance_m;
-      }
-      auto m = supply ? evaluate(fs.flow, fs.lat, fs.lon, os.flow, os.lat,
-                                 os.lon, settings_, known)
-                      : evaluate(os.flow, os.lat, os.lon, fs.flow, fs.lat,
-                                 fs.lon, settings_, known);
+      while (b != before_.end() && b->partner < other)
+        ++b;
+      if (same_positions && b != before_.end() && b->partner == other)
+        known = &records_[b->record].distance_m;
+      const auto& theirs = slots_[other].flow;
+      auto m = supply ? evaluate_numbers(me.terms, mine, them.terms, theirs,
+                                         settings_, known)
+                      : evaluate_numbers(them.terms, theirs, me.terms, mine,
+                                         settings_, known);
       if (m)
-        now_.emplace_back(other, std::move(*m));
+        now_.emplace_back(other, *m);
     }
   }
-  std::sort(now_.begin(), now_.end(),
-            [](const auto& a, const auto& b) { return a.first < b.first; });
-  auto in_now = [&](uint32_t p) {
-    auto i = std::lower_bound(
-      now_.begin(), now_.end(), p,
-      [](const auto& x, uint32_t key) { return x.first < key; });
-    return i != now_.end() && i->first == p;
-  };
-  // Pairs that no longer pass go first, then the new and changed ones.
-  gone_.clear();
-  for (auto p : slots_[slot].partners)
-    if (!in_now(p))
-      gone_.push_back(p);
-  std::sort(gone_.begin(), gone_.end());
-  for (auto p : gone_)
-    if (supply)
-      set_match(slot, p, caf::none, out);
+  // Pairs that no longer pass go first, then the new and changed ones,
+  // each in the order of the partners' slots.
+  after_.clear();
+  auto n = now_.begin();
+  for (auto& l : before_) {
+    while (n != now_.end() && n->first < l.partner)
+      ++n;
+    if (n != now_.end() && n->first == l.partner)
+      after_.push_back(l);
     else
-      set_match(p, slot, caf::none, out);
-  for (auto& [p, m] : now_)
-    if (supply)
-      set_match(slot, p, std::move(m), out);
-    else
-      set_match(p, slot, std::move(m), out);
+      drop_match(slot, l, out);
+  }
+  // after_ holds the kept links, by partner; new ones are appended.
+  size_t kept_count = after_.size();
+  size_t k = 0;
+  for (auto& [partner, numbers] : now_) {
+    auto s = supply ? slot : partner;
+    auto d = supply ? partner : slot;
+    if (k < kept_count && after_[k].partner == partner) {
+      auto& kept = records_[after_[k].record];
+      ++k;
+      if (kept == numbers && !ids_changed)
+        continue; // unchanged: no churn
+      kept = numbers;
+    } else {
+      auto r = new_record(numbers);
+      after_.push_back(link{partner, r});
+      slots_[partner].links.push_back(link{slot, r});
+    }
+    out.push_back(match_change{false, full_match(s, d, numbers)});
+  }
+  slots_[slot].links.assign(after_.begin(), after_.end());
 }
 
-void match_index::set_match(uint32_t supply, uint32_t demand,
-                            caf::optional<match> m,
-                            std::vector<match_change>& out) {
-  auto key = pair_key(supply, demand);
-  auto i = matches_.find(key);
-  if (!m) {
-    if (i == matches_.end())
-      return;
-    match_change c;
-    c.removed = true;
-    c.value.supply_flow_id = std::move(i->second.supply_flow_id);
-    c.value.demand_flow_id = std::move(i->second.demand_flow_id);
-    c.value.supply_site_id = std::move(i->second.supply_site_id);
-    c.value.demand_site_id = std::move(i->second.demand_site_id);
-    c.value.resource = i->second.resource;
-    matches_.erase(i);
-    drop_partner(slots_[supply].partners, demand);
-    drop_partner(slots_[demand].partners, supply);
-    out.push_back(std::move(c));
-    return;
+uint32_t match_index::new_record(const match_numbers& n) {
+  if (free_records_.empty()) {
+    records_.push_back(n);
+    return static_cast<uint32_t>(records_.size() - 1);
   }
-  if (i != matches_.end() && i->second == *m)
-    return; // unchanged: no churn
-  if (i == matches_.end()) {
-    matches_.emplace(key, *m);
-    slots_[supply].partners.push_back(demand);
-    slots_[demand].partners.push_back(supply);
-  } else {
-    i->second = *m;
-  }
-  out.push_back(match_change{false, std::move(*m)});
+  auto r = free_records_.back();
+  free_records_.pop_back();
+  records_[r] = n;
+  return r;
+}
+
+void match_index::drop_match(uint32_t slot, const link& l,
+                             std::vector<match_change>& out) {
+  bool supply = slots_[slot].flow.direction == flow_direction::supply;
+  const auto& s = slots_[supply ? slot : l.partner].flow;
+  const auto& d = slots_[supply ? l.partner : slot].flow;
+  match_change c;
+  c.removed = true;
+  c.value.supply_flow_id = s.flow_id;
+  c.value.demand_flow_id = d.flow_id;
+  c.value.supply_site_id = s.site_id;
+  c.value.demand_site_id = d.site_id;
+  c.value.resource = s.resource;
+  out.push_back(std::move(c));
+  drop_link(slots_[l.partner].links, slot);
+  free_records_.push_back(l.record);
+}
+
+match match_index::full_match(uint32_t supply, uint32_t demand,
+                              const match_numbers& n) const {
+  return make_match(slots_[supply].flow, slots_[demand].flow, n);
 }
 
 std::vector<match> match_index::from_scratch() const {
   std::vector<match> out;
-  for (auto& s : slots_) {
-    if (!s.indexed || s.flow.direction != flow_direction::supply)
+  for (size_t s = 0; s < slots_.size(); ++s) {
+    if (!slots_[s].indexed || slots_[s].flow.direction != flow_direction::supply)
       continue;
-    for (auto& d : slots_) {
-      if (!d.indexed || d.flow.direction != flow_direction::demand)
+    for (size_t d = 0; d < slots_.size(); ++d) {
+      if (!slots_[d].indexed
+          || slots_[d].flow.direction != flow_direction::demand)
         continue;
-      if (auto m = evaluate(s.flow, s.lat, s.lon, d.flow, d.lat, d.lon,
-                            settings_))
+      const auto& st = hot_[s].terms;
+      const auto& dt = hot_[d].terms;
+      if (auto m = evaluate(slots_[s].flow, st.lat, st.lon, slots_[d].flow,
+                            dt.lat, dt.lon, settings_))
         out.push_back(std::move(*m));
     }
   }
@@ -323,9 +346,13 @@ std::vector<match> match_index::from_scratch() const {
 
 std::vector<match> match_index::matches() const {
   std::vector<match> out;
-  out.reserve(matches_.size());
-  for (auto& kv : matches_)
-    out.push_back(kv.second);
+  out.reserve(match_count());
+  for (uint32_t s = 0; s < slots_.size(); ++s) {
+    if (slots_[s].flow.direction != flow_direction::supply)
+      continue;
+    for (auto& l : slots_[s].links)
+      out.push_back(full_match(s, l.partner, records_[l.record]));
+  }
   std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
     return std::tie(a.supply_flow_id, a.demand_flow_id)
            < std::tie(b.supply_flow_id, b.demand_flow_id);

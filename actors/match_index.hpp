@@ -1,22 +1,21 @@
 #pragma once
 
-// The incremental match engine of one partition (one resource class): an
-// R-tree of the active flows' positions and the current match set. Each
+// The incremental match engine of one partition (one resource class): a
+// spatial grid of the active flows' positions, the flows' rule terms in one
+// cache line each, and the current match set kept as numbers linked from
+// both flows (ids are only spelled out in the match changes it emits). Each
 // change computes only the pairs it can affect, in both directions, and
 // reports the match changes it causes; `from_scratch` computes the whole
 // set, for tests and the consistency check. Pure logic, no actors.
 
 #include "actors/match_rules.hpp"
+#include "actors/spatial_grid.hpp"
 #include "messages/batch.hpp"
 #include "messages/match.hpp"
 
-#include <boost/geometry.hpp>
-#include <boost/geometry/index/rtree.hpp>
+#include <absl/container/flat_hash_map.h>
 
-#include <map>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace flowmatch {
@@ -26,9 +25,7 @@ public:
   /// With `only`, the index keeps flows of that class alone (a partition);
   /// without, all classes.
   explicit match_index(match_settings settings = {},
-                       caf::optional<resource_class> only = caf::none)
-    : settings_(std::move(settings)), only_(only) {
-  }
+                       caf::optional<resource_class> only = caf::none);
 
   /// Applies one accepted change; appends the match changes it causes.
   void apply(const change& c, std::vector<match_change>& out);
@@ -43,7 +40,7 @@ public:
     return flows_.size();
   }
   size_t match_count() const {
-    return matches_.size();
+    return records_.size() - free_records_.size();
   }
 
   /// Counts of pair evaluations, for benchmarks.
@@ -52,64 +49,76 @@ public:
   }
 
 private:
-  using point = boost::geometry::model::point<double, 2,
-                                              boost::geometry::cs::cartesian>;
-  using box = boost::geometry::model::box<point>;
-  using entry = std::pair<point, uint32_t>; ///< (lon, lat), flow slot
-  using tree = boost::geometry::index::rtree<
-    entry, boost::geometry::index::rstar<16>>;
+  /// One current match as seen from one of its flows: the other flow's
+  /// slot and the match's numbers in `records_`. Both flows hold a link.
+  struct link {
+    uint32_t partner;
+    uint32_t record;
+  };
 
-  struct flow_slot {
+  /// A flow as it came, and its current matches (few per flow: a vector
+  /// is smaller and faster than any map here). Aligned so the two ids a
+  /// match change copies share the first cache line.
+  struct alignas(64) flow_slot {
     resource_flow flow;
-    double lat = 0;
-    double lon = 0;
     bool indexed = false;
-    /// Slots of the partners with a current match (few: a plain vector
-    /// is smaller and faster than a hash set here).
-    std::vector<uint32_t> partners;
+    std::vector<link> links;
+  };
+
+  /// What testing a flow as a candidate reads, one cache line per flow.
+  struct alignas(64) hot_slot {
+    flow_terms terms;
+    uint32_t site = 0; ///< the site's number (same site: no match)
   };
 
   struct site_info {
     double lat = 0;
     double lon = 0;
-    std::unordered_set<std::string> flows;
+    uint32_t number = 0;
+    std::vector<uint32_t> flows; ///< slots of the flows at this site
   };
-
-  /// (supply slot, demand slot) in one integer.
-  static uint64_t pair_key(uint32_t supply, uint32_t demand) {
-    return (static_cast<uint64_t>(supply) << 32) | demand;
-  }
 
   void upsert_site(const site& s, std::vector<match_change>& out);
   void upsert_flow(const resource_flow& f, std::vector<match_change>& out);
   void remove_flow(const std::string& id, std::vector<match_change>& out);
+  spatial_grid& grid(resource_class r, flow_direction d);
   void unindex(uint32_t slot);
   void index(uint32_t slot);
   /// Recomputes every pair of one flow against the index. With
   /// `same_positions`, neither this flow nor any partner moved since their
-  /// matches were computed, so a current match's distance is reused.
-  void recompute(uint32_t slot, bool same_positions,
+  /// matches were computed, so a current match's distance is reused. With
+  /// `ids_changed`, the flow's site changed: every match it keeps is
+  /// emitted again (the site id is part of it).
+  void recompute(uint32_t slot, bool same_positions, bool ids_changed,
                  std::vector<match_change>& out);
-  void set_match(uint32_t supply, uint32_t demand, caf::optional<match> m,
-                 std::vector<match_change>& out);
-  /// Fills `candidates_` with the flows of the opposite direction within
-  /// `radius_m` of the flow's position (a superset: a box around it).
-  void find_candidates(const flow_slot& f, double radius_m);
+  /// Forgets the match of `slot` with `l.partner` and emits its removal;
+  /// drops the partner's link (the caller drops the slot's own).
+  void drop_match(uint32_t slot, const link& l,
+                  std::vector<match_change>& out);
+  /// The match of a supply and a demand slot with the given numbers.
+  match full_match(uint32_t supply, uint32_t demand,
+                   const match_numbers& n) const;
+  uint32_t new_record(const match_numbers& n);
 
   match_settings settings_;
   caf::optional<resource_class> only_;
-  std::unordered_map<std::string, site_info> sites_;
-  std::unordered_map<std::string, uint32_t> flows_;
+  absl::flat_hash_map<std::string, site_info> sites_;
+  uint32_t next_site_number_ = 1;
+  absl::flat_hash_map<std::string, uint32_t> flows_;
   std::vector<flow_slot> slots_;
+  std::vector<hot_slot> hot_;
   std::vector<uint32_t> free_slots_;
-  tree supplies_;
-  tree demands_;
-  std::unordered_map<uint64_t, match> matches_;
+  /// One grid per class and direction, cells sized by the class's d_max.
+  std::vector<spatial_grid> grids_;
+  /// The numbers of every current match, addressed by the links.
+  std::vector<match_numbers> records_;
+  std::vector<uint32_t> free_records_;
   uint64_t evaluations_ = 0;
   /// Scratch space of recompute, kept to avoid allocations per event.
   std::vector<uint32_t> candidates_;
-  std::vector<std::pair<uint32_t, match>> now_;
-  std::vector<uint32_t> gone_;
+  std::vector<std::pair<uint32_t, match_numbers>> now_;
+  std::vector<link> before_;
+  std::vector<link> after_;
 };
 
 } // namespace flowmatch

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 namespace flowmatch {
 
@@ -67,18 +68,14 @@ double pipe_cost_eur_m(double p) {
 
 namespace {
 
-double d_max_m(const resource_flow& supply, const resource_flow& demand,
+double d_max_m(const flow_terms& supply, const flow_terms& demand,
                const match_settings& s) {
-  double d = s.d_max_default_m(supply.resource);
-  if (supply.max_transport_km)
-    d = std::min(d, *supply.max_transport_km * 1000);
-  if (demand.max_transport_km)
-    d = std::min(d, *demand.max_transport_km * 1000);
-  return d;
+  return std::min({s.d_max_default_m(supply.resource), supply.max_transport_m,
+                   demand.max_transport_m});
 }
 
-bool is_gas(const resource_flow& supply) {
-  return supply.medium && (*supply.medium == "flue_gas" || *supply.medium == "air");
+bool is_gas(const resource_flow& f) {
+  return f.medium && (*f.medium == "flue_gas" || *f.medium == "air");
 }
 
 } // namespace
@@ -88,6 +85,26 @@ double search_radius_m(const resource_flow& f, const match_settings& s) {
   if (f.max_transport_km)
     d = std::min(d, *f.max_transport_km * 1000);
   return d;
+}
+
+double search_radius_m(const flow_terms& f, const match_settings& s) {
+  return std::min(s.d_max_default_m(f.resource), f.max_transport_m);
+}
+
+flow_terms terms_of(const resource_flow& f, double lat, double lon) {
+  flow_terms t;
+  t.lat = lat;
+  t.lon = lon;
+  t.annual_quantity = f.annual_quantity;
+  t.effective_hours = f.effective_hours();
+  t.temperature_c = f.temperature_c ? *f.temperature_c : 0;
+  t.max_transport_m = f.max_transport_km
+                        ? *f.max_transport_km * 1000
+                        : std::numeric_limits<double>::infinity();
+  t.direction = f.direction;
+  t.resource = f.resource;
+  t.gas = is_gas(f);
+  return t;
 }
 
 namespace {
@@ -107,15 +124,13 @@ double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
 
 } // namespace
 
-caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
-                              double s_lon, const resource_flow& demand,
-                              double d_lat, double d_lon,
-                              const match_settings& s,
-                              const double* known_distance_m) {
-  // 1. Sides. 2. Class.
+caf::optional<match_numbers>
+evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
+                 const flow_terms& demand, const resource_flow& demand_flow,
+                 const match_settings& s, const double* known_distance_m) {
+  // 1. Sides (the caller checked the sites differ). 2. Class.
   if (supply.direction != flow_direction::supply
       || demand.direction != flow_direction::demand
-      || supply.site_id == demand.site_id
       || supply.resource != demand.resource)
     return caf::none;
   // The cheap gates first (4 and 5), then the distance (3): the outcome is
@@ -126,9 +141,9 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
   bool hazardous = false;
   // 4. Heat quality.
   if (supply.resource == resource_class::heat) {
-    double ts = supply.temperature_c ? *supply.temperature_c : 0;
-    double td = demand.temperature_c ? *demand.temperature_c : 0;
-    double delta = is_gas(supply) ? s.delta_t_gas_k : s.delta_t_k;
+    double ts = supply.temperature_c;
+    double td = demand.temperature_c;
+    double delta = supply.gas ? s.delta_t_gas_k : s.delta_t_k;
     if (ts >= td + delta) {
       f_quality = 1;
     } else if (ts >= s.heat_pump_min_c) {
@@ -140,12 +155,14 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
   }
   // 5. Material taxonomy.
   if (supply.resource == resource_class::material) {
-    if (!supply.ewc || !demand.accepts_ewc)
+    const auto& ewc = supply_flow.ewc;
+    const auto& accepts = demand_flow.accepts_ewc;
+    if (!ewc || !accepts)
       return caf::none;
     double best = -1;
-    for (const auto& prefix : *demand.accepts_ewc) {
-      if (prefix.size() > supply.ewc->size()
-          || supply.ewc->compare(0, prefix.size(), prefix) != 0)
+    for (const auto& prefix : *accepts) {
+      if (prefix.size() > ewc->size()
+          || ewc->compare(0, prefix.size(), prefix) != 0)
         continue;
       double f = prefix.size() == 6   ? s.taxonomy_6
                  : prefix.size() == 4 ? s.taxonomy_4
@@ -155,8 +172,9 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
     if (best < 0)
       return caf::none;
     f_taxonomy = best;
-    hazardous = supply.hazardous && *supply.hazardous;
-    if (hazardous && !(demand.accepts_hazardous && *demand.accepts_hazardous))
+    hazardous = supply_flow.hazardous && *supply_flow.hazardous;
+    if (hazardous
+        && !(demand_flow.accepts_hazardous && *demand_flow.accepts_hazardous))
       return caf::none;
   }
   // 3. Distance: a sphere 1 % beyond d_max is surely beyond it on the
@@ -166,25 +184,19 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
   if (known_distance_m) {
     d = *known_distance_m;
   } else {
-    if (sphere_distance_m(s_lat, s_lon, d_lat, d_lon) > dmax * 1.01)
+    if (sphere_distance_m(supply.lat, supply.lon, demand.lat, demand.lon)
+        > dmax * 1.01)
       return caf::none;
-    d = geodesic_distance_m(s_lat, s_lon, d_lat, d_lon);
+    d = geodesic_distance_m(supply.lat, supply.lon, demand.lat, demand.lon);
   }
   if (d > dmax)
     return caf::none;
-  match m;
-  m.supply_flow_id = supply.flow_id;
-  m.demand_flow_id = demand.flow_id;
-  m.supply_site_id = supply.site_id;
-  m.demand_site_id = demand.site_id;
-  m.resource = supply.resource;
+  match_numbers m;
   m.distance_m = d;
   m.f_quality = f_quality;
   m.f_taxonomy = f_taxonomy;
-  if (heat_pump)
-    m.flags.push_back("heat_pump_required");
-  if (hazardous)
-    m.flags.push_back("hazardous");
+  m.heat_pump_required = heat_pump;
+  m.hazardous = hazardous;
   // Components.
   double S = supply.annual_quantity;
   double D = demand.annual_quantity;
@@ -196,7 +208,7 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
   else
     m.s_dist = 1 - d / dmax;
   if (supply.resource == resource_class::heat) {
-    double h = std::min(supply.effective_hours(), demand.effective_hours());
+    double h = std::min(supply.effective_hours, demand.effective_hours);
     double p = q / h;
     double capex = 2 * pipe_cost_eur_m(p) * d + s.source_exchanger_eur_mw * p
                    + (p < 1 ? s.sink_small_eur_mw : s.sink_large_eur_mw) * p;
@@ -210,6 +222,44 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
             * (s.w_size * m.s_size + s.w_dist * m.s_dist
                + s.w_econ * m.s_econ);
   return m;
+}
+
+match make_match(const resource_flow& supply, const resource_flow& demand,
+                 const match_numbers& n) {
+  match m;
+  m.supply_flow_id = supply.flow_id;
+  m.demand_flow_id = demand.flow_id;
+  m.supply_site_id = supply.site_id;
+  m.demand_site_id = demand.site_id;
+  m.resource = supply.resource;
+  m.distance_m = n.distance_m;
+  m.exchange_qty = n.exchange_qty;
+  m.score = n.score;
+  m.s_size = n.s_size;
+  m.s_dist = n.s_dist;
+  m.s_econ = n.s_econ;
+  m.f_quality = n.f_quality;
+  m.f_taxonomy = n.f_taxonomy;
+  if (n.heat_pump_required)
+    m.flags.emplace_back("heat_pump_required");
+  if (n.hazardous)
+    m.flags.emplace_back("hazardous");
+  return m;
+}
+
+caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
+                              double s_lon, const resource_flow& demand,
+                              double d_lat, double d_lon,
+                              const match_settings& s,
+                              const double* known_distance_m) {
+  if (supply.site_id == demand.site_id)
+    return caf::none;
+  auto n = evaluate_numbers(terms_of(supply, s_lat, s_lon), supply,
+                            terms_of(demand, d_lat, d_lon), demand, s,
+                            known_distance_m);
+  if (!n)
+    return caf::none;
+  return make_match(supply, demand, *n);
 }
 
 } // namespace flowmatch

@@ -65,6 +65,72 @@ double pipe_cost_eur_m(double peak_mw);
 /// max_transport_km when smaller): the candidate search radius.
 double search_radius_m(const resource_flow& f, const match_settings& s);
 
+/// The numbers of one match, without the ids: what the match index keeps
+/// per pair (the ids are the two flows').
+struct match_numbers {
+  double distance_m = 0;
+  double exchange_qty = 0;
+  double score = 0;
+  double s_size = 0;
+  double s_dist = 0;
+  double s_econ = 0;
+  double f_quality = 1;
+  double f_taxonomy = 1;
+  bool heat_pump_required = false;
+  bool hazardous = false;
+
+  friend bool operator==(const match_numbers& a, const match_numbers& b) {
+    return a.distance_m == b.distance_m && a.exchange_qty == b.exchange_qty
+           && a.score == b.score && a.s_size == b.s_size
+           && a.s_dist == b.s_dist && a.s_econ == b.s_econ
+           && a.f_quality == b.f_quality && a.f_taxonomy == b.f_taxonomy
+           && a.heat_pump_required == b.heat_pump_required
+           && a.hazardous == b.hazardous;
+  }
+  friend bool operator!=(const match_numbers& a, const match_numbers& b) {
+    return !(a == b);
+  }
+};
+
+/// What the rules read of a flow and its site, except the material
+/// taxonomy, in one cache line: the match index keeps these per flow, so
+/// testing a candidate reads one line instead of the whole flow.
+struct flow_terms {
+  double lat = 0;
+  double lon = 0;
+  double annual_quantity = 0;
+  double effective_hours = 8760;
+  /// The temperature, 0 when not given (as the heat gate reads it).
+  double temperature_c = 0;
+  /// The flow's own transport limit in m, infinity when it has none.
+  double max_transport_m = 0;
+  flow_direction direction = flow_direction::supply;
+  resource_class resource = resource_class::heat;
+  /// Flue gas or air: the gaseous heat-exchanger approach applies.
+  bool gas = false;
+};
+
+flow_terms terms_of(const resource_flow& f, double lat, double lon);
+
+/// The largest d_max a flow with these terms can have.
+double search_radius_m(const flow_terms& f, const match_settings& s);
+
+/// Evaluates a supply and a demand flow (at different sites; the caller
+/// checks that) from their terms; the flows themselves are read only for
+/// the material taxonomy. None when a gate fails; otherwise the numbers
+/// of the match. `known_distance_m`, when given, is the geodesic distance
+/// of these two positions computed before, so it is not computed again.
+caf::optional<match_numbers>
+evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
+                 const flow_terms& demand, const resource_flow& demand_flow,
+                 const match_settings& s,
+                 const double* known_distance_m = nullptr);
+
+/// The match of two flows with the given numbers: the ids, the class, the
+/// flags in the contract's order.
+match make_match(const resource_flow& supply, const resource_flow& demand,
+                 const match_numbers& n);
+
 /// Evaluates a supply and a demand flow at sites at the given coordinates.
 /// None when a gate fails; otherwise the match with every component.
 /// `known_distance_m`, when given, is the geodesic distance of these two

@@ -131,6 +131,7 @@ result run_size(const options& o, size_t n) {
   std::vector<double> per_event;
   for (int rep = 0; rep < o.reps + 1; ++rep) {
     std::vector<change> updates;
+    updates.reserve(o.events);
     for (size_t k = 0; k < o.events; ++k) {
       change c;
       c.kind = change::flow_upserted;
