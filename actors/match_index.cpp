@@ -44,9 +44,17 @@ match_index::match_index(match_settings settings,
   }
 }
 
+flow_direction match_index::opposite(flow_direction d) {
+  return d == flow_direction::supply ? flow_direction::demand
+                                     : flow_direction::supply;
+}
+
+size_t match_index::grid_index(resource_class r, flow_direction d) {
+  return static_cast<size_t>(r) * 2 + (d == flow_direction::supply ? 0 : 1);
+}
+
 spatial_grid& match_index::grid(resource_class r, flow_direction d) {
-  return grids_[static_cast<size_t>(r) * 2
-                + (d == flow_direction::supply ? 0 : 1)];
+  return grids_[grid_index(r, d)];
 }
 
 void match_index::apply(const change& c, std::vector<match_change>& out) {
@@ -61,7 +69,7 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       // Its flows were deleted before it (cascade); drop any left anyway.
       std::vector<std::string> left;
       for (auto slot : i->second.flows)
-        left.push_back(slots_[slot].flow.flow_id);
+        left.push_back(slots_[slot].flow_id);
       for (auto& id : left)
         remove_flow(id, out);
       sites_.erase(i);
@@ -81,11 +89,90 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       // two workers are not ordered): then it is stale and ignored.
       auto known = flows_.find(c.id);
       if (known != flows_.end() && !c.flow_data.site_id.empty()
-          && slots_[known->second].flow.site_id != c.flow_data.site_id)
+          && slots_[known->second].site_id != c.flow_data.site_id)
         break;
       remove_flow(c.id, out);
       break;
     }
+  }
+}
+
+void match_index::apply(const std::vector<change>& batch,
+                        std::vector<match_change>& out) {
+  // A software pipeline over the batch. At a million flows nearly every
+  // read of a change misses the caches, and each depends on the one
+  // before: the flow's map entry gives its slot, the slot its position,
+  // the position the grid cells, the cells the candidates. So while one
+  // change is applied, the changes after it are walked a stage each, every
+  // stage loading what the next needs; by its turn a change finds its
+  // memory in cache. Hints only: a slot found ahead may be stale by then
+  // (a change before it can remove or add a flow), and `apply` looks it up
+  // again.
+  constexpr size_t depth = 5;
+  auto n = batch.size();
+  ahead_.assign(n, no_slot);
+  for (size_t i = 0; i < n; ++i) {
+    for (size_t step = 0; step < depth; ++step)
+      if (auto j = i + depth - step; j < n)
+        load_ahead(batch[j], ahead_[j], step);
+    apply(batch[i], out);
+  }
+}
+
+void match_index::load_ahead(const change& c, uint32_t& slot,
+                             size_t step) const {
+  if (step == 0) {
+    if (auto id = flow_id_of(c))
+      flows_.prefetch(*id);
+    return;
+  }
+  if (step == 1) {
+    auto id = flow_id_of(c);
+    if (!id)
+      return;
+    auto known = flows_.find(*id);
+    if (known == flows_.end())
+      return;
+    slot = known->second;
+    __builtin_prefetch(&hot_[slot]);
+    auto first = reinterpret_cast<const char*>(&slots_[slot]);
+    for (size_t line = 0; line < sizeof(flow_slot); line += 64)
+      __builtin_prefetch(first + line);
+    return;
+  }
+  if (c.kind != change::flow_upserted || slot >= slots_.size()
+      || !slots_[slot].indexed)
+    return;
+  const auto& t = hot_[slot].terms;
+  const auto& links = slots_[slot].links;
+  const auto& other = grids_[grid_index(t.resource, opposite(t.direction))];
+  auto radius = search_radius_m(t, settings_);
+  switch (step) {
+    case 2:
+      other.prefetch_cells(t.lat, t.lon, radius);
+      __builtin_prefetch(links.data());
+      break;
+    case 3:
+      other.prefetch_points(t.lat, t.lon, radius);
+      for (auto& l : links)
+        __builtin_prefetch(&records_[l.record]);
+      break;
+    default:
+      other.query(t.lat, t.lon, radius, [this](uint32_t candidate) {
+        __builtin_prefetch(&hot_[candidate]);
+        __builtin_prefetch(&slots_[candidate]);
+      });
+  }
+}
+
+const std::string* match_index::flow_id_of(const change& c) {
+  switch (c.kind) {
+    case change::flow_upserted:
+      return &c.flow_data.flow_id;
+    case change::flow_deleted:
+      return &c.id;
+    default:
+      return nullptr;
   }
 }
 
@@ -116,8 +203,8 @@ void match_index::upsert_flow(const resource_flow& f,
   bool moved_site = false;
   auto known = flows_.find(f.flow_id);
   if (known != flows_.end()
-      && (slots_[known->second].flow.direction != f.direction
-          || slots_[known->second].flow.resource != f.resource)) {
+      && (hot_[known->second].terms.direction != f.direction
+          || hot_[known->second].terms.resource != f.resource)) {
     // A flow that changes side or class starts over: its pairs are keyed
     // by its side.
     remove_flow(f.flow_id, out);
@@ -126,19 +213,20 @@ void match_index::upsert_flow(const resource_flow& f,
   if (known != flows_.end()) {
     slot = known->second;
     auto& fs = slots_[slot];
-    if (fs.flow.site_id == f.site_id && fs.indexed) {
-      // Same site, same side, same class: the position in the R-tree
+    if (fs.site_id == f.site_id && fs.indexed) {
+      // Same site, same side, same class: the position in the grid
       // stands; only the numbers change.
-      fs.flow = f;
+      if (f.resource == resource_class::material)
+        fs.taxonomy = taxonomy_of(f);
       auto& t = hot_[slot].terms;
       t = terms_of(f, t.lat, t.lon);
       recompute(slot, true, false, out);
       return;
     }
     unindex(slot);
-    if (fs.flow.site_id != f.site_id) {
+    if (fs.site_id != f.site_id) {
       moved_site = true;
-      auto s = sites_.find(fs.flow.site_id);
+      auto s = sites_.find(fs.site_id);
       if (s != sites_.end())
         drop_slot(s->second.flows, slot);
     }
@@ -154,7 +242,10 @@ void match_index::upsert_flow(const resource_flow& f,
     flows_.emplace(f.flow_id, slot);
   }
   auto& fs = slots_[slot];
-  fs.flow = f;
+  fs.flow_id = f.flow_id;
+  fs.site_id = f.site_id;
+  fs.taxonomy = f.resource == resource_class::material ? taxonomy_of(f)
+                                                       : flow_taxonomy{};
   auto site = sites_.find(f.site_id);
   if (site != sites_.end()) {
     auto& at_site = site->second.flows;
@@ -182,7 +273,7 @@ void match_index::remove_flow(const std::string& id,
     drop_match(slot, l, out);
   fs.links.clear();
   unindex(slot);
-  auto site = sites_.find(fs.flow.site_id);
+  auto site = sites_.find(fs.site_id);
   if (site != sites_.end())
     drop_slot(site->second.flows, slot);
   fs = flow_slot{};
@@ -208,7 +299,7 @@ void match_index::unindex(uint32_t slot) {
 void match_index::recompute(uint32_t slot, bool same_positions,
                             bool ids_changed,
                             std::vector<match_change>& out) {
-  bool supply = slots_[slot].flow.direction == flow_direction::supply;
+  bool supply = hot_[slot].terms.direction == flow_direction::supply;
   // The current matches, by partner: the merge below walks them beside
   // the pairs that pass now.
   before_.assign(slots_[slot].links.begin(), slots_[slot].links.end());
@@ -216,9 +307,8 @@ void match_index::recompute(uint32_t slot, bool same_positions,
   now_.clear();
   if (slots_[slot].indexed) {
     const auto& me = hot_[slot];
-    auto other_side = supply ? flow_direction::demand : flow_direction::supply;
     candidates_.clear();
-    grid(me.terms.resource, other_side)
+    grid(me.terms.resource, opposite(me.terms.direction))
       .query(me.terms.lat, me.terms.lon, search_radius_m(me.terms, settings_),
              [this](uint32_t other) { candidates_.push_back(other); });
     // Start loading every candidate (its terms, its ids for a change) and
@@ -231,7 +321,7 @@ void match_index::recompute(uint32_t slot, bool same_positions,
     for (auto& l : before_)
       __builtin_prefetch(&records_[l.record]);
     std::sort(candidates_.begin(), candidates_.end());
-    const auto& mine = slots_[slot].flow;
+    const auto& mine = slots_[slot].taxonomy;
     auto b = before_.begin();
     for (auto other : candidates_) {
       const auto& them = hot_[other];
@@ -245,7 +335,7 @@ void match_index::recompute(uint32_t slot, bool same_positions,
         ++b;
       if (same_positions && b != before_.end() && b->partner == other)
         known = &records_[b->record].distance_m;
-      const auto& theirs = slots_[other].flow;
+      const auto& theirs = slots_[other].taxonomy;
       auto m = supply ? evaluate_numbers(me.terms, mine, them.terms, theirs,
                                          settings_, known)
                       : evaluate_numbers(them.terms, theirs, me.terms, mine,
@@ -301,16 +391,16 @@ uint32_t match_index::new_record(const match_numbers& n) {
 
 void match_index::drop_match(uint32_t slot, const link& l,
                              std::vector<match_change>& out) {
-  bool supply = slots_[slot].flow.direction == flow_direction::supply;
-  const auto& s = slots_[supply ? slot : l.partner].flow;
-  const auto& d = slots_[supply ? l.partner : slot].flow;
+  bool supply = hot_[slot].terms.direction == flow_direction::supply;
+  const auto& s = slots_[supply ? slot : l.partner];
+  const auto& d = slots_[supply ? l.partner : slot];
   match_change c;
   c.removed = true;
   c.value.supply_flow_id = s.flow_id;
   c.value.demand_flow_id = d.flow_id;
   c.value.supply_site_id = s.site_id;
   c.value.demand_site_id = d.site_id;
-  c.value.resource = s.resource;
+  c.value.resource = hot_[slot].terms.resource;
   out.push_back(std::move(c));
   drop_link(slots_[l.partner].links, slot);
   free_records_.push_back(l.record);
@@ -318,23 +408,30 @@ void match_index::drop_match(uint32_t slot, const link& l,
 
 match match_index::full_match(uint32_t supply, uint32_t demand,
                               const match_numbers& n) const {
-  return make_match(slots_[supply].flow, slots_[demand].flow, n);
+  const auto& s = slots_[supply];
+  const auto& d = slots_[demand];
+  return make_match({s.flow_id, s.site_id, d.flow_id, d.site_id},
+                    hot_[supply].terms.resource, n);
 }
 
 std::vector<match> match_index::from_scratch() const {
+  // Every supply against every demand through the rules: no grid, no
+  // links, no records.
   std::vector<match> out;
-  for (size_t s = 0; s < slots_.size(); ++s) {
-    if (!slots_[s].indexed || slots_[s].flow.direction != flow_direction::supply)
+  auto is = [&](size_t slot, flow_direction d) {
+    return slots_[slot].indexed && hot_[slot].terms.direction == d;
+  };
+  for (uint32_t s = 0; s < slots_.size(); ++s) {
+    if (!is(s, flow_direction::supply))
       continue;
-    for (size_t d = 0; d < slots_.size(); ++d) {
-      if (!slots_[d].indexed
-          || slots_[d].flow.direction != flow_direction::demand)
+    for (uint32_t d = 0; d < slots_.size(); ++d) {
+      if (!is(d, flow_direction::demand)
+          || slots_[s].site_id == slots_[d].site_id)
         continue;
-      const auto& st = hot_[s].terms;
-      const auto& dt = hot_[d].terms;
-      if (auto m = evaluate(slots_[s].flow, st.lat, st.lon, slots_[d].flow,
-                            dt.lat, dt.lon, settings_))
-        out.push_back(std::move(*m));
+      if (auto n = evaluate_numbers(hot_[s].terms, slots_[s].taxonomy,
+                                    hot_[d].terms, slots_[d].taxonomy,
+                                    settings_))
+        out.push_back(full_match(s, d, *n));
     }
   }
   std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
@@ -348,7 +445,7 @@ std::vector<match> match_index::matches() const {
   std::vector<match> out;
   out.reserve(match_count());
   for (uint32_t s = 0; s < slots_.size(); ++s) {
-    if (slots_[s].flow.direction != flow_direction::supply)
+    if (hot_[s].terms.direction != flow_direction::supply)
       continue;
     for (auto& l : slots_[s].links)
       out.push_back(full_match(s, l.partner, records_[l.record]));

@@ -8,6 +8,7 @@
 // reports the match changes it causes; `from_scratch` computes the whole
 // set, for tests and the consistency check. Pure logic, no actors.
 
+#include "actors/huge_page_allocator.hpp"
 #include "actors/match_rules.hpp"
 #include "actors/spatial_grid.hpp"
 #include "messages/batch.hpp"
@@ -30,6 +31,10 @@ public:
   /// Applies one accepted change; appends the match changes it causes.
   void apply(const change& c, std::vector<match_change>& out);
 
+  /// Applies a batch of changes in order, as one by one; while one change
+  /// is applied, the memory of the next ones is already being loaded.
+  void apply(const std::vector<change>& batch, std::vector<match_change>& out);
+
   /// Every match of the current flows, computed from nothing (no index).
   std::vector<match> from_scratch() const;
 
@@ -49,6 +54,15 @@ public:
   }
 
 private:
+  /// The large arrays and tables live in huge pages (see the allocator).
+  template <class T>
+  using big_vector = std::vector<T, huge_page_allocator<T>>;
+  template <class K, class V>
+  using big_map = absl::flat_hash_map<
+    K, V, typename absl::flat_hash_map<K, V>::hasher,
+    typename absl::flat_hash_map<K, V>::key_equal,
+    huge_page_allocator<std::pair<const K, V>>>;
+
   /// One current match as seen from one of its flows: the other flow's
   /// slot and the match's numbers in `records_`. Both flows hold a link.
   struct link {
@@ -56,13 +70,15 @@ private:
     uint32_t record;
   };
 
-  /// A flow as it came, and its current matches (few per flow: a vector
-  /// is smaller and faster than any map here). Aligned so the two ids a
-  /// match change copies share the first cache line.
+  /// A flow's ids, its taxonomy (material only) and its current matches
+  /// (few per flow: a vector is smaller and faster than any map here).
+  /// Aligned so the two ids a match change copies share one cache line.
   struct alignas(64) flow_slot {
-    resource_flow flow;
+    std::string flow_id;
+    std::string site_id;
     bool indexed = false;
     std::vector<link> links;
+    flow_taxonomy taxonomy;
   };
 
   /// What testing a flow as a candidate reads, one cache line per flow.
@@ -78,9 +94,17 @@ private:
     std::vector<uint32_t> flows; ///< slots of the flows at this site
   };
 
+  /// The id of the flow a change is about, if it is about one.
+  static const std::string* flow_id_of(const change& c);
+  /// One stage of the batch pipeline: hints to the CPU to load what a
+  /// coming change will read, `step` (0 to 4) saying how far it got;
+  /// `slot` carries the flow's slot from stage 1 on.
+  void load_ahead(const change& c, uint32_t& slot, size_t step) const;
   void upsert_site(const site& s, std::vector<match_change>& out);
   void upsert_flow(const resource_flow& f, std::vector<match_change>& out);
   void remove_flow(const std::string& id, std::vector<match_change>& out);
+  static flow_direction opposite(flow_direction d);
+  static size_t grid_index(resource_class r, flow_direction d);
   spatial_grid& grid(resource_class r, flow_direction d);
   void unindex(uint32_t slot);
   void index(uint32_t slot);
@@ -102,16 +126,16 @@ private:
 
   match_settings settings_;
   caf::optional<resource_class> only_;
-  absl::flat_hash_map<std::string, site_info> sites_;
+  big_map<std::string, site_info> sites_;
   uint32_t next_site_number_ = 1;
-  absl::flat_hash_map<std::string, uint32_t> flows_;
-  std::vector<flow_slot> slots_;
-  std::vector<hot_slot> hot_;
+  big_map<std::string, uint32_t> flows_;
+  big_vector<flow_slot> slots_;
+  big_vector<hot_slot> hot_;
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;
   /// The numbers of every current match, addressed by the links.
-  std::vector<match_numbers> records_;
+  big_vector<match_numbers> records_;
   std::vector<uint32_t> free_records_;
   uint64_t evaluations_ = 0;
   /// Scratch space of recompute, kept to avoid allocations per event.
@@ -119,6 +143,9 @@ private:
   std::vector<std::pair<uint32_t, match_numbers>> now_;
   std::vector<link> before_;
   std::vector<link> after_;
+  /// The slots of a batch's flows as found ahead (hints for prefetching).
+  static constexpr uint32_t no_slot = UINT32_MAX;
+  std::vector<uint32_t> ahead_;
 };
 
 } // namespace flowmatch

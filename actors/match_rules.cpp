@@ -124,9 +124,18 @@ double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
 
 } // namespace
 
+flow_taxonomy taxonomy_of(const resource_flow& f) {
+  flow_taxonomy t;
+  t.ewc = f.ewc;
+  t.accepts_ewc = f.accepts_ewc;
+  t.hazardous = f.hazardous && *f.hazardous;
+  t.accepts_hazardous = f.accepts_hazardous && *f.accepts_hazardous;
+  return t;
+}
+
 caf::optional<match_numbers>
-evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
-                 const flow_terms& demand, const resource_flow& demand_flow,
+evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
+                 const flow_terms& demand, const flow_taxonomy& demand_tax,
                  const match_settings& s, const double* known_distance_m) {
   // 1. Sides (the caller checked the sites differ). 2. Class.
   if (supply.direction != flow_direction::supply
@@ -155,8 +164,8 @@ evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
   }
   // 5. Material taxonomy.
   if (supply.resource == resource_class::material) {
-    const auto& ewc = supply_flow.ewc;
-    const auto& accepts = demand_flow.accepts_ewc;
+    const auto& ewc = supply_tax.ewc;
+    const auto& accepts = demand_tax.accepts_ewc;
     if (!ewc || !accepts)
       return caf::none;
     double best = -1;
@@ -172,9 +181,8 @@ evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
     if (best < 0)
       return caf::none;
     f_taxonomy = best;
-    hazardous = supply_flow.hazardous && *supply_flow.hazardous;
-    if (hazardous
-        && !(demand_flow.accepts_hazardous && *demand_flow.accepts_hazardous))
+    hazardous = supply_tax.hazardous;
+    if (hazardous && !demand_tax.accepts_hazardous)
       return caf::none;
   }
   // 3. Distance: a sphere 1 % beyond d_max is surely beyond it on the
@@ -224,14 +232,14 @@ evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
   return m;
 }
 
-match make_match(const resource_flow& supply, const resource_flow& demand,
+match make_match(const match_ends& ends, resource_class r,
                  const match_numbers& n) {
   match m;
-  m.supply_flow_id = supply.flow_id;
-  m.demand_flow_id = demand.flow_id;
-  m.supply_site_id = supply.site_id;
-  m.demand_site_id = demand.site_id;
-  m.resource = supply.resource;
+  m.supply_flow_id = ends.supply_flow_id;
+  m.demand_flow_id = ends.demand_flow_id;
+  m.supply_site_id = ends.supply_site_id;
+  m.demand_site_id = ends.demand_site_id;
+  m.resource = r;
   m.distance_m = n.distance_m;
   m.exchange_qty = n.exchange_qty;
   m.score = n.score;
@@ -254,12 +262,15 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               const double* known_distance_m) {
   if (supply.site_id == demand.site_id)
     return caf::none;
-  auto n = evaluate_numbers(terms_of(supply, s_lat, s_lon), supply,
-                            terms_of(demand, d_lat, d_lon), demand, s,
-                            known_distance_m);
+  auto n = evaluate_numbers(terms_of(supply, s_lat, s_lon),
+                            taxonomy_of(supply),
+                            terms_of(demand, d_lat, d_lon),
+                            taxonomy_of(demand), s, known_distance_m);
   if (!n)
     return caf::none;
-  return make_match(supply, demand, *n);
+  return make_match({supply.flow_id, supply.site_id, demand.flow_id,
+                     demand.site_id},
+                    supply.resource, *n);
 }
 
 } // namespace flowmatch

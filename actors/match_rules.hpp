@@ -112,23 +112,42 @@ struct flow_terms {
 
 flow_terms terms_of(const resource_flow& f, double lat, double lon);
 
+/// What the rules read of a material flow beyond its terms: its EWC code,
+/// the prefixes it accepts, the hazardous flags.
+struct flow_taxonomy {
+  caf::optional<std::string> ewc;
+  caf::optional<std::vector<std::string>> accepts_ewc;
+  bool hazardous = false;
+  bool accepts_hazardous = false;
+};
+
+flow_taxonomy taxonomy_of(const resource_flow& f);
+
 /// The largest d_max a flow with these terms can have.
 double search_radius_m(const flow_terms& f, const match_settings& s);
 
 /// Evaluates a supply and a demand flow (at different sites; the caller
-/// checks that) from their terms; the flows themselves are read only for
-/// the material taxonomy. None when a gate fails; otherwise the numbers
-/// of the match. `known_distance_m`, when given, is the geodesic distance
-/// of these two positions computed before, so it is not computed again.
+/// checks that) from their terms; the taxonomies are read only for
+/// material. None when a gate fails; otherwise the numbers of the match.
+/// `known_distance_m`, when given, is the geodesic distance of these two
+/// positions computed before, so it is not computed again.
 caf::optional<match_numbers>
-evaluate_numbers(const flow_terms& supply, const resource_flow& supply_flow,
-                 const flow_terms& demand, const resource_flow& demand_flow,
+evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
+                 const flow_terms& demand, const flow_taxonomy& demand_tax,
                  const match_settings& s,
                  const double* known_distance_m = nullptr);
 
+/// The two flows of a match as it names them.
+struct match_ends {
+  const std::string& supply_flow_id;
+  const std::string& supply_site_id;
+  const std::string& demand_flow_id;
+  const std::string& demand_site_id;
+};
+
 /// The match of two flows with the given numbers: the ids, the class, the
 /// flags in the contract's order.
-match make_match(const resource_flow& supply, const resource_flow& demand,
+match make_match(const match_ends& ends, resource_class r,
                  const match_numbers& n);
 
 /// Evaluates a supply and a demand flow at sites at the given coordinates.

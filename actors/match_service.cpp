@@ -51,8 +51,7 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
   return {
     [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {
       std::vector<match_change> out;
-      for (auto& c : changes)
-        self->state.index->apply(c, out);
+      self->state.index->apply(changes, out);
       auto rp = self->make_response_promise<caf::ok_atom>();
       store(self, std::move(out), rp);
       return rp;

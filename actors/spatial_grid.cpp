@@ -15,8 +15,9 @@ constexpr double m_per_deg_lon_equator = 111000.0;
 constexpr double deg = M_PI / 180.0;
 /// Beyond this latitude a box spans every longitude.
 constexpr double polar_deg = 89.0;
-/// The smallest row height: keeps the row table small for tiny radii.
-constexpr double min_row_deg = 0.01;
+/// The smallest row height (about 22 km): bounds the cells of a row (at
+/// most 1,800) for tiny radii, which then read more points per cell.
+constexpr double min_row_deg = 0.2;
 
 } // namespace
 
@@ -55,6 +56,7 @@ spatial_grid::spatial_grid(double max_radius_m) {
     }
     columns_[static_cast<size_t>(row)] = columns;
   }
+  rows_.resize(columns_.size());
 }
 
 int64_t spatial_grid::row_of(double lat) const {
@@ -70,18 +72,37 @@ int64_t spatial_grid::column_of(int64_t row, double lon) const {
   return std::clamp<int64_t>(col, 0, columns - 1);
 }
 
+void spatial_grid::prefetch_cells(double lat, double lon,
+                                  double radius_m) const {
+  for_each_cell(box_around(lat, lon, radius_m),
+                [](const cell& c, double, double) { __builtin_prefetch(&c); });
+}
+
+void spatial_grid::prefetch_points(double lat, double lon,
+                                   double radius_m) const {
+  for_each_cell(box_around(lat, lon, radius_m),
+                [](const cell& c, double, double) {
+                  if (!c.empty())
+                    __builtin_prefetch(c.data());
+                });
+}
+
 void spatial_grid::insert(double lat, double lon, uint32_t slot) {
   auto row = row_of(lat);
-  cells_[key(row, column_of(row, lon))].push_back(point{lat, lon, slot});
+  auto& r = rows_[static_cast<size_t>(row)];
+  if (r.empty())
+    r.resize(static_cast<size_t>(columns_[static_cast<size_t>(row)]));
+  r[static_cast<size_t>(column_of(row, lon))].push_back(
+    point{lat, lon, slot});
   ++size_;
 }
 
 void spatial_grid::remove(double lat, double lon, uint32_t slot) {
   auto row = row_of(lat);
-  auto cell = cells_.find(key(row, column_of(row, lon)));
-  if (cell == cells_.end())
+  auto& r = rows_[static_cast<size_t>(row)];
+  if (r.empty())
     return;
-  auto& points = cell->second;
+  auto& points = r[static_cast<size_t>(column_of(row, lon))];
   auto i = std::find_if(points.begin(), points.end(),
                         [&](const point& p) { return p.slot == slot; });
   if (i == points.end())
@@ -89,8 +110,6 @@ void spatial_grid::remove(double lat, double lon, uint32_t slot) {
   *i = points.back();
   points.pop_back();
   --size_;
-  if (points.empty())
-    cells_.erase(cell);
 }
 
 } // namespace flowmatch

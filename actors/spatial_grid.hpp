@@ -3,16 +3,30 @@
 // Points on the globe (a flow slot at a latitude and longitude) in cells at
 // least twice a query radius across, so the box around a radius query
 // meets at most 2 x 2 cells (two more where it crosses the antimeridian).
-// Each cell keeps its points in one contiguous array: a query reads a few
-// arrays instead of walking a tree, which is what keeps the per-event cost
-// flat as the index grows past the caches. Pure logic, no actors.
+// Each cell keeps its points in one contiguous array, and a cell's address
+// follows from its row and column: a query reads a few arrays instead of
+// walking a tree, and the cells of a coming query can be loaded ahead.
+// That is what keeps the per-event cost flat as the index grows past the
+// caches. Pure logic, no actors.
 
-#include <absl/container/flat_hash_map.h>
-
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
 namespace flowmatch {
+
+/// The box around (lat, lon) that holds the circle of `radius_m`, in
+/// degrees; lon_lo may be below -180 or lon_hi above 180 (the caller
+/// wraps), and a box that reaches a pole spans all longitudes.
+struct search_box {
+  double lat_lo;
+  double lat_hi;
+  double lon_lo;
+  double lon_hi;
+  bool all_longitudes;
+};
+
+search_box box_around(double lat, double lon, double radius_m);
 
 class spatial_grid {
 public:
@@ -35,6 +49,11 @@ public:
     return size_;
   }
 
+  /// Hints to the CPU for a coming query at (lat, lon): first the cells
+  /// it will read, later (once those are in cache) their points.
+  void prefetch_cells(double lat, double lon, double radius_m) const;
+  void prefetch_points(double lat, double lon, double radius_m) const;
+
 private:
   struct point {
     double lat;
@@ -42,72 +61,73 @@ private:
     uint32_t slot;
   };
 
+  using cell = std::vector<point>;
+
   int64_t row_of(double lat) const;
   int64_t column_of(int64_t row, double lon) const;
-  static uint64_t key(int64_t row, int64_t column) {
-    return (static_cast<uint64_t>(row) << 32) | static_cast<uint64_t>(column);
+  /// The cell at (row, column), null while its row holds no point.
+  const cell* find(int64_t row, int64_t column) const {
+    auto& r = rows_[static_cast<size_t>(row)];
+    return r.empty() ? nullptr : &r[static_cast<size_t>(column)];
   }
-  template <class F>
-  void scan(int64_t row, double lat_lo, double lat_hi, double lon_lo,
-            double lon_hi, F& f) const;
+  /// Calls `visit(cell)` for each cell a box meets, with the longitudes
+  /// it wants from it.
+  template <class V>
+  void for_each_cell(const search_box& b, V&& visit) const;
+  /// Calls `visit(row, lon_lo, lon_hi)` for each row a box meets and each
+  /// longitude range it takes of that row (two where the box crosses the
+  /// antimeridian).
+  template <class V>
+  void for_each_range(const search_box& b, V&& visit) const;
+
 
   /// Row height in degrees of latitude.
   double row_deg_;
   /// Columns per row: each row's cells are at least as wide as any query
   /// box that can reach the row.
   std::vector<int64_t> columns_;
-  absl::flat_hash_map<uint64_t, std::vector<point>> cells_;
+  /// The cells, row by row; a row's cells exist once a point is in it.
+  std::vector<std::vector<cell>> rows_;
   size_t size_ = 0;
 };
-
-/// The box around (lat, lon) that holds the circle of `radius_m`, in
-/// degrees; lon_lo may be below -180 or lon_hi above 180 (the caller
-/// wraps), and a box that reaches a pole spans all longitudes.
-struct search_box {
-  double lat_lo;
-  double lat_hi;
-  double lon_lo;
-  double lon_hi;
-  bool all_longitudes;
-};
-
-search_box box_around(double lat, double lon, double radius_m);
 
 template <class F>
 void spatial_grid::query(double lat, double lon, double radius_m,
                          F&& f) const {
   auto b = box_around(lat, lon, radius_m);
+  for_each_cell(b, [&](const cell& c, double lon_lo, double lon_hi) {
+    for (const auto& p : c)
+      if (p.lat >= b.lat_lo && p.lat <= b.lat_hi && p.lon >= lon_lo
+          && p.lon <= lon_hi)
+        f(p.slot);
+  });
+}
+
+template <class V>
+void spatial_grid::for_each_cell(const search_box& b, V&& visit) const {
+  // The two halves of a box split at the antimeridian never share a point
+  // (one ends at 180, the other starts at -180), so no point is reported
+  // twice even when both halves read the same cell.
+  auto range = [&](int64_t row, double lon_lo, double lon_hi) {
+    if (rows_[static_cast<size_t>(row)].empty())
+      return;
+    for (auto col = column_of(row, lon_lo), last = column_of(row, lon_hi);
+         col <= last; ++col)
+      visit(*find(row, col), lon_lo, lon_hi);
+  };
   for (auto row = row_of(b.lat_lo), last = row_of(b.lat_hi); row <= last;
        ++row) {
     if (b.all_longitudes) {
-      scan(row, b.lat_lo, b.lat_hi, -180.0, 180.0, f);
+      range(row, -180.0, 180.0);
     } else if (b.lon_lo < -180.0) {
-      scan(row, b.lat_lo, b.lat_hi, b.lon_lo + 360.0, 180.0, f);
-      scan(row, b.lat_lo, b.lat_hi, -180.0, b.lon_hi, f);
+      range(row, b.lon_lo + 360.0, 180.0);
+      range(row, -180.0, b.lon_hi);
     } else if (b.lon_hi > 180.0) {
-      scan(row, b.lat_lo, b.lat_hi, b.lon_lo, 180.0, f);
-      scan(row, b.lat_lo, b.lat_hi, -180.0, b.lon_hi - 360.0, f);
+      range(row, b.lon_lo, 180.0);
+      range(row, -180.0, b.lon_hi - 360.0);
     } else {
-      scan(row, b.lat_lo, b.lat_hi, b.lon_lo, b.lon_hi, f);
+      range(row, b.lon_lo, b.lon_hi);
     }
-  }
-}
-
-template <class F>
-void spatial_grid::scan(int64_t row, double lat_lo, double lat_hi,
-                        double lon_lo, double lon_hi, F& f) const {
-  // The two halves of a box split at the antimeridian never share a
-  // point (one ends at 180, the other starts at -180), so no point is
-  // reported twice even when both halves read the same cell.
-  for (auto col = column_of(row, lon_lo), last = column_of(row, lon_hi);
-       col <= last; ++col) {
-    auto cell = cells_.find(key(row, col));
-    if (cell == cells_.end())
-      continue;
-    for (const auto& p : cell->second)
-      if (p.lat >= lat_lo && p.lat <= lat_hi && p.lon >= lon_lo
-          && p.lon <= lon_hi)
-        f(p.slot);
   }
 }
 

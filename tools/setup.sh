@@ -12,7 +12,7 @@ packages=(
   libspdlog-dev         # logging
   libsimdjson-dev       # NDJSON decoding
   libgeographiclib-dev  # WGS84 geodesic distance (matching)
-  libboost-dev          # Boost.Geometry rtree (matching)
+  libabsl-dev           # Abseil flat hash maps (match index)
   libpq-dev             # PostgreSQL client library
   catch2                # tests (Catch2 v2)
   # services and tools

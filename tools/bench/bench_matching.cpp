@@ -4,7 +4,8 @@
 // memory per indexed flow. Ratios, medians of several repetitions.
 //
 //   build/bench-matching [--dsn=CONNINFO] [--sizes=10000,100000,1000000]
-//                        [--events=N] [--reps=N] [--density=PER_KM2]
+//                        [--events=N] [--batch=N] [--reps=N]
+//                        [--density=PER_KM2] [--skip-postgis]
 //                        [--json=PATH] [--quick]
 
 #include "tools/bench/bench_common.hpp"
@@ -19,6 +20,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -36,8 +39,12 @@ struct options {
   std::string dsn = "host=127.0.0.1 port=54329 dbname=flowmatch user=flowmatch";
   std::vector<size_t> sizes = {10000, 100000, 1000000};
   size_t events = 5000;
+  /// Changes per batch handed to the index, as the router sends them.
+  size_t batch = 256;
   int reps = 3;
   std::string json;
+  /// Measures the index alone (for profiling it): no baseline, no ratio.
+  bool skip_postgis = false;
 };
 
 /// Flows per square kilometre by default: about 6 flows within the 20 km
@@ -95,120 +102,145 @@ struct result {
   double index_us_per_event;
   double evaluations_per_event;
   double postgis_us_per_query;
+  double ratio;
   double bytes_per_flow;
   double matches;
 };
 
-result run_size(const options& o, size_t n) {
+/// One size under test: its data, its index, its PostGIS table, and the
+/// timings of each repetition.
+struct subject {
+  size_t n = 0;
+  dataset data;
+  std::unique_ptr<match_index> idx;
+  std::string table;
+  std::mt19937 rng{7};
   result r{};
-  r.flows = n;
-  auto data = make(n, 42);
-  // The index, built by applying every site and flow as changes.
+  std::vector<double> index_us;
+  std::vector<double> postgis_us;
+};
+
+void fail(const char* what, const std::string& detail) {
+  std::fprintf(stderr, "bench-matching: %s: %s\n", what, detail.c_str());
+  std::exit(1);
+}
+
+/// Builds the index by applying every site and flow as changes; notes the
+/// memory it took.
+void build_index(subject& s) {
   size_t before = rss_bytes();
-  match_index idx;
+  s.idx = std::make_unique<match_index>();
   std::vector<match_change> out;
-  for (auto& s : data.sites) {
+  for (auto& site : s.data.sites) {
     change c;
     c.kind = change::site_upserted;
-    c.site_data = s;
-    idx.apply(c, out);
+    c.site_data = site;
+    s.idx->apply(c, out);
   }
-  for (auto& f : data.flows) {
+  for (auto& f : s.data.flows) {
     change c;
     c.kind = change::flow_upserted;
     c.flow_data = f;
-    idx.apply(c, out);
+    s.idx->apply(c, out);
     out.clear();
   }
-  r.bytes_per_flow = static_cast<double>(rss_bytes() - before)
-                     / static_cast<double>(n);
-  r.matches = static_cast<double>(idx.match_count());
-  // Measure: flow updates (new quantity and temperature) at random flows;
-  // each recomputes the flow's pairs in both directions.
-  std::mt19937 rng{7};
-  std::uniform_int_distribution<size_t> pick{0, n - 1};
-  std::uniform_real_distribution<double> u{0, 1};
-  std::vector<double> per_event;
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
-    std::vector<change> updates;
-    updates.reserve(o.events);
-    for (size_t k = 0; k < o.events; ++k) {
-      change c;
-      c.kind = change::flow_upserted;
-      c.flow_data = data.flows[pick(rng)];
-      c.flow_data.annual_quantity = c.flow_data.quantity
-        = 1000 + u(rng) * 100000;
-      updates.push_back(std::move(c));
-    }
-    auto evals = idx.evaluations();
-    auto start = clock_type::now();
-    for (auto& c : updates) {
-      idx.apply(c, out);
-      out.clear();
-    }
-    auto secs = std::chrono::duration<double>(clock_type::now() - start)
-                  .count();
-    if (rep > 0) // the first is the warm-up
-      per_event.push_back(secs * 1e6 / static_cast<double>(o.events));
-    r.evaluations_per_event = static_cast<double>(idx.evaluations() - evals)
-                              / static_cast<double>(o.events);
-  }
-  r.index_us_per_event = median(per_event);
-  // Baseline: the same flows in PostGIS with a GiST index; one ST_DWithin
-  // query per flow for its candidates (the search alone, no scoring).
-  auto c = pg::connection::open(o.dsn, "flowmatch-bench");
-  if (c.error) {
-    std::fprintf(stderr, "bench-matching: %s\n(start the cluster: "
-                         "tools/pg.sh start)\n",
-                 c.error->describe().c_str());
-    std::exit(1);
-  }
-  auto& conn = *c.value;
-  conn.exec("DROP TABLE IF EXISTS bench_match_flows");
-  conn.exec("CREATE TABLE bench_match_flows (flow_id text PRIMARY KEY, "
-            "direction text NOT NULL, geog geography(Point, 4326) NOT NULL)");
+  s.r.bytes_per_flow = static_cast<double>(rss_bytes() - before)
+                       / static_cast<double>(s.n);
+  s.r.matches = static_cast<double>(s.idx->match_count());
+}
+
+/// The same flows in PostGIS with a GiST index, and the baseline query:
+/// one ST_DWithin per flow for its candidates (the search alone, no
+/// scoring).
+void load_table(pg::connection& conn, subject& s) {
+  s.table = fmt::format("bench_match_flows_{}", s.n);
+  conn.exec("DROP TABLE IF EXISTS " + s.table);
+  conn.exec("CREATE TABLE " + s.table
+            + " (flow_id text PRIMARY KEY, direction text NOT NULL, "
+              "geog geography(Point, 4326) NOT NULL)");
   std::string copy;
-  for (size_t i = 0; i < n; ++i)
+  for (size_t i = 0; i < s.n; ++i)
     copy += fmt::format("{}\t{}\tSRID=4326;POINT({} {})\n",
-                        data.flows[i].flow_id, to_string(data.flows[i].direction),
-                        data.sites[i].lon, data.sites[i].lat);
-  if (auto e = conn.copy_in("COPY bench_match_flows FROM STDIN", copy)) {
-    std::fprintf(stderr, "bench-matching: %s\n", e->describe().c_str());
-    std::exit(1);
-  }
-  conn.exec("CREATE INDEX ON bench_match_flows USING gist (geog)");
-  conn.exec("ANALYZE bench_match_flows");
-  conn.prepare("candidates",
-               "SELECT flow_id FROM bench_match_flows WHERE direction = $1 "
-               "AND ST_DWithin(geog, ST_SetSRID(ST_MakePoint($2, $3), "
-               "4326)::geography, 20000)");
-  std::vector<double> per_query;
-  size_t queries = std::min<size_t>(o.events, 1000);
-  for (int rep = 0; rep < o.reps + 1; ++rep) {
-    auto start = clock_type::now();
-    for (size_t k = 0; k < queries; ++k) {
-      auto i = pick(rng);
-      auto other = data.flows[i].direction == flow_direction::supply
-                     ? "demand"
-                     : "supply";
-      auto res = conn.run("candidates",
-                          {std::string{other},
-                           fmt::format("{}", data.sites[i].lon),
-                           fmt::format("{}", data.sites[i].lat)});
-      if (res.error) {
-        std::fprintf(stderr, "bench-matching: %s\n",
-                     res.error->describe().c_str());
-        std::exit(1);
-      }
+                        s.data.flows[i].flow_id,
+                        to_string(s.data.flows[i].direction),
+                        s.data.sites[i].lon, s.data.sites[i].lat);
+  if (auto e = conn.copy_in("COPY " + s.table + " FROM STDIN", copy))
+    fail("COPY", e->describe());
+  conn.exec("CREATE INDEX ON " + s.table + " USING gist (geog)");
+  conn.exec("ANALYZE " + s.table);
+  conn.prepare("candidates_" + std::to_string(s.n),
+               "SELECT flow_id FROM " + s.table
+                 + " WHERE direction = $1 AND ST_DWithin(geog, "
+                   "ST_SetSRID(ST_MakePoint($2, $3), 4326)::geography, "
+                   "20000)");
+}
+
+/// One repetition on the index: flow updates (a new quantity) at random
+/// flows, in batches as a match partition receives them from the router;
+/// each recomputes the flow's pairs in both directions. Microseconds per
+/// update.
+double time_index(const options& o, subject& s) {
+  std::uniform_int_distribution<size_t> pick{0, s.n - 1};
+  std::uniform_real_distribution<double> u{0, 1};
+  std::vector<std::vector<change>> batches;
+  for (size_t k = 0; k < o.events; ++k) {
+    if (k % o.batch == 0) {
+      batches.emplace_back();
+      batches.back().reserve(o.batch);
     }
-    auto secs = std::chrono::duration<double>(clock_type::now() - start)
-                  .count();
-    if (rep > 0)
-      per_query.push_back(secs * 1e6 / static_cast<double>(queries));
+    change c;
+    c.kind = change::flow_upserted;
+    c.flow_data = s.data.flows[pick(s.rng)];
+    c.flow_data.annual_quantity = c.flow_data.quantity
+      = 1000 + u(s.rng) * 100000;
+    batches.back().push_back(std::move(c));
   }
-  r.postgis_us_per_query = median(per_query);
-  conn.exec("DROP TABLE bench_match_flows");
-  return r;
+  std::vector<match_change> out;
+  auto evals = s.idx->evaluations();
+  auto start = clock_type::now();
+  for (auto& batch : batches) {
+    s.idx->apply(batch, out);
+    out.clear();
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - start)
+                .count();
+  s.r.evaluations_per_event = static_cast<double>(s.idx->evaluations()
+                                                  - evals)
+                              / static_cast<double>(o.events);
+  return secs * 1e6 / static_cast<double>(o.events);
+}
+
+/// One repetition of the baseline: microseconds per query.
+double time_postgis(const options& o, pg::connection& conn, subject& s) {
+  std::uniform_int_distribution<size_t> pick{0, s.n - 1};
+  auto statement = "candidates_" + std::to_string(s.n);
+  size_t queries = std::min<size_t>(o.events, 1000);
+  auto start = clock_type::now();
+  for (size_t k = 0; k < queries; ++k) {
+    auto i = pick(s.rng);
+    auto other = s.data.flows[i].direction == flow_direction::supply
+                   ? "demand"
+                   : "supply";
+    auto res = conn.run(statement, {std::string{other},
+                                    fmt::format("{}", s.data.sites[i].lon),
+                                    fmt::format("{}", s.data.sites[i].lat)});
+    if (res.error)
+      fail("query", res.error->describe());
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - start)
+                .count();
+  return secs * 1e6 / static_cast<double>(queries);
+}
+
+/// Median of the per-repetition ratios a[i] / b[i]: each ratio compares
+/// two timings taken side by side, so a noisy neighbour that slows one
+/// repetition slows both its terms.
+double median_ratio(const std::vector<double>& a,
+                    const std::vector<double>& b) {
+  std::vector<double> r;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i)
+    r.push_back(a[i] / b[i]);
+  return median(r);
 }
 
 } // namespace
@@ -231,44 +263,87 @@ int main(int argc, char** argv) {
         o.sizes.push_back(std::stoul(part));
     } else if (auto events = value("--events")) {
       o.events = std::stoul(events);
+    } else if (auto batch = value("--batch")) {
+      o.batch = std::max<size_t>(1, std::stoul(batch));
     } else if (auto reps = value("--reps")) {
       o.reps = std::stoi(reps);
     } else if (auto json = value("--json")) {
       o.json = json;
     } else if (auto density = value("--density")) {
       density_per_km2 = std::stod(density);
+    } else if (a == "--skip-postgis") {
+      o.skip_postgis = true;
     } else if (a == "--quick") {
       o.sizes = {10000, 100000};
       o.events = 1000;
       o.reps = 1;
     } else {
       std::fprintf(stderr, "usage: bench-matching [--dsn=CONNINFO] "
-                           "[--sizes=N,N,...] [--events=N] [--reps=N] "
-                           "[--density=PER_KM2] [--json=PATH] [--quick]\n");
+                           "[--sizes=N,N,...] [--events=N] [--batch=N] [--reps=N] "
+                           "[--density=PER_KM2] [--json=PATH] [--quick] "
+                           "[--skip-postgis]\n");
       return 2;
     }
   }
-  std::vector<result> results;
-  for (auto n : o.sizes) {
-    std::fprintf(stderr, "bench-matching: %zu flows...\n", n);
-    results.push_back(run_size(o, n));
+  // Every size is built first; then each repetition times every size and
+  // its baseline in turn, so the ratios compare timings taken together.
+  std::vector<subject> subjects(o.sizes.size());
+  std::optional<pg::connection> conn;
+  if (!o.skip_postgis) {
+    auto c = pg::connection::open(o.dsn, "flowmatch-bench");
+    if (c.error)
+      fail("connect (start the cluster: tools/pg.sh start)",
+           c.error->describe());
+    conn = std::move(c.value);
   }
+  for (size_t i = 0; i < o.sizes.size(); ++i) {
+    auto& s = subjects[i];
+    s.n = o.sizes[i];
+    s.r.flows = s.n;
+    std::fprintf(stderr, "bench-matching: building %zu flows...\n", s.n);
+    s.data = make(s.n, 42);
+    build_index(s);
+    if (conn)
+      load_table(*conn, s);
+  }
+  for (int rep = 0; rep < o.reps + 1; ++rep) {
+    std::fprintf(stderr, "bench-matching: repetition %d of %d%s\n", rep,
+                 o.reps, rep == 0 ? " (warm-up)" : "");
+    for (auto& s : subjects) {
+      auto index_us = time_index(o, s);
+      auto postgis_us = conn ? time_postgis(o, *conn, s) : 0.0;
+      if (rep == 0)
+        continue;
+      s.index_us.push_back(index_us);
+      s.postgis_us.push_back(postgis_us);
+    }
+  }
+  std::vector<result> results;
+  for (auto& s : subjects) {
+    s.r.index_us_per_event = median(s.index_us);
+    s.r.postgis_us_per_query = median(s.postgis_us);
+    s.r.ratio = conn ? median_ratio(s.postgis_us, s.index_us) : 0.0;
+    results.push_back(s.r);
+    if (conn)
+      conn->exec("DROP TABLE " + s.table);
+  }
+  auto scaling = median_ratio(subjects.back().index_us,
+                              subjects.front().index_us);
   std::printf("matching: heat flows at %.4f per km2, %zu updates per "
-              "repetition, median of %d\n",
-              density_per_km2, o.events, o.reps);
+              "repetition in batches of %zu, median of %d\n",
+              density_per_km2, o.events, o.batch, o.reps);
   std::printf("  %10s %12s %10s %14s %10s %12s %10s\n", "flows", "us/event",
               "evals/ev", "PostGIS us/q", "ratio", "bytes/flow", "matches");
   for (auto& r : results)
     std::printf("  %10zu %12.2f %10.1f %14.1f %9.0fx %12.0f %10.0f\n",
                 r.flows, r.index_us_per_event, r.evaluations_per_event,
-                r.postgis_us_per_query,
-                r.postgis_us_per_query / r.index_us_per_event,
-                r.bytes_per_flow, r.matches);
+                r.postgis_us_per_query, r.ratio, r.bytes_per_flow,
+                r.matches);
   auto& small = results.front();
   auto& big = results.back();
-  std::printf("  per-event cost %zu vs %zu flows: %.2fx (target <= 2)\n",
-              big.flows, small.flows,
-              big.index_us_per_event / small.index_us_per_event);
+  std::printf("  per-event cost %zu vs %zu flows: %.2fx (target <= 2; "
+              "median of the per-repetition ratios)\n",
+              big.flows, small.flows, scaling);
   if (!o.json.empty()) {
     std::ofstream out{o.json};
     out << "{\"benchmark\":\"matching\",\"density_per_km2\":"
@@ -283,11 +358,9 @@ int main(int argc, char** argv) {
                          "\"matches\":{:.0f}}}",
                          r.flows, r.index_us_per_event,
                          r.evaluations_per_event, r.postgis_us_per_query,
-                         r.postgis_us_per_query / r.index_us_per_event,
-                         r.bytes_per_flow, r.matches);
+                         r.ratio, r.bytes_per_flow, r.matches);
     }
-    out << fmt::format("],\"scaling\":{:.3f}}}\n",
-                       big.index_us_per_event / small.index_us_per_event);
+    out << fmt::format("],\"scaling\":{:.3f}}}\n", scaling);
   }
   return 0;
 }
