@@ -135,9 +135,11 @@ void match_index::load_ahead(const change& c, uint32_t& slot,
       return;
     slot = known->second;
     __builtin_prefetch(&hot_[slot]);
+    // The ids, the flag and the links; the taxonomy after them is read
+    // for material flows only.
     auto first = reinterpret_cast<const char*>(&slots_[slot]);
-    for (size_t line = 0; line < sizeof(flow_slot); line += 64)
-      __builtin_prefetch(first + line);
+    __builtin_prefetch(first);
+    __builtin_prefetch(first + 64);
     return;
   }
   if (c.kind != change::flow_upserted || slot >= slots_.size()

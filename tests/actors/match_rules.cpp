@@ -283,12 +283,26 @@ TEST_CASE("a stale delete of a flow that moved on is ignored") {
 TEST_CASE("the incremental index equals a from-scratch computation") {
   // Random sequences over 60 sites in a 0.4 x 0.4 degree square (so many
   // pairs are within reach): site creates and moves, flow upserts of every
-  // class and side (some changing side or class), deletes of flows and
-  // sites with their cascade, as the registry would publish them.
+  // class and side (some changing side, class or site), deletes of flows
+  // and sites with their cascade, as the registry would publish them. The
+  // square lies in Austria, across the antimeridian, or at the north pole
+  // (where the grid's boxes wrap or span every longitude). The same
+  // changes are also applied in batches (the prefetching path the match
+  // partitions take) and must give the same stream.
+  struct region {
+    const char* name;
+    double lat;
+    double lon;
+  };
+  for (auto where : {region{"Austria", 48, 14}, region{"antimeridian", 10, 179.8},
+                     region{"north pole", 89.6, 0}})
   for (unsigned seed = 1; seed <= 20; ++seed) {
+    INFO(where.name);
     std::mt19937 rng{seed};
     std::uniform_real_distribution<double> u{0, 1};
     match_index idx;
+    match_index batched;
+    std::vector<change> applied;
     std::vector<match_change> stream;
     std::map<std::string, std::vector<std::string>> site_flows;
     std::map<std::string, std::string> flow_site;
@@ -299,15 +313,22 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
       if (r < 0.25) {
         c.kind = change::site_upserted;
         c.site_data.site_id = "s" + std::to_string(pick(60));
-        c.site_data.lat = 48 + u(rng) * 0.4;
-        c.site_data.lon = 14 + u(rng) * 0.4;
+        c.site_data.lat = std::min(90.0, where.lat + u(rng) * 0.4);
+        c.site_data.lon = where.lon + u(rng) * 0.4;
+        if (c.site_data.lon > 180)
+          c.site_data.lon -= 360;
         site_flows[c.site_data.site_id];
         idx.apply(c, stream);
+        applied.push_back(c);
       } else if (r < 0.85 && !site_flows.empty()) {
         auto it = std::next(site_flows.begin(), pick(site_flows.size()));
         auto id = "f" + std::to_string(pick(150));
-        if (flow_site.count(id) && flow_site[id] != it->first)
-          continue; // flows stay at their site here
+        if (flow_site.count(id) && flow_site[id] != it->first) {
+          // The flow moves to another site.
+          auto& old = site_flows[flow_site[id]];
+          old.erase(std::remove(old.begin(), old.end(), id), old.end());
+          flow_site.erase(id);
+        }
         c.kind = change::flow_upserted;
         auto cls = static_cast<resource_class>(pick(4));
         auto dir = u(rng) < 0.5 ? flow_direction::supply
@@ -328,6 +349,7 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
           it->second.push_back(id);
         flow_site[id] = it->first;
         idx.apply(c, stream);
+        applied.push_back(c);
       } else if (r < 0.95 && !flow_site.empty()) {
         auto it = std::next(flow_site.begin(), pick(flow_site.size()));
         c.kind = change::flow_deleted;
@@ -336,6 +358,7 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
         fl.erase(std::remove(fl.begin(), fl.end(), it->first), fl.end());
         flow_site.erase(it);
         idx.apply(c, stream);
+        applied.push_back(c);
       } else if (!site_flows.empty()) {
         auto it = std::next(site_flows.begin(), pick(site_flows.size()));
         for (auto& f : it->second) {
@@ -344,11 +367,13 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
           fd.id = f;
           flow_site.erase(f);
           idx.apply(fd, stream);
+          applied.push_back(fd);
         }
         c.kind = change::site_deleted;
         c.id = it->first;
         site_flows.erase(it);
         idx.apply(c, stream);
+        applied.push_back(c);
       }
     }
     auto incremental = idx.matches();
@@ -371,5 +396,20 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
     for (auto& kv : replay)
       replayed.push_back(kv.second);
     CHECK(replayed == scratch);
+    // In batches of 1 to 40 changes: the very same stream.
+    std::vector<match_change> batched_stream;
+    for (size_t k = 0; k < applied.size();) {
+      auto len = 1 + static_cast<size_t>(pick(40));
+      auto end = std::min(applied.size(), k + len);
+      std::vector<change> batch(applied.begin() + k, applied.begin() + end);
+      batched.apply(batch, batched_stream);
+      k = end;
+    }
+    REQUIRE(batched_stream.size() == stream.size());
+    for (size_t k = 0; k < stream.size(); ++k) {
+      INFO("change " << k << " of the stream");
+      CHECK(batched_stream[k].removed == stream[k].removed);
+      CHECK(batched_stream[k].value == stream[k].value);
+    }
   }
 }
