@@ -108,7 +108,7 @@ TEST_CASE("a grid query returns every point within the radius, each once") {
   }
 }
 
-TEST_CASE("a removed point is no longer found; the others stay") {
+TEST_CASE("a removed point is no longer found, the others stay") {
   spatial_grid grid{20000};
   grid.insert(48.2, 16.37, 1);
   grid.insert(48.21, 16.38, 2);
