@@ -38,10 +38,10 @@ namespace {
 struct options {
   std::string dsn = "host=127.0.0.1 port=54329 dbname=flowmatch user=flowmatch";
   std::vector<size_t> sizes = {10000, 100000, 1000000};
-  size_t events = 5000;
+  size_t events = 20000;
   /// Changes per batch handed to the index, as the router sends them.
   size_t batch = 256;
-  int reps = 3;
+  int reps = 7;
   std::string json;
   /// Measures the index alone (for profiling it): no baseline, no ratio.
   bool skip_postgis = false;
