@@ -8,7 +8,6 @@
 // reports the match changes it causes; `from_scratch` computes the whole
 // set, for tests and the consistency check. Pure logic, no actors.
 
-#include "actors/huge_page_allocator.hpp"
 #include "actors/match_rules.hpp"
 #include "actors/spatial_grid.hpp"
 #include "messages/batch.hpp"
@@ -54,15 +53,6 @@ public:
   }
 
 private:
-  /// The large arrays and tables live in huge pages (see the allocator).
-  template <class T>
-  using big_vector = std::vector<T, huge_page_allocator<T>>;
-  template <class K, class V>
-  using big_map = absl::flat_hash_map<
-    K, V, typename absl::flat_hash_map<K, V>::hasher,
-    typename absl::flat_hash_map<K, V>::key_equal,
-    huge_page_allocator<std::pair<const K, V>>>;
-
   /// One current match as seen from one of its flows: the other flow's
   /// slot and the match's numbers in `records_`. Both flows hold a link.
   struct link {
@@ -126,16 +116,16 @@ private:
 
   match_settings settings_;
   caf::optional<resource_class> only_;
-  big_map<std::string, site_info> sites_;
+  absl::flat_hash_map<std::string, site_info> sites_;
   uint32_t next_site_number_ = 1;
-  big_map<std::string, uint32_t> flows_;
-  big_vector<flow_slot> slots_;
-  big_vector<hot_slot> hot_;
+  absl::flat_hash_map<std::string, uint32_t> flows_;
+  std::vector<flow_slot> slots_;
+  std::vector<hot_slot> hot_;
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;
   /// The numbers of every current match, addressed by the links.
-  big_vector<match_numbers> records_;
+  std::vector<match_numbers> records_;
   std::vector<uint32_t> free_records_;
   uint64_t evaluations_ = 0;
   /// Scratch space of recompute, kept to avoid allocations per event.
