@@ -72,7 +72,7 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
         left.push_back(slots_[slot].flow_id);
       for (auto& id : left)
         remove_flow(id, out);
-      sites_.erase(i);
+      sites_.erase(c.id); // by id: the last flow may have taken it along
       break;
     }
     case change::flow_upserted:
@@ -179,16 +179,15 @@ const std::string* match_index::flow_id_of(const change& c) {
 }
 
 void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
-  auto [i, added] = sites_.try_emplace(s.site_id);
-  auto& info = i->second;
-  if (added)
-    info.number = next_site_number_++;
-  bool moved = added || info.lat != s.lat || info.lon != s.lon;
+  auto& info = site_named(s.site_id);
+  bool moved = !info.placed || info.lat != s.lat || info.lon != s.lon;
+  info.placed = true;
   info.lat = s.lat;
   info.lon = s.lon;
   if (!moved)
     return;
-  // A moved site moves its flows: every pair of each is recomputed.
+  // A moved site moves its flows (a new one places the flows that came
+  // before it): every pair of each is recomputed.
   for (auto slot : info.flows) {
     unindex(slot);
     hot_[slot].terms.lat = s.lat;
@@ -197,6 +196,13 @@ void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
   }
   for (auto slot : info.flows)
     recompute(slot, false, false, out);
+}
+
+match_index::site_info& match_index::site_named(const std::string& id) {
+  auto [i, added] = sites_.try_emplace(id);
+  if (added)
+    i->second.number = next_site_number_++;
+  return i->second;
 }
 
 void match_index::upsert_flow(const resource_flow& f,
@@ -229,8 +235,11 @@ void match_index::upsert_flow(const resource_flow& f,
     if (fs.site_id != f.site_id) {
       moved_site = true;
       auto s = sites_.find(fs.site_id);
-      if (s != sites_.end())
+      if (s != sites_.end()) {
         drop_slot(s->second.flows, slot);
+        if (!s->second.placed && s->second.flows.empty())
+          sites_.erase(s); // only this flow had named it
+      }
     }
   } else {
     if (!free_slots_.empty()) {
@@ -248,18 +257,13 @@ void match_index::upsert_flow(const resource_flow& f,
   fs.site_id = f.site_id;
   fs.taxonomy = f.resource == resource_class::material ? taxonomy_of(f)
                                                        : flow_taxonomy{};
-  auto site = sites_.find(f.site_id);
-  if (site != sites_.end()) {
-    auto& at_site = site->second.flows;
-    if (std::find(at_site.begin(), at_site.end(), slot) == at_site.end())
-      at_site.push_back(slot);
-    hot_[slot].terms = terms_of(f, site->second.lat, site->second.lon);
-    hot_[slot].site = site->second.number;
+  auto& site = site_named(f.site_id);
+  if (std::find(site.flows.begin(), site.flows.end(), slot) == site.flows.end())
+    site.flows.push_back(slot);
+  hot_[slot].terms = terms_of(f, site.lat, site.lon);
+  hot_[slot].site = site.number;
+  if (site.placed)
     index(slot);
-  } else {
-    hot_[slot].terms = terms_of(f, 0, 0);
-    hot_[slot].site = 0;
-  }
   recompute(slot, false, moved_site, out);
 }
 
@@ -276,8 +280,11 @@ void match_index::remove_flow(const std::string& id,
   fs.links.clear();
   unindex(slot);
   auto site = sites_.find(fs.site_id);
-  if (site != sites_.end())
+  if (site != sites_.end()) {
     drop_slot(site->second.flows, slot);
+    if (!site->second.placed && site->second.flows.empty())
+      sites_.erase(site); // only its flows had named it
+  }
   fs = flow_slot{};
   hot_[slot] = hot_slot{};
   free_slots_.push_back(slot);

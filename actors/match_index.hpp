@@ -81,8 +81,14 @@ private:
     double lat = 0;
     double lon = 0;
     uint32_t number = 0;
+    /// False while only flows named the site: they wait, unindexed, and
+    /// are placed when the site itself arrives.
+    bool placed = false;
     std::vector<uint32_t> flows; ///< slots of the flows at this site
   };
+
+  /// The site of that id, created (unplaced, with a new number) if new.
+  site_info& site_named(const std::string& id);
 
   /// The id of the flow a change is about, if it is about one.
   static const std::string* flow_id_of(const change& c);

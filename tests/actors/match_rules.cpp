@@ -280,6 +280,47 @@ TEST_CASE("a stale delete of a flow that moved on is ignored") {
   CHECK(idx.match_count() == 0);
 }
 
+TEST_CASE("flows that come before their site are matched when it comes") {
+  match_index idx;
+  std::vector<match_change> out;
+  change demand;
+  demand.kind = change::flow_upserted;
+  demand.flow_data = heat("d", "c", flow_direction::demand, 100, 60);
+  change supply;
+  supply.kind = change::flow_upserted;
+  supply.flow_data = heat("s", "a", flow_direction::supply, 100, 90);
+  idx.apply(demand, out);
+  idx.apply(supply, out);
+  CHECK(idx.match_count() == 0); // nowhere yet
+  change site_c;
+  site_c.kind = change::site_upserted;
+  site_c.site_data.site_id = "c";
+  site_c.site_data.lat = 48.1;
+  site_c.site_data.lon = 14;
+  idx.apply(site_c, out);
+  CHECK(idx.match_count() == 0); // the supply's site is still unknown
+  auto site_a = site_c;
+  site_a.site_data.site_id = "a";
+  site_a.site_data.lat = 48.0;
+  idx.apply(site_a, out);
+  REQUIRE(idx.match_count() == 1);
+  CHECK(idx.matches() == idx.from_scratch());
+  REQUIRE(!out.empty());
+  CHECK_FALSE(out.back().removed);
+  CHECK(out.back().value.supply_flow_id == "s");
+  // A flow whose unknown site is deleted (with its flow) leaves nothing.
+  change orphan;
+  orphan.kind = change::flow_upserted;
+  orphan.flow_data = heat("o", "nowhere", flow_direction::supply, 100, 90);
+  idx.apply(orphan, out);
+  change gone;
+  gone.kind = change::site_deleted;
+  gone.id = "nowhere";
+  idx.apply(gone, out);
+  CHECK(idx.flow_count() == 2);
+  CHECK(idx.match_count() == 1);
+}
+
 TEST_CASE("the incremental index equals a from-scratch computation") {
   // Random sequences over 60 sites in a 0.4 x 0.4 degree square (so many
   // pairs are within reach): site creates and moves, flow upserts of every
