@@ -205,6 +205,15 @@ match_index::site_info& match_index::site_named(const std::string& id) {
   return i->second;
 }
 
+void match_index::leave_site(const std::string& id, uint32_t slot) {
+  auto site = sites_.find(id);
+  if (site == sites_.end())
+    return;
+  drop_slot(site->second.flows, slot);
+  if (!site->second.placed && site->second.flows.empty())
+    sites_.erase(site); // only its flows had named it
+}
+
 void match_index::upsert_flow(const resource_flow& f,
                               std::vector<match_change>& out) {
   uint32_t slot;
@@ -234,12 +243,7 @@ void match_index::upsert_flow(const resource_flow& f,
     unindex(slot);
     if (fs.site_id != f.site_id) {
       moved_site = true;
-      auto s = sites_.find(fs.site_id);
-      if (s != sites_.end()) {
-        drop_slot(s->second.flows, slot);
-        if (!s->second.placed && s->second.flows.empty())
-          sites_.erase(s); // only this flow had named it
-      }
+      leave_site(fs.site_id, slot);
     }
   } else {
     if (!free_slots_.empty()) {
@@ -279,12 +283,7 @@ void match_index::remove_flow(const std::string& id,
     drop_match(slot, l, out);
   fs.links.clear();
   unindex(slot);
-  auto site = sites_.find(fs.site_id);
-  if (site != sites_.end()) {
-    drop_slot(site->second.flows, slot);
-    if (!site->second.placed && site->second.flows.empty())
-      sites_.erase(site); // only its flows had named it
-  }
+  leave_site(fs.site_id, slot);
   fs = flow_slot{};
   hot_[slot] = hot_slot{};
   free_slots_.push_back(slot);

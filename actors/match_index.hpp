@@ -89,6 +89,9 @@ private:
 
   /// The site of that id, created (unplaced, with a new number) if new.
   site_info& site_named(const std::string& id);
+  /// Takes a flow's slot off its site's list; forgets an unplaced site
+  /// no flow names any more.
+  void leave_site(const std::string& id, uint32_t slot);
 
   /// The id of the flow a change is about, if it is about one.
   static const std::string* flow_id_of(const change& c);

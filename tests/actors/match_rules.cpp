@@ -41,6 +41,23 @@ resource_flow heat(const std::string& id, const std::string& site,
 
 const match_settings defaults;
 
+/// The index's input: a site at (lat, 14 E), a flow.
+change site_at(const std::string& id, double lat) {
+  change c;
+  c.kind = change::site_upserted;
+  c.site_data.site_id = id;
+  c.site_data.lat = lat;
+  c.site_data.lon = 14;
+  return c;
+}
+
+change upsert(const resource_flow& f) {
+  change c;
+  c.kind = change::flow_upserted;
+  c.flow_data = f;
+  return c;
+}
+
 /// Two points on one meridian about `km` apart (1 deg of latitude at 48 N
 /// is ~111.2 km); the tests use the geodesic distance they really have.
 double lat_for_km(double km) {
@@ -241,14 +258,6 @@ TEST_CASE("weights must sum to 1") {
 TEST_CASE("a stale delete of a flow that moved on is ignored") {
   match_index idx;
   std::vector<match_change> out;
-  auto site_at = [](const std::string& id, double lat) {
-    change c;
-    c.kind = change::site_upserted;
-    c.site_data.site_id = id;
-    c.site_data.lat = lat;
-    c.site_data.lon = 14;
-    return c;
-  };
   idx.apply(site_at("a", 48.0), out);
   idx.apply(site_at("b", 48.05), out);
   idx.apply(site_at("c", 48.1), out);
@@ -283,36 +292,20 @@ TEST_CASE("a stale delete of a flow that moved on is ignored") {
 TEST_CASE("flows that come before their site are matched when it comes") {
   match_index idx;
   std::vector<match_change> out;
-  change demand;
-  demand.kind = change::flow_upserted;
-  demand.flow_data = heat("d", "c", flow_direction::demand, 100, 60);
-  change supply;
-  supply.kind = change::flow_upserted;
-  supply.flow_data = heat("s", "a", flow_direction::supply, 100, 90);
-  idx.apply(demand, out);
-  idx.apply(supply, out);
+  idx.apply(upsert(heat("d", "c", flow_direction::demand, 100, 60)), out);
+  idx.apply(upsert(heat("s", "a", flow_direction::supply, 100, 90)), out);
   CHECK(idx.match_count() == 0); // nowhere yet
-  change site_c;
-  site_c.kind = change::site_upserted;
-  site_c.site_data.site_id = "c";
-  site_c.site_data.lat = 48.1;
-  site_c.site_data.lon = 14;
-  idx.apply(site_c, out);
+  idx.apply(site_at("c", 48.1), out);
   CHECK(idx.match_count() == 0); // the supply's site is still unknown
-  auto site_a = site_c;
-  site_a.site_data.site_id = "a";
-  site_a.site_data.lat = 48.0;
-  idx.apply(site_a, out);
+  idx.apply(site_at("a", 48.0), out);
   REQUIRE(idx.match_count() == 1);
   CHECK(idx.matches() == idx.from_scratch());
   REQUIRE(!out.empty());
   CHECK_FALSE(out.back().removed);
   CHECK(out.back().value.supply_flow_id == "s");
   // A flow whose unknown site is deleted (with its flow) leaves nothing.
-  change orphan;
-  orphan.kind = change::flow_upserted;
-  orphan.flow_data = heat("o", "nowhere", flow_direction::supply, 100, 90);
-  idx.apply(orphan, out);
+  idx.apply(upsert(heat("o", "nowhere", flow_direction::supply, 100, 90)),
+            out);
   change gone;
   gone.kind = change::site_deleted;
   gone.id = "nowhere";
