@@ -57,6 +57,11 @@ spatial_grid& match_index::grid(resource_class r, flow_direction d) {
   return grids_[grid_index(r, d)];
 }
 
+const spatial_grid& match_index::grid(resource_class r,
+                                      flow_direction d) const {
+  return grids_[grid_index(r, d)];
+}
+
 void match_index::apply(const change& c, std::vector<match_change>& out) {
   switch (c.kind) {
     case change::site_upserted:
@@ -147,7 +152,7 @@ void match_index::load_ahead(const change& c, uint32_t& slot,
     return;
   const auto& t = hot_[slot].terms;
   const auto& links = slots_[slot].links;
-  const auto& other = grids_[grid_index(t.resource, opposite(t.direction))];
+  const auto& other = grid(t.resource, opposite(t.direction));
   auto radius = search_radius_m(t, settings_);
   switch (step) {
     case 2:

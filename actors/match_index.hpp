@@ -105,6 +105,7 @@ private:
   static flow_direction opposite(flow_direction d);
   static size_t grid_index(resource_class r, flow_direction d);
   spatial_grid& grid(resource_class r, flow_direction d);
+  const spatial_grid& grid(resource_class r, flow_direction d) const;
   void unindex(uint32_t slot);
   void index(uint32_t slot);
   /// Recomputes every pair of one flow against the index. With

@@ -80,13 +80,6 @@ bool is_gas(const resource_flow& f) {
 
 } // namespace
 
-double search_radius_m(const resource_flow& f, const match_settings& s) {
-  double d = s.d_max_default_m(f.resource);
-  if (f.max_transport_km)
-    d = std::min(d, *f.max_transport_km * 1000);
-  return d;
-}
-
 double search_radius_m(const flow_terms& f, const match_settings& s) {
   return std::min(s.d_max_default_m(f.resource), f.max_transport_m);
 }
@@ -258,14 +251,13 @@ match make_match(const match_ends& ends, resource_class r,
 caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               double s_lon, const resource_flow& demand,
                               double d_lat, double d_lon,
-                              const match_settings& s,
-                              const double* known_distance_m) {
+                              const match_settings& s) {
   if (supply.site_id == demand.site_id)
     return caf::none;
   auto n = evaluate_numbers(terms_of(supply, s_lat, s_lon),
                             taxonomy_of(supply),
                             terms_of(demand, d_lat, d_lon),
-                            taxonomy_of(demand), s, known_distance_m);
+                            taxonomy_of(demand), s);
   if (!n)
     return caf::none;
   return make_match({supply.flow_id, supply.site_id, demand.flow_id,

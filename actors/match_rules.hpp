@@ -61,10 +61,6 @@ double geodesic_distance_m(double lat1, double lon1, double lat2, double lon2);
 /// Pipe cost in EUR per metre for a peak power in MW (the Hotmaps table).
 double pipe_cost_eur_m(double peak_mw);
 
-/// The largest d_max a flow can have (its class default, or its own
-/// max_transport_km when smaller): the candidate search radius.
-double search_radius_m(const resource_flow& f, const match_settings& s);
-
 /// The numbers of one match, without the ids: what the match index keeps
 /// per pair (the ids are the two flows').
 struct match_numbers {
@@ -123,7 +119,8 @@ struct flow_taxonomy {
 
 flow_taxonomy taxonomy_of(const resource_flow& f);
 
-/// The largest d_max a flow with these terms can have.
+/// The largest d_max a flow can have (its class default, or its own
+/// transport limit when smaller): the candidate search radius.
 double search_radius_m(const flow_terms& f, const match_settings& s);
 
 /// Evaluates a supply and a demand flow (at different sites; the caller
@@ -152,13 +149,9 @@ match make_match(const match_ends& ends, resource_class r,
 
 /// Evaluates a supply and a demand flow at sites at the given coordinates.
 /// None when a gate fails; otherwise the match with every component.
-/// `known_distance_m`, when given, is the geodesic distance of these two
-/// positions computed before (the index passes it when neither site moved
-/// since), so the exact distance is not computed again.
 caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               double s_lon, const resource_flow& demand,
                               double d_lat, double d_lon,
-                              const match_settings& s,
-                              const double* known_distance_m = nullptr);
+                              const match_settings& s);
 
 } // namespace flowmatch
