@@ -6,16 +6,6 @@ namespace flowmatch {
 
 namespace {
 
-template <class Link>
-void drop_link(std::vector<Link>& links, uint32_t partner) {
-  auto i = std::find_if(links.begin(), links.end(),
-                        [&](const Link& l) { return l.partner == partner; });
-  if (i != links.end()) {
-    *i = links.back();
-    links.pop_back();
-  }
-}
-
 void drop_slot(std::vector<uint32_t>& slots, uint32_t slot) {
   auto i = std::find(slots.begin(), slots.end(), slot);
   if (i != slots.end()) {
@@ -24,8 +14,8 @@ void drop_slot(std::vector<uint32_t>& slots, uint32_t slot) {
   }
 }
 
-template <class Link>
-bool by_partner(const Link& a, const Link& b) {
+template <class Neighbour>
+bool by_partner(const Neighbour& a, const Neighbour& b) {
   return a.partner < b.partner;
 }
 
@@ -106,14 +96,13 @@ void match_index::apply(const std::vector<change>& batch,
                         std::vector<match_change>& out) {
   // A software pipeline over the batch. At a million flows nearly every
   // read of a change misses the caches, and each depends on the one
-  // before: the flow's map entry gives its slot, the slot its position,
-  // the position the grid cells, the cells the candidates. So while one
-  // change is applied, the changes after it are walked a stage each, every
-  // stage loading what the next needs; by its turn a change finds its
-  // memory in cache. Hints only: a slot found ahead may be stale by then
-  // (a change before it can remove or add a flow), and `apply` looks it up
-  // again.
-  constexpr size_t depth = 5;
+  // before: the flow's map entry gives its slot, the slot its neighbours,
+  // the neighbours their terms, ids and records. So while one change is
+  // applied, the changes after it are walked a stage each, every stage
+  // loading what the next needs; by its turn a change finds its memory in
+  // cache. Hints only: a slot found ahead may be stale by then (a change
+  // before it can remove or add a flow), and `apply` looks it up again.
+  constexpr size_t depth = 4;
   auto n = batch.size();
   ahead_.assign(n, no_slot);
   for (size_t i = 0; i < n; ++i) {
@@ -140,35 +129,30 @@ void match_index::load_ahead(const change& c, uint32_t& slot,
       return;
     slot = known->second;
     __builtin_prefetch(&hot_[slot]);
-    // The ids, the flag and the links; the taxonomy after them is read
-    // for material flows only.
+    // The ids, then the flag and the neighbours; the taxonomy after them
+    // is read for material flows only.
     auto first = reinterpret_cast<const char*>(&slots_[slot]);
     __builtin_prefetch(first);
     __builtin_prefetch(first + 64);
     return;
   }
-  if (c.kind != change::flow_upserted || slot >= slots_.size()
-      || !slots_[slot].indexed)
+  if (slot >= slots_.size())
     return;
-  const auto& t = hot_[slot].terms;
-  const auto& links = slots_[slot].links;
-  const auto& other = grid(t.resource, opposite(t.direction));
-  auto radius = search_radius_m(t, settings_);
-  switch (step) {
-    case 2:
-      other.prefetch_cells(t.lat, t.lon, radius);
-      __builtin_prefetch(links.data());
-      break;
-    case 3:
-      other.prefetch_points(t.lat, t.lon, radius);
-      for (auto& l : links)
-        __builtin_prefetch(&records_[l.record]);
-      break;
-    default:
-      other.query(t.lat, t.lon, radius, [this](uint32_t candidate) {
-        __builtin_prefetch(&hot_[candidate]);
-        __builtin_prefetch(&slots_[candidate]);
-      });
+  const auto& neighbours = slots_[slot].neighbours;
+  if (step == 2) {
+    auto first = reinterpret_cast<const char*>(neighbours.data());
+    auto bytes = neighbours.size() * sizeof(neighbour);
+    for (size_t at = 0; at < bytes; at += 64)
+      __builtin_prefetch(first + at);
+    return;
+  }
+  // Each neighbour's terms, its ids (for a match change) and the pair's
+  // record.
+  for (auto& n : neighbours) {
+    __builtin_prefetch(&hot_[n.partner]);
+    __builtin_prefetch(&slots_[n.partner]);
+    if (n.record != no_record)
+      __builtin_prefetch(&records_[n.record]);
   }
 }
 
@@ -200,7 +184,7 @@ void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
     index(slot);
   }
   for (auto slot : info.flows)
-    recompute(slot, false, false, out);
+    rebuild(slot, false, out);
 }
 
 match_index::site_info& match_index::site_named(const std::string& id) {
@@ -242,7 +226,7 @@ void match_index::upsert_flow(const resource_flow& f,
         fs.taxonomy = taxonomy_of(f);
       auto& t = hot_[slot].terms;
       t = terms_of(f, t.lat, t.lon);
-      recompute(slot, true, false, out);
+      refresh(slot, out);
       return;
     }
     unindex(slot);
@@ -273,7 +257,7 @@ void match_index::upsert_flow(const resource_flow& f,
   hot_[slot].site = site.number;
   if (site.placed)
     index(slot);
-  recompute(slot, false, moved_site, out);
+  rebuild(slot, moved_site, out);
 }
 
 void match_index::remove_flow(const std::string& id,
@@ -283,11 +267,8 @@ void match_index::remove_flow(const std::string& id,
     return;
   auto slot = known->second;
   auto& fs = slots_[slot];
-  std::sort(fs.links.begin(), fs.links.end(), by_partner<link>);
-  for (auto& l : fs.links)
-    drop_match(slot, l, out);
-  fs.links.clear();
   unindex(slot);
+  rebuild(slot, false, out); // unindexed: leaves every neighbour
   leave_site(fs.site_id, slot);
   fs = flow_slot{};
   hot_[slot] = hot_slot{};
@@ -309,86 +290,129 @@ void match_index::unindex(uint32_t slot) {
   slots_[slot].indexed = false;
 }
 
-void match_index::recompute(uint32_t slot, bool same_positions,
-                            bool ids_changed,
-                            std::vector<match_change>& out) {
-  bool supply = hot_[slot].terms.direction == flow_direction::supply;
-  // The current matches, by partner: the merge below walks them beside
-  // the pairs that pass now.
-  before_.assign(slots_[slot].links.begin(), slots_[slot].links.end());
-  std::sort(before_.begin(), before_.end(), by_partner<link>);
-  now_.clear();
+void match_index::refresh(uint32_t slot, std::vector<match_change>& out) {
+  // Neither this flow nor any neighbour moved since their distances were
+  // computed (a move rebuilds), so no grid and no geodesic is needed:
+  // only the rules again, pair by pair.
+  auto& mine = slots_[slot].neighbours;
+  for (auto& n : mine)
+    evaluate_pair(slot, n, entry(n.partner, slot), false, out);
+}
+
+void match_index::rebuild(uint32_t slot, bool ids_changed,
+                          std::vector<match_change>& out) {
+  const auto& me = hot_[slot];
+  bool supply = me.terms.direction == flow_direction::supply;
+  // The neighbours the flow had, by partner, beside the ones it has now.
+  before_.assign(slots_[slot].neighbours.begin(),
+                 slots_[slot].neighbours.end());
+  std::sort(before_.begin(), before_.end(), by_partner<neighbour>);
+  after_.clear();
   if (slots_[slot].indexed) {
-    const auto& me = hot_[slot];
+    // Every pair's d_max is at most its class's: no flow beyond that can
+    // match, so none beyond it is a neighbour.
+    auto radius = settings_.d_max_default_m(me.terms.resource);
     candidates_.clear();
     grid(me.terms.resource, opposite(me.terms.direction))
-      .query(me.terms.lat, me.terms.lon, search_radius_m(me.terms, settings_),
+      .query(me.terms.lat, me.terms.lon, radius,
              [this](uint32_t other) { candidates_.push_back(other); });
-    // Start loading every candidate (its terms, its ids for a change) and
-    // every current match at once: at a million flows these are misses,
-    // and taken one by one they would be waited for one by one.
-    for (auto other : candidates_) {
+    for (auto other : candidates_)
       __builtin_prefetch(&hot_[other]);
-      __builtin_prefetch(&slots_[other]);
-    }
-    for (auto& l : before_)
-      __builtin_prefetch(&records_[l.record]);
     std::sort(candidates_.begin(), candidates_.end());
-    const auto& mine = slots_[slot].taxonomy;
-    auto b = before_.begin();
     for (auto other : candidates_) {
       const auto& them = hot_[other];
       if (them.site == me.site)
         continue; // two flows of one site never match
-      ++evaluations_;
-      // A pair matched now, at unchanged positions, keeps its distance:
-      // the exact geodesic is the costliest step of the rules.
-      const double* known = nullptr;
-      while (b != before_.end() && b->partner < other)
-        ++b;
-      if (same_positions && b != before_.end() && b->partner == other)
-        known = &records_[b->record].distance_m;
-      const auto& theirs = slots_[other].taxonomy;
-      auto m = supply ? evaluate_numbers(me.terms, mine, them.terms, theirs,
-                                         settings_, known)
-                      : evaluate_numbers(them.terms, theirs, me.terms, mine,
-                                         settings_, known);
-      if (m)
-        now_.emplace_back(other, *m);
+      const auto& s = supply ? me.terms : them.terms;
+      const auto& d = supply ? them.terms : me.terms;
+      if (auto m = distance_within(s, d, radius))
+        after_.push_back(neighbour{other, no_record, *m});
     }
   }
-  // Pairs that no longer pass go first, then the new and changed ones,
-  // each in the order of the partners' slots.
-  after_.clear();
-  auto n = now_.begin();
-  for (auto& l : before_) {
-    while (n != now_.end() && n->first < l.partner)
-      ++n;
-    if (n != now_.end() && n->first == l.partner)
-      after_.push_back(l);
-    else
-      drop_match(slot, l, out);
-  }
-  // after_ holds the kept links, by partner; new ones are appended.
-  size_t kept_count = after_.size();
-  size_t k = 0;
-  for (auto& [partner, numbers] : now_) {
-    auto s = supply ? slot : partner;
-    auto d = supply ? partner : slot;
-    if (k < kept_count && after_[k].partner == partner) {
-      auto& kept = records_[after_[k].record];
-      ++k;
-      if (kept == numbers && !ids_changed)
-        continue; // unchanged: no churn
-      kept = numbers;
+  // Merge the two lists, both by partner: pairs that are gone leave both
+  // flows (with their match); new ones join both; kept ones take the new
+  // distance on both sides. Each pair that stays is evaluated.
+  auto b = before_.begin();
+  for (auto& n : after_) {
+    for (; b != before_.end() && b->partner < n.partner; ++b) {
+      if (b->record != no_record) {
+        emit_removal(slot, b->partner, out);
+        free_record(b->record);
+      }
+      forget(b->partner, slot);
+    }
+    neighbour* theirs;
+    if (b != before_.end() && b->partner == n.partner) {
+      n.record = b->record;
+      theirs = &entry(n.partner, slot);
+      theirs->distance_m = n.distance_m;
+      ++b;
     } else {
-      auto r = new_record(numbers);
-      after_.push_back(link{partner, r});
-      slots_[partner].links.push_back(link{slot, r});
+      auto& list = slots_[n.partner].neighbours;
+      list.push_back(neighbour{slot, no_record, n.distance_m});
+      theirs = &list.back();
     }
-    out.push_back(match_change{false, full_match(s, d, numbers)});
+    evaluate_pair(slot, n, *theirs, ids_changed, out);
   }
-  slots_[slot].links.assign(after_.begin(), after_.end());
+  for (; b != before_.end(); ++b) {
+    if (b->record != no_record) {
+      emit_removal(slot, b->partner, out);
+      free_record(b->record);
+    }
+    forget(b->partner, slot);
+  }
+  slots_[slot].neighbours.assign(after_.begin(), after_.end());
+}
+
+void match_index::evaluate_pair(uint32_t slot, neighbour& n,
+                                neighbour& theirs, bool ids_changed,
+                                std::vector<match_change>& out) {
+  const auto& me = hot_[slot];
+  const auto& them = hot_[n.partner];
+  bool supply = me.terms.direction == flow_direction::supply;
+  const auto& mine = slots_[slot].taxonomy;
+  const auto& their_tax = slots_[n.partner].taxonomy;
+  ++evaluations_;
+  auto m = supply ? evaluate_numbers(me.terms, mine, them.terms, their_tax,
+                                     settings_, &n.distance_m)
+                  : evaluate_numbers(them.terms, their_tax, me.terms, mine,
+                                     settings_, &n.distance_m);
+  if (!m) {
+    if (n.record != no_record) {
+      emit_removal(slot, n.partner, out);
+      free_record(n.record);
+      n.record = theirs.record = no_record;
+    }
+    return;
+  }
+  if (n.record != no_record) {
+    auto& kept = records_[n.record];
+    if (kept == *m && !ids_changed)
+      return; // unchanged: no churn
+    kept = *m;
+  } else {
+    n.record = theirs.record = new_record(*m);
+  }
+  out.push_back(match_change{false, supply ? full_match(slot, n.partner, *m)
+                                           : full_match(n.partner, slot, *m)});
+}
+
+match_index::neighbour& match_index::entry(uint32_t slot, uint32_t partner) {
+  auto& list = slots_[slot].neighbours;
+  return *std::find_if(list.begin(), list.end(), [&](const neighbour& n) {
+    return n.partner == partner;
+  });
+}
+
+void match_index::forget(uint32_t slot, uint32_t partner) {
+  auto& list = slots_[slot].neighbours;
+  auto i = std::find_if(list.begin(), list.end(), [&](const neighbour& n) {
+    return n.partner == partner;
+  });
+  if (i != list.end()) {
+    *i = list.back();
+    list.pop_back();
+  }
 }
 
 uint32_t match_index::new_record(const match_numbers& n) {
@@ -402,11 +426,15 @@ uint32_t match_index::new_record(const match_numbers& n) {
   return r;
 }
 
-void match_index::drop_match(uint32_t slot, const link& l,
-                             std::vector<match_change>& out) {
+void match_index::free_record(uint32_t r) {
+  free_records_.push_back(r);
+}
+
+void match_index::emit_removal(uint32_t slot, uint32_t partner,
+                               std::vector<match_change>& out) const {
   bool supply = hot_[slot].terms.direction == flow_direction::supply;
-  const auto& s = slots_[supply ? slot : l.partner];
-  const auto& d = slots_[supply ? l.partner : slot];
+  const auto& s = slots_[supply ? slot : partner];
+  const auto& d = slots_[supply ? partner : slot];
   match_change c;
   c.removed = true;
   c.value.supply_flow_id = s.flow_id;
@@ -415,8 +443,6 @@ void match_index::drop_match(uint32_t slot, const link& l,
   c.value.demand_site_id = d.site_id;
   c.value.resource = hot_[slot].terms.resource;
   out.push_back(std::move(c));
-  drop_link(slots_[l.partner].links, slot);
-  free_records_.push_back(l.record);
 }
 
 match match_index::full_match(uint32_t supply, uint32_t demand,
@@ -460,8 +486,9 @@ std::vector<match> match_index::matches() const {
   for (uint32_t s = 0; s < slots_.size(); ++s) {
     if (hot_[s].terms.direction != flow_direction::supply)
       continue;
-    for (auto& l : slots_[s].links)
-      out.push_back(full_match(s, l.partner, records_[l.record]));
+    for (auto& n : slots_[s].neighbours)
+      if (n.record != no_record)
+        out.push_back(full_match(s, n.partner, records_[n.record]));
   }
   std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
     return std::tie(a.supply_flow_id, a.demand_flow_id)

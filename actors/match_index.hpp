@@ -2,11 +2,15 @@
 
 // The incremental match engine of one partition (one resource class): a
 // spatial grid of the active flows' positions, the flows' rule terms in one
-// cache line each, and the current match set kept as numbers linked from
-// both flows (ids are only spelled out in the match changes it emits). Each
-// change computes only the pairs it can affect, in both directions, and
-// reports the match changes it causes; `from_scratch` computes the whole
-// set, for tests and the consistency check. Pure logic, no actors.
+// cache line each, and for every flow its neighbours: the flows on the
+// other side within the class's d_max, each with the pair's geodesic
+// distance and, when the pair matches, the match's numbers (ids are only
+// spelled out in the match changes it emits). A flow placed or moved finds
+// its neighbours through the grid; a flow whose terms change re-evaluates
+// the pairs with its neighbours and reads no grid and computes no
+// distance. Each change reports the match changes it causes, in both
+// directions; `from_scratch` computes the whole set, for tests and the
+// consistency check. Pure logic, no actors.
 
 #include "actors/match_rules.hpp"
 #include "actors/spatial_grid.hpp"
@@ -53,21 +57,28 @@ public:
   }
 
 private:
-  /// One current match as seen from one of its flows: the other flow's
-  /// slot and the match's numbers in `records_`. Both flows hold a link.
-  struct link {
+  /// Marks a neighbour that does not match this flow now.
+  static constexpr uint32_t no_record = UINT32_MAX;
+
+  /// A flow on the other side of the same class, at another site, within
+  /// the class's d_max (no pair farther can match): the pair's geodesic
+  /// distance, computed once per pair of positions, and the numbers of
+  /// their current match in `records_` if the pair matches. Both flows
+  /// hold an entry for the pair, with the same distance and record.
+  struct neighbour {
     uint32_t partner;
     uint32_t record;
+    double distance_m;
   };
 
-  /// A flow's ids, its taxonomy (material only) and its current matches
-  /// (few per flow: a vector is smaller and faster than any map here).
+  /// A flow's ids, its neighbours and its taxonomy (material only).
   /// Aligned so the two ids a match change copies share one cache line.
   struct alignas(64) flow_slot {
     std::string flow_id;
     std::string site_id;
     bool indexed = false;
-    std::vector<link> links;
+    /// Few per flow (the flows around it): a vector beats any map here.
+    std::vector<neighbour> neighbours;
     flow_taxonomy taxonomy;
   };
 
@@ -96,7 +107,7 @@ private:
   /// The id of the flow a change is about, if it is about one.
   static const std::string* flow_id_of(const change& c);
   /// One stage of the batch pipeline: hints to the CPU to load what a
-  /// coming change will read, `step` (0 to 4) saying how far it got;
+  /// coming change will read, `step` (0 to 3) saying how far it got;
   /// `slot` carries the flow's slot from stage 1 on.
   void load_ahead(const change& c, uint32_t& slot, size_t step) const;
   void upsert_site(const site& s, std::vector<match_change>& out);
@@ -108,21 +119,33 @@ private:
   const spatial_grid& grid(resource_class r, flow_direction d) const;
   void unindex(uint32_t slot);
   void index(uint32_t slot);
-  /// Recomputes every pair of one flow against the index. With
-  /// `same_positions`, neither this flow nor any partner moved since their
-  /// matches were computed, so a current match's distance is reused. With
+  /// A flow whose terms changed but whose position did not: evaluates the
+  /// pair with each neighbour again, at the distance known.
+  void refresh(uint32_t slot, std::vector<match_change>& out);
+  /// A flow that was placed, moved or left its position: finds its
+  /// neighbours anew through the grid (none while it is not indexed),
+  /// updates both sides of every pair and evaluates each. With
   /// `ids_changed`, the flow's site changed: every match it keeps is
   /// emitted again (the site id is part of it).
-  void recompute(uint32_t slot, bool same_positions, bool ids_changed,
-                 std::vector<match_change>& out);
-  /// Forgets the match of `slot` with `l.partner` and emits its removal;
-  /// drops the partner's link (the caller drops the slot's own).
-  void drop_match(uint32_t slot, const link& l,
-                  std::vector<match_change>& out);
+  void rebuild(uint32_t slot, bool ids_changed,
+               std::vector<match_change>& out);
+  /// Evaluates the pair of `slot` and its neighbour `n` at `n`'s distance
+  /// and brings its record (in `n` and in the partner's entry `theirs`) and
+  /// the emitted changes up to date.
+  void evaluate_pair(uint32_t slot, neighbour& n, neighbour& theirs,
+                     bool ids_changed, std::vector<match_change>& out);
+  /// The entry of `partner` in `slot`'s neighbours (it must be there).
+  neighbour& entry(uint32_t slot, uint32_t partner);
+  /// Takes `partner` off `slot`'s neighbours.
+  void forget(uint32_t slot, uint32_t partner);
+  /// Emits the removal of the match of `slot` and `partner`.
+  void emit_removal(uint32_t slot, uint32_t partner,
+                    std::vector<match_change>& out) const;
   /// The match of a supply and a demand slot with the given numbers.
   match full_match(uint32_t supply, uint32_t demand,
                    const match_numbers& n) const;
   uint32_t new_record(const match_numbers& n);
+  void free_record(uint32_t r);
 
   match_settings settings_;
   caf::optional<resource_class> only_;
@@ -134,15 +157,14 @@ private:
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;
-  /// The numbers of every current match, addressed by the links.
+  /// The numbers of every current match, addressed by the neighbours.
   std::vector<match_numbers> records_;
   std::vector<uint32_t> free_records_;
   uint64_t evaluations_ = 0;
-  /// Scratch space of recompute, kept to avoid allocations per event.
+  /// Scratch space of rebuild, kept to avoid allocations per event.
   std::vector<uint32_t> candidates_;
-  std::vector<std::pair<uint32_t, match_numbers>> now_;
-  std::vector<link> before_;
-  std::vector<link> after_;
+  std::vector<neighbour> before_;
+  std::vector<neighbour> after_;
   /// The slots of a batch's flows as found ahead (hints for prefetching).
   static constexpr uint32_t no_slot = UINT32_MAX;
   std::vector<uint32_t> ahead_;

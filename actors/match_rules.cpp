@@ -80,10 +80,6 @@ bool is_gas(const resource_flow& f) {
 
 } // namespace
 
-double search_radius_m(const flow_terms& f, const match_settings& s) {
-  return std::min(s.d_max_default_m(f.resource), f.max_transport_m);
-}
-
 flow_terms terms_of(const resource_flow& f, double lat, double lon) {
   flow_terms t;
   t.lat = lat;
@@ -116,6 +112,22 @@ double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
 }
 
 } // namespace
+
+caf::optional<double> distance_within(const flow_terms& supply,
+                                      const flow_terms& demand,
+                                      double limit_m) {
+  // A sphere 1 % beyond the limit is surely beyond it on the ellipsoid
+  // (the two differ by at most 0.6 %): the exact geodesic is only computed
+  // for pairs that can be within it.
+  if (sphere_distance_m(supply.lat, supply.lon, demand.lat, demand.lon)
+      > limit_m * 1.01)
+    return caf::none;
+  auto d = geodesic_distance_m(supply.lat, supply.lon, demand.lat,
+                               demand.lon);
+  if (d > limit_m)
+    return caf::none;
+  return d;
+}
 
 flow_taxonomy taxonomy_of(const resource_flow& f) {
   flow_taxonomy t;
@@ -178,20 +190,18 @@ evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
     if (hazardous && !demand_tax.accepts_hazardous)
       return caf::none;
   }
-  // 3. Distance: a sphere 1 % beyond d_max is surely beyond it on the
-  // ellipsoid (the two differ by at most 0.6 %).
+  // 3. Distance.
   double dmax = d_max_m(supply, demand, s);
   double d = 0;
   if (known_distance_m) {
     d = *known_distance_m;
-  } else {
-    if (sphere_distance_m(supply.lat, supply.lon, demand.lat, demand.lon)
-        > dmax * 1.01)
+    if (d > dmax)
       return caf::none;
-    d = geodesic_distance_m(supply.lat, supply.lon, demand.lat, demand.lon);
-  }
-  if (d > dmax)
+  } else if (auto within = distance_within(supply, demand, dmax)) {
+    d = *within;
+  } else {
     return caf::none;
+  }
   match_numbers m;
   m.distance_m = d;
   m.f_quality = f_quality;

@@ -119,9 +119,12 @@ struct flow_taxonomy {
 
 flow_taxonomy taxonomy_of(const resource_flow& f);
 
-/// The largest d_max a flow can have (its class default, or its own
-/// transport limit when smaller): the candidate search radius.
-double search_radius_m(const flow_terms& f, const match_settings& s);
+/// The geodesic distance of a supply and a demand (as
+/// geodesic_distance_m from the supply to the demand, the figure the rules
+/// use) when it is at most `limit_m`; none beyond.
+caf::optional<double> distance_within(const flow_terms& supply,
+                                      const flow_terms& demand,
+                                      double limit_m);
 
 /// Evaluates a supply and a demand flow (at different sites; the caller
 /// checks that) from their terms; the taxonomies are read only for
