@@ -294,9 +294,10 @@ void match_index::refresh(uint32_t slot, std::vector<match_change>& out) {
   // Neither this flow nor any neighbour moved since their distances were
   // computed (a move rebuilds), so no grid and no geodesic is needed:
   // only the rules again, pair by pair.
-  auto& mine = slots_[slot].neighbours;
-  for (auto& n : mine)
-    evaluate_pair(slot, n, entry(n.partner, slot), false, out);
+  // The partner's entry for the pair is only looked up when the pair
+  // starts or stops matching: at a million flows it is one more miss.
+  for (auto& n : slots_[slot].neighbours)
+    evaluate_pair(slot, n, nullptr, false, out);
 }
 
 void match_index::rebuild(uint32_t slot, bool ids_changed,
@@ -352,7 +353,7 @@ void match_index::rebuild(uint32_t slot, bool ids_changed,
       list.push_back(neighbour{slot, no_record, n.distance_m});
       theirs = &list.back();
     }
-    evaluate_pair(slot, n, *theirs, ids_changed, out);
+    evaluate_pair(slot, n, theirs, ids_changed, out);
   }
   for (; b != before_.end(); ++b) {
     if (b->record != no_record) {
@@ -365,7 +366,7 @@ void match_index::rebuild(uint32_t slot, bool ids_changed,
 }
 
 void match_index::evaluate_pair(uint32_t slot, neighbour& n,
-                                neighbour& theirs, bool ids_changed,
+                                neighbour* theirs, bool ids_changed,
                                 std::vector<match_change>& out) {
   const auto& me = hot_[slot];
   const auto& them = hot_[n.partner];
@@ -381,7 +382,8 @@ void match_index::evaluate_pair(uint32_t slot, neighbour& n,
     if (n.record != no_record) {
       emit_removal(slot, n.partner, out);
       free_record(n.record);
-      n.record = theirs.record = no_record;
+      n.record = no_record;
+      (theirs ? *theirs : entry(n.partner, slot)).record = no_record;
     }
     return;
   }
@@ -391,7 +393,8 @@ void match_index::evaluate_pair(uint32_t slot, neighbour& n,
       return; // unchanged: no churn
     kept = *m;
   } else {
-    n.record = theirs.record = new_record(*m);
+    n.record = new_record(*m);
+    (theirs ? *theirs : entry(n.partner, slot)).record = n.record;
   }
   out.push_back(match_change{false, supply ? full_match(slot, n.partner, *m)
                                            : full_match(n.partner, slot, *m)});

@@ -130,9 +130,9 @@ private:
   void rebuild(uint32_t slot, bool ids_changed,
                std::vector<match_change>& out);
   /// Evaluates the pair of `slot` and its neighbour `n` at `n`'s distance
-  /// and brings its record (in `n` and in the partner's entry `theirs`) and
-  /// the emitted changes up to date.
-  void evaluate_pair(uint32_t slot, neighbour& n, neighbour& theirs,
+  /// and brings its record (in `n` and in the partner's entry: `theirs`,
+  /// looked up when null) and the emitted changes up to date.
+  void evaluate_pair(uint32_t slot, neighbour& n, neighbour* theirs,
                      bool ids_changed, std::vector<match_change>& out);
   /// The entry of `partner` in `slot`'s neighbours (it must be there).
   neighbour& entry(uint32_t slot, uint32_t partner);
