@@ -82,9 +82,9 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       // A delete names the site the flow was at. An eviction from a worker
       // the flow has left may come after the upsert at its new site (the
       // two workers are not ordered): then it is stale and ignored.
-      auto known = flows_.find(c.id);
-      if (known != flows_.end() && !c.flow_data.site_id.empty()
-          && slots_[known->second].site_id != c.flow_data.site_id)
+      auto known = slot_of(c.id);
+      if (known != slot_table::none && !c.flow_data.site_id.empty()
+          && slots_[known].site_id != c.flow_data.site_id)
         break;
       remove_flow(c.id, out);
       break;
@@ -117,17 +117,18 @@ void match_index::load_ahead(const change& c, uint32_t& slot,
                              size_t step) const {
   if (step == 0) {
     if (auto id = flow_id_of(c))
-      flows_.prefetch(*id);
+      flows_.prefetch(slot_table::hash(*id));
     return;
   }
   if (step == 1) {
     auto id = flow_id_of(c);
     if (!id)
       return;
-    auto known = flows_.find(*id);
-    if (known == flows_.end())
+    // Unconfirmed: the id in the slot is not read yet (that is what this
+    // stage loads).
+    slot = flows_.probe(slot_table::hash(*id));
+    if (slot == slot_table::none)
       return;
-    slot = known->second;
     __builtin_prefetch(&hot_[slot]);
     // The ids, then the flag and the neighbours; the taxonomy after them
     // is read for material flows only.
@@ -207,17 +208,18 @@ void match_index::upsert_flow(const resource_flow& f,
                               std::vector<match_change>& out) {
   uint32_t slot;
   bool moved_site = false;
-  auto known = flows_.find(f.flow_id);
-  if (known != flows_.end()
-      && (hot_[known->second].terms.direction != f.direction
-          || hot_[known->second].terms.resource != f.resource)) {
+  auto hash = slot_table::hash(f.flow_id);
+  auto known = slot_of(f.flow_id, hash);
+  if (known != slot_table::none
+      && (hot_[known].terms.direction != f.direction
+          || hot_[known].terms.resource != f.resource)) {
     // A flow that changes side or class starts over: its pairs are keyed
     // by its side.
     remove_flow(f.flow_id, out);
-    known = flows_.end();
+    known = slot_table::none;
   }
-  if (known != flows_.end()) {
-    slot = known->second;
+  if (known != slot_table::none) {
+    slot = known;
     auto& fs = slots_[slot];
     if (fs.site_id == f.site_id && fs.indexed) {
       // Same site, same side, same class: the position in the grid
@@ -243,7 +245,7 @@ void match_index::upsert_flow(const resource_flow& f,
       slots_.emplace_back();
       hot_.emplace_back();
     }
-    flows_.emplace(f.flow_id, slot);
+    flows_.insert(hash, slot);
   }
   auto& fs = slots_[slot];
   fs.flow_id = f.flow_id;
@@ -262,10 +264,10 @@ void match_index::upsert_flow(const resource_flow& f,
 
 void match_index::remove_flow(const std::string& id,
                               std::vector<match_change>& out) {
-  auto known = flows_.find(id);
-  if (known == flows_.end())
+  auto hash = slot_table::hash(id);
+  auto slot = slot_of(id, hash);
+  if (slot == slot_table::none)
     return;
-  auto slot = known->second;
   auto& fs = slots_[slot];
   unindex(slot);
   rebuild(slot, false, out); // unindexed: leaves every neighbour
@@ -273,7 +275,16 @@ void match_index::remove_flow(const std::string& id,
   fs = flow_slot{};
   hot_[slot] = hot_slot{};
   free_slots_.push_back(slot);
-  flows_.erase(known);
+  flows_.erase(hash, slot);
+}
+
+uint32_t match_index::slot_of(const std::string& id, uint64_t hash) const {
+  return flows_.find(hash,
+                     [&](uint32_t slot) { return slots_[slot].flow_id == id; });
+}
+
+uint32_t match_index::slot_of(const std::string& id) const {
+  return slot_of(id, slot_table::hash(id));
 }
 
 void match_index::index(uint32_t slot) {
@@ -387,13 +398,14 @@ void match_index::evaluate_pair(uint32_t slot, neighbour& n,
     }
     return;
   }
+  auto now = match_record::of(*m);
   if (n.record != no_record) {
     auto& kept = records_[n.record];
-    if (kept == *m && !ids_changed)
+    if (kept == now && !ids_changed)
       return; // unchanged: no churn
-    kept = *m;
+    kept = now;
   } else {
-    n.record = new_record(*m);
+    n.record = new_record(now);
     (theirs ? *theirs : entry(n.partner, slot)).record = n.record;
   }
   out.push_back(match_change{false, supply ? full_match(slot, n.partner, *m)
@@ -418,15 +430,46 @@ void match_index::forget(uint32_t slot, uint32_t partner) {
   }
 }
 
-uint32_t match_index::new_record(const match_numbers& n) {
+match_index::match_record
+match_index::match_record::of(const match_numbers& n) {
+  return {n.exchange_qty, n.score,     n.s_size,
+          n.s_dist,       n.s_econ,    n.f_quality,
+          n.f_taxonomy,   n.heat_pump_required, n.hazardous};
+}
+
+match_numbers
+match_index::match_record::with_distance(double distance_m) const {
+  match_numbers n;
+  n.distance_m = distance_m;
+  n.exchange_qty = exchange_qty;
+  n.score = score;
+  n.s_size = s_size;
+  n.s_dist = s_dist;
+  n.s_econ = s_econ;
+  n.f_quality = f_quality;
+  n.f_taxonomy = f_taxonomy;
+  n.heat_pump_required = heat_pump_required;
+  n.hazardous = hazardous;
+  return n;
+}
+
+bool match_index::match_record::operator==(const match_record& o) const {
+  return exchange_qty == o.exchange_qty && score == o.score
+         && s_size == o.s_size && s_dist == o.s_dist && s_econ == o.s_econ
+         && f_quality == o.f_quality && f_taxonomy == o.f_taxonomy
+         && heat_pump_required == o.heat_pump_required
+         && hazardous == o.hazardous;
+}
+
+uint32_t match_index::new_record(const match_record& r) {
   if (free_records_.empty()) {
-    records_.push_back(n);
+    records_.push_back(r);
     return static_cast<uint32_t>(records_.size() - 1);
   }
-  auto r = free_records_.back();
+  auto i = free_records_.back();
   free_records_.pop_back();
-  records_[r] = n;
-  return r;
+  records_[i] = r;
+  return i;
 }
 
 void match_index::free_record(uint32_t r) {
@@ -491,7 +534,8 @@ std::vector<match> match_index::matches() const {
       continue;
     for (auto& n : slots_[s].neighbours)
       if (n.record != no_record)
-        out.push_back(full_match(s, n.partner, records_[n.record]));
+        out.push_back(full_match(
+          s, n.partner, records_[n.record].with_distance(n.distance_m)));
   }
   std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
     return std::tie(a.supply_flow_id, a.demand_flow_id)

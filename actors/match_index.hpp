@@ -13,6 +13,7 @@
 // consistency check. Pure logic, no actors.
 
 #include "actors/match_rules.hpp"
+#include "actors/slot_table.hpp"
 #include "actors/spatial_grid.hpp"
 #include "messages/batch.hpp"
 #include "messages/match.hpp"
@@ -71,6 +72,24 @@ private:
     double distance_m;
   };
 
+  /// The numbers of a current match but its distance (the neighbours hold
+  /// that): one cache line, so checking a match reads one line.
+  struct alignas(64) match_record {
+    double exchange_qty;
+    double score;
+    double s_size;
+    double s_dist;
+    double s_econ;
+    double f_quality;
+    double f_taxonomy;
+    bool heat_pump_required;
+    bool hazardous;
+
+    static match_record of(const match_numbers& n);
+    match_numbers with_distance(double distance_m) const;
+    bool operator==(const match_record& other) const;
+  };
+
   /// A flow's ids, its neighbours and its taxonomy (material only).
   /// Aligned so the two ids a match change copies share one cache line.
   struct alignas(64) flow_slot {
@@ -104,6 +123,9 @@ private:
   /// no flow names any more.
   void leave_site(const std::string& id, uint32_t slot);
 
+  /// The slot of the flow with that id (and that hash), or none.
+  uint32_t slot_of(const std::string& id, uint64_t hash) const;
+  uint32_t slot_of(const std::string& id) const;
   /// The id of the flow a change is about, if it is about one.
   static const std::string* flow_id_of(const change& c);
   /// One stage of the batch pipeline: hints to the CPU to load what a
@@ -144,21 +166,22 @@ private:
   /// The match of a supply and a demand slot with the given numbers.
   match full_match(uint32_t supply, uint32_t demand,
                    const match_numbers& n) const;
-  uint32_t new_record(const match_numbers& n);
+  uint32_t new_record(const match_record& r);
   void free_record(uint32_t r);
 
   match_settings settings_;
   caf::optional<resource_class> only_;
   absl::flat_hash_map<std::string, site_info> sites_;
   uint32_t next_site_number_ = 1;
-  absl::flat_hash_map<std::string, uint32_t> flows_;
+  /// Flow ids to slots (the ids themselves are in the slots).
+  slot_table flows_;
   std::vector<flow_slot> slots_;
   std::vector<hot_slot> hot_;
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;
   /// The numbers of every current match, addressed by the neighbours.
-  std::vector<match_numbers> records_;
+  std::vector<match_record> records_;
   std::vector<uint32_t> free_records_;
   uint64_t evaluations_ = 0;
   /// Scratch space of rebuild, kept to avoid allocations per event.
