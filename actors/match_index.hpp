@@ -1,8 +1,9 @@
 #pragma once
 
 // The incremental match engine of one partition (one resource class): a
-// spatial grid of the active flows' positions, the flows' rule terms in one
-// cache line each, and for every flow its neighbours: the flows on the
+// spatial grid of the active flows' positions, each flow's rule terms,
+// neighbours and ids in two adjacent cache lines, and for every flow its
+// neighbours: the flows on the
 // other side within the class's d_max, each with the pair's geodesic
 // distance and, when the pair matches, the match's numbers (ids are only
 // spelled out in the match changes it emits). A flow placed or moved finds
@@ -20,6 +21,7 @@
 
 #include <absl/container/flat_hash_map.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -62,14 +64,66 @@ private:
   static constexpr uint32_t no_record = UINT32_MAX;
 
   /// A flow on the other side of the same class, at another site, within
-  /// the class's d_max (no pair farther can match): the pair's geodesic
-  /// distance, computed once per pair of positions, and the numbers of
-  /// their current match in `records_` if the pair matches. Both flows
-  /// hold an entry for the pair, with the same distance and record.
+  /// the class's d_max (no pair farther can match): the pair's distance,
+  /// computed once per pair of positions, and the numbers of their current
+  /// match in `records_` if the pair matches. Both flows hold an entry for
+  /// the pair, with the same distance and record.
   struct neighbour {
     uint32_t partner;
     uint32_t record;
     double distance_m;
+  };
+
+  /// A flow's neighbours in 16 bytes (a std::vector takes 24): what lets a
+  /// flow's terms, neighbours and ids fit two cache lines.
+  class neighbour_list {
+  public:
+    neighbour* begin() {
+      return data_.get();
+    }
+    neighbour* end() {
+      return data_.get() + size_;
+    }
+    const neighbour* begin() const {
+      return data_.get();
+    }
+    const neighbour* end() const {
+      return data_.get() + size_;
+    }
+    size_t size() const {
+      return size_;
+    }
+    /// Appends `n`; returns where it is (until the next change).
+    neighbour& push_back(const neighbour& n);
+    /// Takes the entry of `partner` out (the last one takes its place).
+    void remove(uint32_t partner);
+    /// The entry of `partner` (it must be there).
+    neighbour& of(uint32_t partner);
+    void assign(const std::vector<neighbour>& from);
+
+  private:
+    std::unique_ptr<neighbour[]> data_;
+    uint32_t size_ = 0;
+    uint32_t capacity_ = 0;
+  };
+
+  /// What a change to a flow and what testing it as a partner read, in two
+  /// adjacent cache lines (a random access to one brings the other nearly
+  /// for free): the rule terms, the site's number, the neighbours, the ids
+  /// a match change copies.
+  struct alignas(128) flow_core {
+    flow_terms terms;
+    uint32_t site = 0; ///< the site's number (same site: no match)
+    bool indexed = false;
+    neighbour_list neighbours;
+    std::string flow_id;
+    std::string site_id;
+  };
+
+  /// What only placing a flow and material rules read.
+  struct flow_rest {
+    position at;
+    flow_taxonomy taxonomy; ///< material only
   };
 
   /// The numbers of a current match but its distance (the neighbours hold
@@ -90,26 +144,8 @@ private:
     bool operator==(const match_record& other) const;
   };
 
-  /// A flow's ids, its neighbours and its taxonomy (material only).
-  /// Aligned so the two ids a match change copies share one cache line.
-  struct alignas(64) flow_slot {
-    std::string flow_id;
-    std::string site_id;
-    bool indexed = false;
-    /// Few per flow (the flows around it): a vector beats any map here.
-    std::vector<neighbour> neighbours;
-    flow_taxonomy taxonomy;
-  };
-
-  /// What testing a flow as a candidate reads, one cache line per flow.
-  struct alignas(64) hot_slot {
-    flow_terms terms;
-    uint32_t site = 0; ///< the site's number (same site: no match)
-  };
-
   struct site_info {
-    double lat = 0;
-    double lon = 0;
+    position at;
     uint32_t number = 0;
     /// False while only flows named the site: they wait, unindexed, and
     /// are placed when the site itself arrives.
@@ -156,10 +192,6 @@ private:
   /// looked up when null) and the emitted changes up to date.
   void evaluate_pair(uint32_t slot, neighbour& n, neighbour* theirs,
                      bool ids_changed, std::vector<match_change>& out);
-  /// The entry of `partner` in `slot`'s neighbours (it must be there).
-  neighbour& entry(uint32_t slot, uint32_t partner);
-  /// Takes `partner` off `slot`'s neighbours.
-  void forget(uint32_t slot, uint32_t partner);
   /// Emits the removal of the match of `slot` and `partner`.
   void emit_removal(uint32_t slot, uint32_t partner,
                     std::vector<match_change>& out) const;
@@ -173,10 +205,11 @@ private:
   caf::optional<resource_class> only_;
   absl::flat_hash_map<std::string, site_info> sites_;
   uint32_t next_site_number_ = 1;
-  /// Flow ids to slots (the ids themselves are in the slots).
+  /// Flow ids to slots (the ids themselves are in the cores).
   slot_table flows_;
-  std::vector<flow_slot> slots_;
-  std::vector<hot_slot> hot_;
+  /// Per flow slot: the core and the rest.
+  std::vector<flow_core> cores_;
+  std::vector<flow_rest> rest_;
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;

@@ -80,10 +80,8 @@ bool is_gas(const resource_flow& f) {
 
 } // namespace
 
-flow_terms terms_of(const resource_flow& f, double lat, double lon) {
+flow_terms terms_of(const resource_flow& f) {
   flow_terms t;
-  t.lat = lat;
-  t.lon = lon;
   t.annual_quantity = f.annual_quantity;
   t.effective_hours = f.effective_hours();
   t.temperature_c = f.temperature_c ? *f.temperature_c : 0;
@@ -113,8 +111,8 @@ double sphere_distance_m(double lat1, double lon1, double lat2, double lon2) {
 
 } // namespace
 
-caf::optional<double> distance_within(const flow_terms& supply,
-                                      const flow_terms& demand,
+caf::optional<double> distance_within(const position& supply,
+                                      const position& demand,
                                       double limit_m) {
   // A sphere 1 % beyond the limit is surely beyond it on the ellipsoid
   // (the two differ by at most 0.6 %): the exact geodesic is only computed
@@ -129,6 +127,10 @@ caf::optional<double> distance_within(const flow_terms& supply,
   return d;
 }
 
+double d_max_bound_m(resource_class r, const match_settings& s) {
+  return s.d_max_default_m(r);
+}
+
 flow_taxonomy taxonomy_of(const resource_flow& f) {
   flow_taxonomy t;
   t.ewc = f.ewc;
@@ -141,14 +143,12 @@ flow_taxonomy taxonomy_of(const resource_flow& f) {
 caf::optional<match_numbers>
 evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
                  const flow_terms& demand, const flow_taxonomy& demand_tax,
-                 const match_settings& s, const double* known_distance_m) {
+                 const match_settings& s, double distance_m) {
   // 1. Sides (the caller checked the sites differ). 2. Class.
   if (supply.direction != flow_direction::supply
       || demand.direction != flow_direction::demand
       || supply.resource != demand.resource)
     return caf::none;
-  // The cheap gates first (4 and 5), then the distance (3): the outcome is
-  // the same, the geodesic is only computed for pairs that can match.
   double f_quality = 1;
   double f_taxonomy = 1;
   bool heat_pump = false;
@@ -192,16 +192,9 @@ evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
   }
   // 3. Distance.
   double dmax = d_max_m(supply, demand, s);
-  double d = 0;
-  if (known_distance_m) {
-    d = *known_distance_m;
-    if (d > dmax)
-      return caf::none;
-  } else if (auto within = distance_within(supply, demand, dmax)) {
-    d = *within;
-  } else {
+  double d = distance_m;
+  if (d > dmax)
     return caf::none;
-  }
   match_numbers m;
   m.distance_m = d;
   m.f_quality = f_quality;
@@ -264,10 +257,12 @@ caf::optional<match> evaluate(const resource_flow& supply, double s_lat,
                               const match_settings& s) {
   if (supply.site_id == demand.site_id)
     return caf::none;
-  auto n = evaluate_numbers(terms_of(supply, s_lat, s_lon),
-                            taxonomy_of(supply),
-                            terms_of(demand, d_lat, d_lon),
-                            taxonomy_of(demand), s);
+  auto d = distance_within({s_lat, s_lon}, {d_lat, d_lon},
+                           d_max_bound_m(supply.resource, s));
+  if (!d)
+    return caf::none;
+  auto n = evaluate_numbers(terms_of(supply), taxonomy_of(supply),
+                            terms_of(demand), taxonomy_of(demand), s, *d);
   if (!n)
     return caf::none;
   return make_match({supply.flow_id, supply.site_id, demand.flow_id,

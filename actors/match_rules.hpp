@@ -88,12 +88,17 @@ struct match_numbers {
   }
 };
 
-/// What the rules read of a flow and its site, except the material
-/// taxonomy, in one cache line: the match index keeps these per flow, so
-/// testing a candidate reads one line instead of the whole flow.
-struct flow_terms {
+/// A point on the globe in degrees (WGS84).
+struct position {
   double lat = 0;
   double lon = 0;
+};
+
+/// What the rules read of a flow beyond its position and the material
+/// taxonomy, in 40 bytes: the match index keeps these in the first cache
+/// line of each flow, so testing a candidate reads one line instead of the
+/// whole flow.
+struct flow_terms {
   double annual_quantity = 0;
   double effective_hours = 8760;
   /// The temperature, 0 when not given (as the heat gate reads it).
@@ -106,7 +111,7 @@ struct flow_terms {
   bool gas = false;
 };
 
-flow_terms terms_of(const resource_flow& f, double lat, double lon);
+flow_terms terms_of(const resource_flow& f);
 
 /// What the rules read of a material flow beyond its terms: its EWC code,
 /// the prefixes it accepts, the hazardous flags.
@@ -119,23 +124,24 @@ struct flow_taxonomy {
 
 flow_taxonomy taxonomy_of(const resource_flow& f);
 
-/// The geodesic distance of a supply and a demand (as
-/// geodesic_distance_m from the supply to the demand, the figure the rules
-/// use) when it is at most `limit_m`; none beyond.
-caf::optional<double> distance_within(const flow_terms& supply,
-                                      const flow_terms& demand,
-                                      double limit_m);
+/// The distance the rules use between a supply and a demand
+/// (geodesic_distance_m from the supply to the demand) when it is at most
+/// `limit_m`; none beyond. Far pairs cost a spherical estimate only.
+caf::optional<double> distance_within(const position& supply,
+                                      const position& demand, double limit_m);
+
+/// The d_max of no pair of this class exceeds this: the class default
+/// (a flow's own transport limit can only lower it).
+double d_max_bound_m(resource_class r, const match_settings& s);
 
 /// Evaluates a supply and a demand flow (at different sites; the caller
-/// checks that) from their terms; the taxonomies are read only for
-/// material. None when a gate fails; otherwise the numbers of the match.
-/// `known_distance_m`, when given, is the geodesic distance of these two
-/// positions computed before, so it is not computed again.
+/// checks that) from their terms, `distance_m` apart (as distance_within
+/// gives it); the taxonomies are read only for material. None when a gate
+/// fails; otherwise the numbers of the match.
 caf::optional<match_numbers>
 evaluate_numbers(const flow_terms& supply, const flow_taxonomy& supply_tax,
                  const flow_terms& demand, const flow_taxonomy& demand_tax,
-                 const match_settings& s,
-                 const double* known_distance_m = nullptr);
+                 const match_settings& s, double distance_m);
 
 /// The two flows of a match as it names them.
 struct match_ends {
