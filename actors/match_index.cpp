@@ -64,61 +64,12 @@ void match_index::neighbour_list::assign(const std::vector<neighbour>& from) {
   size_ = static_cast<uint32_t>(from.size());
 }
 
-// -- match records ------------------------------------------------------------
-
-match_index::match_record
-match_index::match_record::of(const match_numbers& n) {
-  return {n.exchange_qty, n.score,        n.s_size,
-          n.s_dist,       n.s_econ,       n.f_quality,
-          n.f_taxonomy,   n.heat_pump_required, n.hazardous};
-}
-
-match_numbers
-match_index::match_record::with_distance(double distance_m) const {
-  match_numbers n;
-  n.distance_m = distance_m;
-  n.exchange_qty = exchange_qty;
-  n.score = score;
-  n.s_size = s_size;
-  n.s_dist = s_dist;
-  n.s_econ = s_econ;
-  n.f_quality = f_quality;
-  n.f_taxonomy = f_taxonomy;
-  n.heat_pump_required = heat_pump_required;
-  n.hazardous = hazardous;
-  return n;
-}
-
-bool match_index::match_record::operator==(const match_record& o) const {
-  return exchange_qty == o.exchange_qty && score == o.score
-         && s_size == o.s_size && s_dist == o.s_dist && s_econ == o.s_econ
-         && f_quality == o.f_quality && f_taxonomy == o.f_taxonomy
-         && heat_pump_required == o.heat_pump_required
-         && hazardous == o.hazardous;
-}
-
-uint32_t match_index::new_record(const match_record& r) {
-  if (free_records_.empty()) {
-    records_.push_back(r);
-    return static_cast<uint32_t>(records_.size() - 1);
-  }
-  auto i = free_records_.back();
-  free_records_.pop_back();
-  records_[i] = r;
-  return i;
-}
-
-void match_index::free_record(uint32_t r) {
-  free_records_.push_back(r);
-}
-
 // -- the index ----------------------------------------------------------------
 
 match_index::match_index(match_settings settings,
                          caf::optional<resource_class> only)
   : settings_(std::move(settings)), only_(only) {
   static_assert(sizeof(flow_core) == 128, "a flow's core is two lines");
-  static_assert(sizeof(match_record) == 64, "a match record is one line");
   for (auto r : {resource_class::heat, resource_class::water,
                  resource_class::material, resource_class::co2}) {
     // Grids of classes this partition never holds stay empty: a hash map
@@ -192,7 +143,7 @@ void match_index::apply(const std::vector<change>& batch,
   // A software pipeline over the batch. At a million flows nearly every
   // read of a change misses the caches, and each depends on the one
   // before: the flow's table entry gives its slot, the slot its
-  // neighbours, the neighbours their cores and records. So while one
+  // neighbours, the neighbours their cores. So while one
   // change is applied, the changes after it are walked a stage each, every
   // stage loading what the next needs; by its turn a change finds its
   // memory in cache. Hints only: a slot found ahead may be stale by then
@@ -240,14 +191,11 @@ void match_index::load_ahead(const change& c, uint32_t& slot,
       __builtin_prefetch(first + at);
     return;
   }
-  // Each neighbour's core (its terms, and its ids for a match change) and
-  // the pair's record.
+  // Each neighbour's core: its terms, and its ids for a match change.
   for (auto& n : neighbours) {
     auto core = reinterpret_cast<const char*>(&cores_[n.partner]);
     __builtin_prefetch(core);
     __builtin_prefetch(core + 64);
-    if (n.record != no_record)
-      __builtin_prefetch(&records_[n.record]);
   }
 }
 
@@ -277,7 +225,7 @@ void match_index::upsert_site(const site& s, std::vector<match_change>& out) {
     index(slot);
   }
   for (auto slot : info.flows)
-    rebuild(slot, false, out);
+    rebuild(slot, {cores_[slot].terms, rest_[slot].taxonomy}, false, out);
 }
 
 match_index::site_info& match_index::site_named(const std::string& id) {
@@ -325,10 +273,14 @@ void match_index::upsert_flow(const resource_flow& f,
     if (core.site_id == f.site_id && core.indexed) {
       // Same site, same side, same class: the position in the grid
       // stands; only the numbers change.
-      if (f.resource == resource_class::material)
+      auto terms_before = core.terms;
+      flow_taxonomy taxonomy_before;
+      if (f.resource == resource_class::material) {
+        taxonomy_before = std::move(rest_[slot].taxonomy);
         rest_[slot].taxonomy = taxonomy_of(f);
+      }
       core.terms = terms_of(f);
-      refresh(slot, out);
+      refresh(slot, {terms_before, taxonomy_before}, out);
       return;
     }
     unindex(slot);
@@ -348,6 +300,8 @@ void match_index::upsert_flow(const resource_flow& f,
     flows_.insert(hash, slot);
   }
   auto& core = cores_[slot];
+  auto terms_before = core.terms;
+  auto taxonomy_before = std::move(rest_[slot].taxonomy);
   core.flow_id = f.flow_id;
   core.site_id = f.site_id;
   core.terms = terms_of(f);
@@ -361,7 +315,7 @@ void match_index::upsert_flow(const resource_flow& f,
   rest_[slot].at = site.at;
   if (site.placed)
     index(slot);
-  rebuild(slot, moved_site, out);
+  rebuild(slot, {terms_before, taxonomy_before}, moved_site, out);
 }
 
 void match_index::remove_flow(const std::string& id,
@@ -371,7 +325,8 @@ void match_index::remove_flow(const std::string& id,
   if (slot == slot_table::none)
     return;
   unindex(slot);
-  rebuild(slot, false, out); // unindexed: leaves every neighbour
+  // Unindexed, it leaves every neighbour.
+  rebuild(slot, {cores_[slot].terms, rest_[slot].taxonomy}, false, out);
   leave_site(cores_[slot].site_id, slot);
   cores_[slot] = flow_core{};
   rest_[slot] = flow_rest{};
@@ -395,17 +350,28 @@ void match_index::unindex(uint32_t slot) {
   cores_[slot].indexed = false;
 }
 
-void match_index::refresh(uint32_t slot, std::vector<match_change>& out) {
+void match_index::refresh(uint32_t slot, flow_before was,
+                          std::vector<match_change>& out) {
   // Neither this flow nor any neighbour moved since their distances were
   // computed (a move rebuilds), so no grid and no geodesic is needed:
   // only the rules again, pair by pair. The partner's entry for the pair
   // is only looked up when the pair starts or stops matching: at a
   // million flows it is one more miss.
-  for (auto& n : cores_[slot].neighbours)
-    evaluate_pair(slot, n, nullptr, false, out);
+  const auto& me = cores_[slot];
+  for (auto& n : cores_[slot].neighbours) {
+    auto now = pair_numbers(me.terms, rest_[slot].taxonomy, n.partner,
+                            n.distance_m);
+    settle(
+      slot, n, nullptr, now,
+      [&] {
+        return pair_numbers(was.terms, was.taxonomy, n.partner,
+                            n.distance_m);
+      },
+      false, out);
+  }
 }
 
-void match_index::rebuild(uint32_t slot, bool ids_changed,
+void match_index::rebuild(uint32_t slot, flow_before was, bool ids_changed,
                           std::vector<match_change>& out) {
   const auto& me = cores_[slot];
   const auto& here = rest_[slot].at;
@@ -431,16 +397,16 @@ void match_index::rebuild(uint32_t slot, bool ids_changed,
       const auto& there = rest_[other].at;
       if (auto d = supply ? distance_within(here, there, radius)
                           : distance_within(there, here, radius))
-        after_.push_back(neighbour{other, no_record, *d});
+        after_.push_back(neighbour{other, false, *d});
     }
   }
   // Merge the two lists, both by partner: pairs that are gone leave both
   // flows (with their match); new ones join both; kept ones take the new
   // distance on both sides. Each pair that stays is evaluated.
   auto leave = [&](const neighbour& gone) {
-    if (gone.record != no_record) {
+    if (gone.matched) {
       emit_removal(slot, gone.partner, out);
-      free_record(gone.record);
+      --matches_;
     }
     cores_[gone.partner].neighbours.remove(slot);
   };
@@ -449,59 +415,77 @@ void match_index::rebuild(uint32_t slot, bool ids_changed,
     for (; b != before_.end() && b->partner < n.partner; ++b)
       leave(*b);
     neighbour* theirs;
+    double distance_before = 0;
     if (b != before_.end() && b->partner == n.partner) {
-      n.record = b->record;
+      n.matched = b->matched;
+      distance_before = b->distance_m;
       theirs = &cores_[n.partner].neighbours.of(slot);
       theirs->distance_m = n.distance_m;
       ++b;
     } else {
       theirs = &cores_[n.partner].neighbours.push_back(
-        neighbour{slot, no_record, n.distance_m});
+        neighbour{slot, false, n.distance_m});
     }
-    evaluate_pair(slot, n, theirs, ids_changed, out);
+    auto now = pair_numbers(me.terms, rest_[slot].taxonomy, n.partner,
+                            n.distance_m);
+    settle(
+      slot, n, theirs, now,
+      [&] {
+        return pair_numbers(was.terms, was.taxonomy, n.partner,
+                            distance_before);
+      },
+      ids_changed, out);
   }
   for (; b != before_.end(); ++b)
     leave(*b);
   cores_[slot].neighbours.assign(after_);
 }
 
-void match_index::evaluate_pair(uint32_t slot, neighbour& n,
-                                neighbour* theirs, bool ids_changed,
-                                std::vector<match_change>& out) {
-  const auto& me = cores_[slot];
-  const auto& them = cores_[n.partner];
-  bool supply = me.terms.direction == flow_direction::supply;
-  // The taxonomies are only read for material.
-  const auto& mine = rest_[slot].taxonomy;
-  const auto& their_tax = rest_[n.partner].taxonomy;
+caf::optional<match_numbers>
+match_index::pair_numbers(const flow_terms& terms,
+                          const flow_taxonomy& taxonomy, uint32_t partner,
+                          double distance_m) {
   ++evaluations_;
-  auto m = supply ? evaluate_numbers(me.terms, mine, them.terms, their_tax,
-                                     settings_, n.distance_m)
-                  : evaluate_numbers(them.terms, their_tax, me.terms, mine,
-                                     settings_, n.distance_m);
-  if (!m) {
-    if (n.record != no_record) {
+  // The taxonomies are only read for material.
+  const auto& them = cores_[partner].terms;
+  const auto& theirs = rest_[partner].taxonomy;
+  if (terms.direction == flow_direction::supply)
+    return evaluate_numbers(terms, taxonomy, them, theirs, settings_,
+                            distance_m);
+  return evaluate_numbers(them, theirs, terms, taxonomy, settings_,
+                          distance_m);
+}
+
+template <class Before>
+void match_index::settle(uint32_t slot, neighbour& n, neighbour* theirs,
+                         const caf::optional<match_numbers>& now,
+                         Before&& before, bool ids_changed,
+                         std::vector<match_change>& out) {
+  auto flag_theirs = [&](bool matched) {
+    (theirs ? *theirs : cores_[n.partner].neighbours.of(slot)).matched
+      = matched;
+  };
+  if (!now) {
+    if (n.matched) {
       emit_removal(slot, n.partner, out);
-      free_record(n.record);
-      n.record = no_record;
-      (theirs ? *theirs : cores_[n.partner].neighbours.of(slot)).record
-        = no_record;
+      n.matched = false;
+      flag_theirs(false);
+      --matches_;
     }
     return;
   }
-  auto now = match_record::of(*m);
-  if (n.record != no_record) {
-    auto& kept = records_[n.record];
-    if (kept == now && !ids_changed)
+  if (n.matched) {
+    if (!ids_changed && before() == now)
       return; // unchanged: no churn
-    kept = now;
   } else {
-    n.record = new_record(now);
-    (theirs ? *theirs : cores_[n.partner].neighbours.of(slot)).record
-      = n.record;
+    n.matched = true;
+    flag_theirs(true);
+    ++matches_;
   }
-  out.push_back(match_change{false, supply ? full_match(slot, n.partner, *m)
-                                           : full_match(n.partner, slot, *m)});
+  bool supply = cores_[slot].terms.direction == flow_direction::supply;
+  out.push_back(match_change{false, supply
+                                      ? full_match(slot, n.partner, *now)
+                                      : full_match(n.partner, slot, *now)});
 }
 
 void match_index::emit_removal(uint32_t slot, uint32_t partner,
@@ -567,9 +551,11 @@ std::vector<match> match_index::matches() const {
         || cores_[s].terms.direction != flow_direction::supply)
       continue;
     for (auto& n : cores_[s].neighbours)
-      if (n.record != no_record)
-        out.push_back(full_match(
-          s, n.partner, records_[n.record].with_distance(n.distance_m)));
+      if (n.matched)
+        if (auto numbers = evaluate_numbers(
+              cores_[s].terms, rest_[s].taxonomy, cores_[n.partner].terms,
+              rest_[n.partner].taxonomy, settings_, n.distance_m))
+          out.push_back(full_match(s, n.partner, *numbers));
   }
   std::sort(out.begin(), out.end(), [](const match& a, const match& b) {
     return std::tie(a.supply_flow_id, a.demand_flow_id)

@@ -51,7 +51,7 @@ public:
     return flows_.size();
   }
   size_t match_count() const {
-    return records_.size() - free_records_.size();
+    return matches_;
   }
 
   /// Counts of pair evaluations, for benchmarks.
@@ -60,17 +60,18 @@ public:
   }
 
 private:
-  /// Marks a neighbour that does not match this flow now.
-  static constexpr uint32_t no_record = UINT32_MAX;
-
   /// A flow on the other side of the same class, at another site, within
   /// the class's d_max (no pair farther can match): the pair's distance,
-  /// computed once per pair of positions, and the numbers of their current
-  /// match in `records_` if the pair matches. Both flows hold an entry for
-  /// the pair, with the same distance and record.
+  /// computed once per pair of positions, and whether the pair matches now.
+  /// Both flows hold an entry for the pair, with the same distance and
+  /// flag. The match's numbers are not kept: they follow from the two
+  /// flows' terms and the distance, so the numbers a pair had before a
+  /// change are computed again from the terms before it (cheaper than one
+  /// more random memory access per pair at a million flows, and no memory
+  /// per match).
   struct neighbour {
     uint32_t partner;
-    uint32_t record;
+    bool matched;
     double distance_m;
   };
 
@@ -126,24 +127,6 @@ private:
     flow_taxonomy taxonomy; ///< material only
   };
 
-  /// The numbers of a current match but its distance (the neighbours hold
-  /// that): one cache line, so checking a match reads one line.
-  struct alignas(64) match_record {
-    double exchange_qty;
-    double score;
-    double s_size;
-    double s_dist;
-    double s_econ;
-    double f_quality;
-    double f_taxonomy;
-    bool heat_pump_required;
-    bool hazardous;
-
-    static match_record of(const match_numbers& n);
-    match_numbers with_distance(double distance_m) const;
-    bool operator==(const match_record& other) const;
-  };
-
   struct site_info {
     position at;
     uint32_t number = 0;
@@ -177,29 +160,43 @@ private:
   const spatial_grid& grid(resource_class r, flow_direction d) const;
   void unindex(uint32_t slot);
   void index(uint32_t slot);
+  /// What a flow was before a change: the terms and taxonomy its pairs'
+  /// current numbers were computed with.
+  struct flow_before {
+    const flow_terms& terms;
+    const flow_taxonomy& taxonomy;
+  };
   /// A flow whose terms changed but whose position did not: evaluates the
   /// pair with each neighbour again, at the distance known.
-  void refresh(uint32_t slot, std::vector<match_change>& out);
+  void refresh(uint32_t slot, flow_before was, std::vector<match_change>& out);
   /// A flow that was placed, moved or left its position: finds its
   /// neighbours anew through the grid (none while it is not indexed),
   /// updates both sides of every pair and evaluates each. With
   /// `ids_changed`, the flow's site changed: every match it keeps is
   /// emitted again (the site id is part of it).
-  void rebuild(uint32_t slot, bool ids_changed,
+  void rebuild(uint32_t slot, flow_before was, bool ids_changed,
                std::vector<match_change>& out);
-  /// Evaluates the pair of `slot` and its neighbour `n` at `n`'s distance
-  /// and brings its record (in `n` and in the partner's entry: `theirs`,
-  /// looked up when null) and the emitted changes up to date.
-  void evaluate_pair(uint32_t slot, neighbour& n, neighbour* theirs,
-                     bool ids_changed, std::vector<match_change>& out);
+  /// The rules for a flow with these terms and taxonomy and `partner` at
+  /// that distance.
+  caf::optional<match_numbers> pair_numbers(const flow_terms& terms,
+                                            const flow_taxonomy& taxonomy,
+                                            uint32_t partner,
+                                            double distance_m);
+  /// Brings the pair of `slot` and its neighbour `n` up to date with the
+  /// numbers it has `now` (none: no match), given the numbers it had
+  /// (`before`, called only when it matched): the flags in `n` and in the
+  /// partner's entry (`theirs`, looked up when null), the match count and
+  /// the emitted changes.
+  template <class Before>
+  void settle(uint32_t slot, neighbour& n, neighbour* theirs,
+              const caf::optional<match_numbers>& now, Before&& before,
+              bool ids_changed, std::vector<match_change>& out);
   /// Emits the removal of the match of `slot` and `partner`.
   void emit_removal(uint32_t slot, uint32_t partner,
                     std::vector<match_change>& out) const;
   /// The match of a supply and a demand slot with the given numbers.
   match full_match(uint32_t supply, uint32_t demand,
                    const match_numbers& n) const;
-  uint32_t new_record(const match_record& r);
-  void free_record(uint32_t r);
 
   match_settings settings_;
   caf::optional<resource_class> only_;
@@ -213,9 +210,7 @@ private:
   std::vector<uint32_t> free_slots_;
   /// One grid per class and direction, cells sized by the class's d_max.
   std::vector<spatial_grid> grids_;
-  /// The numbers of every current match, addressed by the neighbours.
-  std::vector<match_record> records_;
-  std::vector<uint32_t> free_records_;
+  size_t matches_ = 0;
   uint64_t evaluations_ = 0;
   /// Scratch space of rebuild, kept to avoid allocations per event.
   std::vector<uint32_t> candidates_;

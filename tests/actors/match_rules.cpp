@@ -314,6 +314,48 @@ TEST_CASE("flows that come before their site are matched when it comes") {
   CHECK(idx.match_count() == 1);
 }
 
+TEST_CASE("a change emits the matches it changes and no others") {
+  match_index idx;
+  std::vector<match_change> out;
+  idx.apply(site_at("a", 48.0), out);
+  idx.apply(site_at("b", 48.05), out);
+  idx.apply(site_at("c", 48.1), out);
+  idx.apply(upsert(heat("d1", "b", flow_direction::demand, 100, 60)), out);
+  idx.apply(upsert(heat("d2", "c", flow_direction::demand, 300, 60)), out);
+  auto supply = heat("s", "a", flow_direction::supply, 200, 90);
+  out.clear();
+  idx.apply(upsert(supply), out);
+  REQUIRE(out.size() == 2); // s with d1 and with d2
+  // Warmer but still past delta T: no number of either match changes.
+  supply.temperature_c = 95;
+  out.clear();
+  idx.apply(upsert(supply), out);
+  CHECK(out.empty());
+  // The same site again, unmoved: nothing.
+  idx.apply(site_at("c", 48.1), out);
+  CHECK(out.empty());
+  // Less heat: both matches change (s_size, the economics).
+  supply.annual_quantity = supply.quantity = 150;
+  idx.apply(upsert(supply), out);
+  CHECK(out.size() == 2);
+  CHECK(idx.matches() == idx.from_scratch());
+  // Below delta T (60 + 10): both need a heat pump now, a new quality
+  // factor and flag; then a demand moves out of reach: its match goes.
+  supply.temperature_c = 65;
+  out.clear();
+  idx.apply(upsert(supply), out);
+  REQUIRE(out.size() == 2);
+  for (auto& c : out)
+    CHECK(c.value.f_quality == defaults.heat_pump_quality);
+  out.clear();
+  idx.apply(site_at("c", 50.0), out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].removed);
+  CHECK(out[0].value.demand_flow_id == "d2");
+  CHECK(idx.match_count() == 1);
+  CHECK(idx.matches() == idx.from_scratch());
+}
+
 TEST_CASE("the incremental index equals a from-scratch computation") {
   // Random sequences over 60 sites in a 0.4 x 0.4 degree square (so many
   // pairs are within reach): site creates and moves, flow upserts of every
@@ -416,6 +458,7 @@ TEST_CASE("the incremental index equals a from-scratch computation") {
                  << scratch.size() << " from scratch");
     CHECK(incremental.size() > 0);
     CHECK(incremental == scratch);
+    CHECK(idx.match_count() == scratch.size());
     // Replaying the emitted stream from the start gives the same set.
     std::map<std::pair<std::string, std::string>, match> replay;
     for (auto& ch : stream) {
