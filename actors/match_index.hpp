@@ -1,17 +1,16 @@
 #pragma once
 
 // The incremental match engine of one partition (one resource class): a
-// spatial grid of the active flows' positions, each flow's rule terms,
-// neighbours and ids in two adjacent cache lines, and for every flow its
-// neighbours: the flows on the
-// other side within the class's d_max, each with the pair's geodesic
-// distance and, when the pair matches, the match's numbers (ids are only
-// spelled out in the match changes it emits). A flow placed or moved finds
-// its neighbours through the grid; a flow whose terms change re-evaluates
-// the pairs with its neighbours and reads no grid and computes no
-// distance. Each change reports the match changes it causes, in both
-// directions; `from_scratch` computes the whole set, for tests and the
-// consistency check. Pure logic, no actors.
+// spatial grid of the active flows' positions, and for every flow its
+// neighbours: the flows on the other side within the class's d_max, each
+// with the pair's geodesic distance and whether the pair matches now. A
+// flow's rule terms, neighbours and ids share two adjacent cache lines;
+// ids are only spelled out in the match changes it emits. A flow placed or
+// moved finds its neighbours through the grid; a flow whose terms change
+// re-evaluates the pairs with its neighbours, and reads no grid and
+// computes no distance. Each change reports the match changes it causes,
+// in both directions; `from_scratch` computes the whole set, for tests and
+// the consistency check. Pure logic, no actors.
 
 #include "actors/match_rules.hpp"
 #include "actors/slot_table.hpp"
