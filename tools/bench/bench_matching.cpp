@@ -100,6 +100,9 @@ dataset make(size_t n, unsigned seed) {
 struct result {
   size_t flows;
   double index_us_per_event;
+  /// A site moving (by up to 2 km): its flow's neighbours found again
+  /// through the grid, each pair's geodesic and rules.
+  double move_us_per_event;
   double evaluations_per_event;
   double postgis_us_per_query;
   double ratio;
@@ -117,6 +120,7 @@ struct subject {
   std::mt19937 rng{7};
   result r{};
   std::vector<double> index_us;
+  std::vector<double> move_us;
   std::vector<double> postgis_us;
 };
 
@@ -208,6 +212,37 @@ double time_index(const options& o, subject& s) {
                                                   - evals)
                               / static_cast<double>(o.events);
   return secs * 1e6 / static_cast<double>(o.events);
+}
+
+/// One repetition of site moves: random sites move by up to 2 km (each
+/// stays in the region), in batches as for updates. Microseconds per move.
+double time_moves(const options& o, subject& s) {
+  std::uniform_int_distribution<size_t> pick{0, s.n - 1};
+  std::uniform_real_distribution<double> step{-0.009, 0.009}; // ~1 km
+  size_t moves = std::max<size_t>(1, o.events / 4);
+  std::vector<std::vector<change>> batches;
+  for (size_t k = 0; k < moves; ++k) {
+    if (k % o.batch == 0) {
+      batches.emplace_back();
+      batches.back().reserve(o.batch);
+    }
+    auto& site = s.data.sites[pick(s.rng)];
+    site.lat = std::clamp(site.lat + step(s.rng), -89.0, 89.0);
+    site.lon += step(s.rng);
+    change c;
+    c.kind = change::site_upserted;
+    c.site_data = site;
+    batches.back().push_back(std::move(c));
+  }
+  std::vector<match_change> out;
+  auto start = clock_type::now();
+  for (auto& batch : batches) {
+    s.idx->apply(batch, out);
+    out.clear();
+  }
+  auto secs = std::chrono::duration<double>(clock_type::now() - start)
+                .count();
+  return secs * 1e6 / static_cast<double>(moves);
 }
 
 /// One repetition of the baseline: microseconds per query.
@@ -311,16 +346,19 @@ int main(int argc, char** argv) {
                  o.reps, rep == 0 ? " (warm-up)" : "");
     for (auto& s : subjects) {
       auto index_us = time_index(o, s);
+      auto move_us = time_moves(o, s);
       auto postgis_us = conn ? time_postgis(o, *conn, s) : 0.0;
       if (rep == 0)
         continue;
       s.index_us.push_back(index_us);
+      s.move_us.push_back(move_us);
       s.postgis_us.push_back(postgis_us);
     }
   }
   std::vector<result> results;
   for (auto& s : subjects) {
     s.r.index_us_per_event = median(s.index_us);
+    s.r.move_us_per_event = median(s.move_us);
     s.r.postgis_us_per_query = median(s.postgis_us);
     s.r.ratio = conn ? median_ratio(s.postgis_us, s.index_us) : 0.0;
     results.push_back(s.r);
@@ -332,13 +370,14 @@ int main(int argc, char** argv) {
   std::printf("matching: heat flows at %.4f per km2, %zu updates per "
               "repetition in batches of %zu, median of %d\n",
               density_per_km2, o.events, o.batch, o.reps);
-  std::printf("  %10s %12s %10s %14s %10s %12s %10s\n", "flows", "us/event",
-              "evals/ev", "PostGIS us/q", "ratio", "bytes/flow", "matches");
+  std::printf("  %10s %12s %10s %14s %10s %10s %12s %10s\n", "flows",
+              "us/event", "evals/ev", "PostGIS us/q", "ratio", "us/move",
+              "bytes/flow", "matches");
   for (auto& r : results)
-    std::printf("  %10zu %12.2f %10.1f %14.1f %9.0fx %12.0f %10.0f\n",
+    std::printf("  %10zu %12.2f %10.1f %14.1f %9.0fx %10.2f %12.0f %10.0f\n",
                 r.flows, r.index_us_per_event, r.evaluations_per_event,
-                r.postgis_us_per_query, r.ratio, r.bytes_per_flow,
-                r.matches);
+                r.postgis_us_per_query, r.ratio, r.move_us_per_event,
+                r.bytes_per_flow, r.matches);
   auto& small = results.front();
   auto& big = results.back();
   std::printf("  per-event cost %zu vs %zu flows: %.2fx (target <= 2; "
@@ -352,11 +391,12 @@ int main(int argc, char** argv) {
       auto& r = results[i];
       out << (i ? "," : "")
           << fmt::format("{{\"flows\":{},\"us_per_event\":{:.3f},"
+                         "\"us_per_move\":{:.3f},"
                          "\"evaluations_per_event\":{:.2f},"
                          "\"postgis_us_per_query\":{:.2f},"
                          "\"ratio\":{:.1f},\"bytes_per_flow\":{:.0f},"
                          "\"matches\":{:.0f}}}",
-                         r.flows, r.index_us_per_event,
+                         r.flows, r.index_us_per_event, r.move_us_per_event,
                          r.evaluations_per_event, r.postgis_us_per_query,
                          r.ratio, r.bytes_per_flow, r.matches);
     }

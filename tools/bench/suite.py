@@ -315,6 +315,13 @@ def report(results, pngs, quick):
                          f"{r['ratio']:.0f}x", ">= 100x", verdict(r["ratio"] >= 100)))
         rows.append(("matching, growth 1e4 -> largest", f"{mt['scaling']:.2f}x", "", "",
                      "<= 2x", verdict(mt["scaling"] <= 2)))
+        for r in mt["results"]:
+            if "us_per_move" in r:
+                rows.append((f"matching, a site moves, {r['flows']:,} flows",
+                             f"{r['us_per_move']:.2f} us/event",
+                             f"{r['postgis_us_per_query']:.1f} us (ST_DWithin query)",
+                             f"{r['postgis_us_per_query'] / r['us_per_move']:.0f}x",
+                             "(no target)", "-"))
     ps = results.get("persistence")
     if ps:
         rows.append(("persistence (sync path)", f"{ps['sync_rows_per_s']:,.0f} rows/s",
