@@ -357,18 +357,8 @@ void match_index::refresh(uint32_t slot, flow_before was,
   // only the rules again, pair by pair. The partner's entry for the pair
   // is only looked up when the pair starts or stops matching: at a
   // million flows it is one more miss.
-  const auto& me = cores_[slot];
-  for (auto& n : cores_[slot].neighbours) {
-    auto now = pair_numbers(me.terms, rest_[slot].taxonomy, n.partner,
-                            n.distance_m);
-    settle(
-      slot, n, nullptr, now,
-      [&] {
-        return pair_numbers(was.terms, was.taxonomy, n.partner,
-                            n.distance_m);
-      },
-      false, out);
-  }
+  for (auto& n : cores_[slot].neighbours)
+    reevaluate(slot, n, nullptr, was, n.distance_m, false, out);
 }
 
 void match_index::rebuild(uint32_t slot, flow_before was, bool ids_changed,
@@ -426,15 +416,7 @@ void match_index::rebuild(uint32_t slot, flow_before was, bool ids_changed,
       theirs = &cores_[n.partner].neighbours.push_back(
         neighbour{slot, false, n.distance_m});
     }
-    auto now = pair_numbers(me.terms, rest_[slot].taxonomy, n.partner,
-                            n.distance_m);
-    settle(
-      slot, n, theirs, now,
-      [&] {
-        return pair_numbers(was.terms, was.taxonomy, n.partner,
-                            distance_before);
-      },
-      ids_changed, out);
+    reevaluate(slot, n, theirs, was, distance_before, ids_changed, out);
   }
   for (; b != before_.end(); ++b)
     leave(*b);
@@ -456,11 +438,12 @@ match_index::pair_numbers(const flow_terms& terms,
                           distance_m);
 }
 
-template <class Before>
-void match_index::settle(uint32_t slot, neighbour& n, neighbour* theirs,
-                         const caf::optional<match_numbers>& now,
-                         Before&& before, bool ids_changed,
-                         std::vector<match_change>& out) {
+void match_index::reevaluate(uint32_t slot, neighbour& n, neighbour* theirs,
+                             flow_before was, double distance_before,
+                             bool ids_changed,
+                             std::vector<match_change>& out) {
+  auto now = pair_numbers(cores_[slot].terms, rest_[slot].taxonomy,
+                          n.partner, n.distance_m);
   auto flag_theirs = [&](bool matched) {
     (theirs ? *theirs : cores_[n.partner].neighbours.of(slot)).matched
       = matched;
@@ -475,8 +458,12 @@ void match_index::settle(uint32_t slot, neighbour& n, neighbour* theirs,
     return;
   }
   if (n.matched) {
-    if (!ids_changed && before() == now)
-      return; // unchanged: no churn
+    // It matched with the numbers of the terms before: the same numbers
+    // now are no change to emit.
+    if (!ids_changed
+        && pair_numbers(was.terms, was.taxonomy, n.partner, distance_before)
+             == now)
+      return;
   } else {
     n.matched = true;
     flag_theirs(true);

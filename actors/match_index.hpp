@@ -181,15 +181,14 @@ private:
                                             const flow_taxonomy& taxonomy,
                                             uint32_t partner,
                                             double distance_m);
-  /// Brings the pair of `slot` and its neighbour `n` up to date with the
-  /// numbers it has `now` (none: no match), given the numbers it had
-  /// (`before`, called only when it matched): the flags in `n` and in the
-  /// partner's entry (`theirs`, looked up when null), the match count and
-  /// the emitted changes.
-  template <class Before>
-  void settle(uint32_t slot, neighbour& n, neighbour* theirs,
-              const caf::optional<match_numbers>& now, Before&& before,
-              bool ids_changed, std::vector<match_change>& out);
+  /// Evaluates the pair of `slot` and its neighbour `n` as they are now
+  /// and brings it up to date: the flags in `n` and in the partner's entry
+  /// (`theirs`, looked up when null), the match count, the emitted
+  /// changes. `was` and `distance_before` are what the pair's numbers were
+  /// last computed with (read only if it matched).
+  void reevaluate(uint32_t slot, neighbour& n, neighbour* theirs,
+                  flow_before was, double distance_before, bool ids_changed,
+                  std::vector<match_change>& out);
   /// Emits the removal of the match of `slot` and `partner`.
   void emit_removal(uint32_t slot, uint32_t partner,
                     std::vector<match_change>& out) const;

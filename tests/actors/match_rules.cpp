@@ -51,6 +51,13 @@ change site_at(const std::string& id, double lat) {
   return c;
 }
 
+/// Sites a, b and c on one meridian, about 5.6 km apart in that order.
+void place_abc(match_index& idx, std::vector<match_change>& out) {
+  idx.apply(site_at("a", 48.0), out);
+  idx.apply(site_at("b", 48.05), out);
+  idx.apply(site_at("c", 48.1), out);
+}
+
 change upsert(const resource_flow& f) {
   change c;
   c.kind = change::flow_upserted;
@@ -258,9 +265,7 @@ TEST_CASE("weights must sum to 1") {
 TEST_CASE("a stale delete of a flow that moved on is ignored") {
   match_index idx;
   std::vector<match_change> out;
-  idx.apply(site_at("a", 48.0), out);
-  idx.apply(site_at("b", 48.05), out);
-  idx.apply(site_at("c", 48.1), out);
+  place_abc(idx, out);
   change demand;
   demand.kind = change::flow_upserted;
   demand.flow_data = heat("d", "c", flow_direction::demand, 100, 60);
@@ -317,9 +322,7 @@ TEST_CASE("flows that come before their site are matched when it comes") {
 TEST_CASE("a change emits the matches it changes and no others") {
   match_index idx;
   std::vector<match_change> out;
-  idx.apply(site_at("a", 48.0), out);
-  idx.apply(site_at("b", 48.05), out);
-  idx.apply(site_at("c", 48.1), out);
+  place_abc(idx, out);
   idx.apply(upsert(heat("d1", "b", flow_direction::demand, 100, 60)), out);
   idx.apply(upsert(heat("d2", "c", flow_direction::demand, 300, 60)), out);
   auto supply = heat("s", "a", flow_direction::supply, 200, 90);

@@ -179,6 +179,18 @@ void load_table(pg::connection& conn, subject& s) {
                    "20000)");
 }
 
+/// Seconds to apply the batches in turn (the match changes are dropped).
+double seconds_to_apply(match_index& idx,
+                        const std::vector<std::vector<change>>& batches) {
+  std::vector<match_change> out;
+  auto start = clock_type::now();
+  for (auto& batch : batches) {
+    idx.apply(batch, out);
+    out.clear();
+  }
+  return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
 /// One repetition on the index: flow updates (a new quantity) at random
 /// flows, in batches as a match partition receives them from the router;
 /// each recomputes the flow's pairs in both directions. Microseconds per
@@ -199,23 +211,17 @@ double time_index(const options& o, subject& s) {
       = 1000 + u(s.rng) * 100000;
     batches.back().push_back(std::move(c));
   }
-  std::vector<match_change> out;
   auto evals = s.idx->evaluations();
-  auto start = clock_type::now();
-  for (auto& batch : batches) {
-    s.idx->apply(batch, out);
-    out.clear();
-  }
-  auto secs = std::chrono::duration<double>(clock_type::now() - start)
-                .count();
+  auto secs = seconds_to_apply(*s.idx, batches);
   s.r.evaluations_per_event = static_cast<double>(s.idx->evaluations()
                                                   - evals)
                               / static_cast<double>(o.events);
   return secs * 1e6 / static_cast<double>(o.events);
 }
 
-/// One repetition of site moves: random sites move by up to 2 km (each
-/// stays in the region), in batches as for updates. Microseconds per move.
+/// One repetition of site moves: random sites move by up to about a
+/// kilometre north-south and east-west, in batches as for updates.
+/// Microseconds per move.
 double time_moves(const options& o, subject& s) {
   std::uniform_int_distribution<size_t> pick{0, s.n - 1};
   std::uniform_real_distribution<double> step{-0.009, 0.009}; // ~1 km
@@ -234,15 +240,8 @@ double time_moves(const options& o, subject& s) {
     c.site_data = site;
     batches.back().push_back(std::move(c));
   }
-  std::vector<match_change> out;
-  auto start = clock_type::now();
-  for (auto& batch : batches) {
-    s.idx->apply(batch, out);
-    out.clear();
-  }
-  auto secs = std::chrono::duration<double>(clock_type::now() - start)
-                .count();
-  return secs * 1e6 / static_cast<double>(moves);
+  return seconds_to_apply(*s.idx, batches) * 1e6
+         / static_cast<double>(moves);
 }
 
 /// One repetition of the baseline: microseconds per query.
