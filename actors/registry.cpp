@@ -24,7 +24,7 @@ void registry::apply(const event& ev, clock::time_point now,
     evict_flow(ev.target_id, out);
     return;
   }
-  if (seen_ids_.count(ev.id) > 0 || held_ids_.count(ev.id) > 0) {
+  if (seen_ids_.contains(ev.id) || held_ids_.contains(ev.id)) {
     ++out.stats.duplicates;
     return;
   }

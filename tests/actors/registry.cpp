@@ -47,6 +47,15 @@ TEST_CASE_METHOD(fixture, "an event id seen before is not applied twice") {
   CHECK(reg.find_site("s")->lat == 1);
   CHECK(out.stats.duplicates == 1);
   CHECK(out.stats.applied == 1);
+  // Many ids (the set is kept in shards by hash; they grow one by one):
+  // every one is known after, none before.
+  for (int i = 0; i < 20000; ++i)
+    apply(make_site_event("id-" + std::to_string(i), "s", caf::none, 1, 1));
+  CHECK(out.stats.applied == 20001);
+  for (int i = 0; i < 20000; ++i)
+    apply(make_site_event("id-" + std::to_string(i), "s", caf::none, 9, 9));
+  CHECK(out.stats.duplicates == 20001);
+  CHECK(reg.find_site("s")->lat == 1);
 }
 
 TEST_CASE_METHOD(fixture, "a lower version is stale but an equal or missing one is not") {
