@@ -500,7 +500,7 @@ match match_index::full_match(uint32_t supply, uint32_t demand,
 
 std::vector<match> match_index::from_scratch() const {
   // Every supply against every demand through the rules: no grid, no
-  // neighbours, no records.
+  // neighbours.
   std::vector<match> out;
   auto is = [&](size_t slot, flow_direction d) {
     return cores_[slot].indexed && cores_[slot].terms.direction == d;

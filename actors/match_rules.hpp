@@ -61,8 +61,7 @@ double geodesic_distance_m(double lat1, double lon1, double lat2, double lon2);
 /// Pipe cost in EUR per metre for a peak power in MW (the Hotmaps table).
 double pipe_cost_eur_m(double peak_mw);
 
-/// The numbers of one match, without the ids: what the match index keeps
-/// per pair (the ids are the two flows').
+/// The numbers of one match, without the ids (those are the two flows').
 struct match_numbers {
   double distance_m = 0;
   double exchange_qty = 0;

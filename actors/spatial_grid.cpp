@@ -72,21 +72,6 @@ int64_t spatial_grid::column_of(int64_t row, double lon) const {
   return std::clamp<int64_t>(col, 0, columns - 1);
 }
 
-void spatial_grid::prefetch_cells(double lat, double lon,
-                                  double radius_m) const {
-  for_each_cell(box_around(lat, lon, radius_m),
-                [](const cell& c, double, double) { __builtin_prefetch(&c); });
-}
-
-void spatial_grid::prefetch_points(double lat, double lon,
-                                   double radius_m) const {
-  for_each_cell(box_around(lat, lon, radius_m),
-                [](const cell& c, double, double) {
-                  if (!c.empty())
-                    __builtin_prefetch(c.data());
-                });
-}
-
 void spatial_grid::insert(double lat, double lon, uint32_t slot) {
   auto row = row_of(lat);
   auto& r = rows_[static_cast<size_t>(row)];

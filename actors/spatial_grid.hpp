@@ -5,9 +5,7 @@
 // meets at most 2 x 2 cells (two more where it crosses the antimeridian).
 // Each cell keeps its points in one contiguous array, and a cell's address
 // follows from its row and column: a query reads a few arrays instead of
-// walking a tree, and the cells of a coming query can be loaded ahead.
-// That is what keeps the per-event cost flat as the index grows past the
-// caches. Pure logic, no actors.
+// walking a tree or probing a hash map. Pure logic, no actors.
 
 #include <cstddef>
 #include <cstdint>
@@ -49,11 +47,6 @@ public:
     return size_;
   }
 
-  /// Hints to the CPU for a coming query at (lat, lon): first the cells
-  /// it will read, later (once those are in cache) their points.
-  void prefetch_cells(double lat, double lon, double radius_m) const;
-  void prefetch_points(double lat, double lon, double radius_m) const;
-
 private:
   struct point {
     double lat;
@@ -65,21 +58,10 @@ private:
 
   int64_t row_of(double lat) const;
   int64_t column_of(int64_t row, double lon) const;
-  /// The cell at (row, column), null while its row holds no point.
-  const cell* find(int64_t row, int64_t column) const {
-    auto& r = rows_[static_cast<size_t>(row)];
-    return r.empty() ? nullptr : &r[static_cast<size_t>(column)];
-  }
-  /// Calls `visit(cell)` for each cell a box meets, with the longitudes
-  /// it wants from it.
+  /// Calls `visit(cell, lon_lo, lon_hi)` for each cell a box meets that
+  /// exists, with the longitudes it wants from it.
   template <class V>
   void for_each_cell(const search_box& b, V&& visit) const;
-  /// Calls `visit(row, lon_lo, lon_hi)` for each row a box meets and each
-  /// longitude range it takes of that row (two where the box crosses the
-  /// antimeridian).
-  template <class V>
-  void for_each_range(const search_box& b, V&& visit) const;
-
 
   /// Row height in degrees of latitude.
   double row_deg_;
@@ -109,11 +91,12 @@ void spatial_grid::for_each_cell(const search_box& b, V&& visit) const {
   // (one ends at 180, the other starts at -180), so no point is reported
   // twice even when both halves read the same cell.
   auto range = [&](int64_t row, double lon_lo, double lon_hi) {
-    if (rows_[static_cast<size_t>(row)].empty())
-      return;
+    auto& cells = rows_[static_cast<size_t>(row)];
+    if (cells.empty())
+      return; // no point in this row yet
     for (auto col = column_of(row, lon_lo), last = column_of(row, lon_hi);
          col <= last; ++col)
-      visit(*find(row, col), lon_lo, lon_hi);
+      visit(cells[static_cast<size_t>(col)], lon_lo, lon_hi);
   };
   for (auto row = row_of(b.lat_lo), last = row_of(b.lat_hi); row <= last;
        ++row) {

@@ -100,8 +100,9 @@ dataset make(size_t n, unsigned seed) {
 struct result {
   size_t flows;
   double index_us_per_event;
-  /// A site moving (by up to 2 km): its flow's neighbours found again
-  /// through the grid, each pair's geodesic and rules.
+  /// A site moving (by up to about a kilometre each way): its flow's
+  /// neighbours found again through the grid, each pair's geodesic and
+  /// rules.
   double move_us_per_event;
   double evaluations_per_event;
   double postgis_us_per_query;
