@@ -58,8 +58,8 @@ using worker_pool_actor = caf::typed_actor<
   // The current entities of all workers.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // At start-up: restores worker `index` from the database.
-  caf::replies_to<restore_atom, uint32_t, registry_snapshot,
-                  std::vector<std::string>>::with<caf::ok_atom>>;
+  caf::replies_to<restore_atom, uint32_t,
+                  registry_snapshot>::with<caf::ok_atom>>;
 
 /// A worker in a pool. Its handler applies batches and reports each to the
 /// pool with `done`.
@@ -72,10 +72,9 @@ using worker_actor = caf::typed_actor<
   caf::replies_to<release_atom>::with<registry_stats>,
   // Copies out the current entities.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
-  // At start-up: takes in entities and processed event ids loaded from the
-  // database, without publishing them.
-  caf::replies_to<restore_atom, registry_snapshot,
-                  std::vector<std::string>>::with<caf::ok_atom>>;
+  // At start-up: takes in entities loaded from the database, without
+  // publishing them.
+  caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>>;
 
 /// Routes each event to the worker-pool group that handles its type, and to
 /// a worker within it by the group's policy; admits input only while each
@@ -84,6 +83,8 @@ using dispatcher_actor = caf::typed_actor<
   // From a source: admits a batch. The answer comes once the batch is
   // inside the in-flight budget, so a source waiting for it is slowed.
   caf::replies_to<ingest_atom, std::vector<event>>::with<caf::ok_atom>,
+  // Timer: old event ids leave the dedup window, a shard at a time.
+  caf::reacts_to<expire_atom>,
   // From a pool: `count` events done on `worker` of `group`.
   caf::reacts_to<done_atom, uint32_t, uint32_t, uint64_t, registry_stats>,
   // Answers once nothing is in flight or parked.
@@ -95,10 +96,11 @@ using dispatcher_actor = caf::typed_actor<
   // In-flight accounting.
   caf::replies_to<status_atom>::with<dispatch_status>,
   // At start-up, before any input: the state loaded from the database
-  // (entities, processed event ids and their routing keys), spread over
-  // the workers the way events will be routed.
+  // (entities, spread over the workers the way events will be routed; the
+  // processed event ids with the times they were applied, in ms since the
+  // epoch, into the dispatcher's dedup window).
   caf::replies_to<restore_atom, registry_snapshot, std::vector<std::string>,
-                  std::vector<std::string>>::with<caf::ok_atom>>;
+                  std::vector<int64_t>>::with<caf::ok_atom>>;
 
 /// Stores or emits match changes: the match writer (the `matches` table)
 /// and the match stream (`[output] matches`).

@@ -43,6 +43,21 @@ uint32_t hash_slot(std::string_view key, size_t n) {
   return static_cast<uint32_t>(std::hash<std::string_view>{}(key) % n);
 }
 
+event_id_window::millis wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Takes a worker report's counters into the totals; the ids of events
+/// dead-lettered after admission leave the dedup window.
+void take_stats(dispatcher_state& st, registry_stats& stats) {
+  for (auto& id : stats.rejected_ids)
+    st.seen.forget(id);
+  stats.rejected_ids.clear();
+  st.totals += stats;
+}
+
 /// Chooses the worker of `g` for `ev`; for key-hash groups also maintains
 /// the flow routing table and queues an eviction when a flow changes worker
 /// (at this point of the old worker's sequence).
@@ -84,12 +99,15 @@ uint32_t pick_worker(group_t& g, const event& ev, size_t shared) {
       return w;
     }
     case event_type::resource_flow_deleted: {
-      // The entry stays after the delete, so a duplicate of the delete
-      // reaches the worker that remembers its id.
+      // The worker that holds the flow; for a flow never routed, the site
+      // the delete names (v1.1), where a held upsert of it may wait, or
+      // else anywhere: deleting an unknown flow is a no-op.
       auto i = g.flow_owner.find(ev.target_id);
-      if (i == g.flow_owner.end())
-        return hash_slot(ev.target_id, n); // unknown: a no-op anywhere
-      return i->second;
+      if (i != g.flow_owner.end())
+        return i->second;
+      return hash_slot(ev.flow_data.site_id.empty() ? ev.target_id
+                                                    : ev.flow_data.site_id,
+                       n);
     }
     default:
       return hash_slot(ev.site_key(), n);
@@ -108,8 +126,13 @@ void route(dispatcher_ptr self, std::vector<event>& input) {
   // The input batch becomes immutable and shared by every worker.
   auto events = std::make_shared<const std::vector<event>>(std::move(input));
   auto shared = events->size();
+  auto now = wall_clock_ms();
   for (size_t i = 0; i < shared; ++i) {
     const auto& ev = (*events)[i];
+    if (!st.seen.admit(ev.id, now)) {
+      ++st.totals.duplicates;
+      continue;
+    }
     auto gi = st.route[static_cast<size_t>(ev.type)];
     auto& g = st.groups[static_cast<size_t>(gi)];
     auto w = pick_worker(g, ev, shared);
@@ -173,8 +196,10 @@ std::chrono::milliseconds reply_timeout(dispatcher_ptr self) {
 
 dispatcher_actor::behavior_type
 dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
-           std::vector<group_settings> groups) {
+           std::vector<group_settings> groups,
+           std::chrono::milliseconds dedup_retention) {
   auto& init = self->state;
+  init.seen = event_id_window{dedup_retention.count()};
   init.route.fill(-1);
   for (uint32_t gi = 0; gi < groups.size(); ++gi) {
     dispatcher_state::group g;
@@ -198,7 +223,18 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
   // Flow evictions follow flows.
   init.route[static_cast<size_t>(event_type::flow_evicted)]
     = init.route[static_cast<size_t>(event_type::resource_flow_created)];
+  // Old ids leave the window one shard per tick: a full sweep takes 64
+  // ticks, so an id outlives its retention by at most that much.
+  auto sweep = std::clamp(dedup_retention
+                            / static_cast<int>(event_id_window::shard_count),
+                          std::chrono::milliseconds{1},
+                          std::chrono::milliseconds{1000});
+  self->delayed_send(self, sweep, expire_atom::value);
   return {
+    [self, sweep](expire_atom) {
+      self->state.seen.expire_next_shard(wall_clock_ms());
+      self->delayed_send(self, sweep, expire_atom::value);
+    },
     [self](ingest_atom, std::vector<event>& events) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       if (st.parked.empty() && has_credit(self)) {
@@ -223,7 +259,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       }
       g.in_flight -= count;
       g.worker_load[worker] -= count;
-      self->state.totals += stats;
+      take_stats(self->state, stats);
       admit_parked(self);
     },
     [self](drain_atom) -> caf::result<caf::ok_atom> {
@@ -240,7 +276,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         self->request(g.pool, reply_timeout(self), release_atom::value)
           .then(
             [=](registry_stats& s) mutable {
-              self->state.totals += s;
+              take_stats(self->state, s);
               if (--*pending == 0)
                 rp.deliver(self->state.totals);
             },
@@ -278,14 +314,17 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     },
     [self](restore_atom, registry_snapshot& state,
            std::vector<std::string>& ids,
-           std::vector<std::string>& keys) -> caf::result<caf::ok_atom> {
+           std::vector<int64_t>& applied) -> caf::result<caf::ok_atom> {
+      for (size_t i = 0; i < ids.size(); ++i)
+        self->state.seen.remember(std::move(ids[i]),
+                                  i < applied.size() ? applied[i]
+                                                     : wall_clock_ms());
       // Spread the stored state the way events are routed: by site.
       auto gi = self->state.route[static_cast<size_t>(
         event_type::resource_flow_created)];
       auto& g = self->state.groups[static_cast<size_t>(gi)];
       auto n = g.settings.workers;
       std::vector<registry_snapshot> parts(n);
-      std::vector<std::vector<std::string>> part_ids(n);
       for (auto& s : state.sites)
         parts[hash_slot(s.site_id, n)].sites.push_back(std::move(s));
       for (auto& f : state.flows) {
@@ -293,13 +332,11 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         g.flow_owner[f.flow_id] = w;
         parts[w].flows.push_back(std::move(f));
       }
-      for (size_t i = 0; i < ids.size(); ++i)
-        part_ids[hash_slot(keys[i], n)].push_back(std::move(ids[i]));
       auto rp = self->make_response_promise<caf::ok_atom>();
       auto pending = std::make_shared<size_t>(n);
       for (uint32_t w = 0; w < n; ++w) {
         self->request(g.pool, reply_timeout(self), restore_atom::value, w,
-                      std::move(parts[w]), std::move(part_ids[w]))
+                      std::move(parts[w]))
           .then(
             [=](caf::ok_atom) mutable {
               if (--*pending == 0)

@@ -12,15 +12,23 @@
 // evict it. Routing never moves an event: each worker gets the shared input
 // batch and the positions of its events in it.
 //
+// Deduplication: by event id alone, here, before routing (events.md v1.1):
+// the dispatcher sees every copy of an id in input order, whatever its
+// routing key, so the outcome never depends on the number of workers. Ids
+// of events dead-lettered after admission come back with the workers'
+// reports and are forgotten, so a corrected resend applies.
+//
 // Backpressure: each group has a budget of events in flight (admitted, not
 // yet reported done by its workers). A source's batch is admitted only while
 // every group is below its budget; otherwise its reply is withheld, which
 // holds the source, so no mailbox grows without bound and nothing is dropped.
 
 #include "actors/actors.hpp"
+#include "actors/event_id_window.hpp"
 #include "actors/worker_pool.hpp"
 
 #include <array>
+#include <chrono>
 #include <deque>
 #include <string>
 #include <unordered_map>
@@ -53,6 +61,10 @@ inline std::vector<event_type> contract_event_types() {
           event_type::resource_flow_updated, event_type::resource_flow_deleted};
 }
 
+/// How long an applied event id is remembered (events.md v1.1: 7 days).
+constexpr std::chrono::milliseconds default_dedup_retention
+  = std::chrono::hours{24 * 7};
+
 /// Number of event_type values (the six of the contract plus eviction).
 constexpr size_t event_type_count
   = static_cast<size_t>(event_type::flow_evicted) + 1;
@@ -81,6 +93,8 @@ struct dispatcher_state {
   };
 
   std::vector<group> groups;
+  /// Event ids applied or in flight within the retention.
+  event_id_window seen{default_dedup_retention.count()};
   std::array<int, event_type_count> route;
   std::deque<parked_batch> parked;
   std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
@@ -89,9 +103,11 @@ struct dispatcher_state {
 };
 
 /// Spawns one supervised pool per group, linked to the dispatcher. Every
-/// event type must be handled by exactly one group.
+/// event type must be handled by exactly one group. Event ids are
+/// remembered for `dedup_retention`.
 dispatcher_actor::behavior_type
 dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
-           std::vector<group_settings> groups);
+           std::vector<group_settings> groups,
+           std::chrono::milliseconds dedup_retention);
 
 } // namespace flowmatch

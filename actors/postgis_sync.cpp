@@ -116,6 +116,7 @@ void flush(sync_ptr self) {
       log()->error("{} dead-lettering event {}: {}", who(self),
                    r.what.event_id, r.error.describe());
       refused_stats.count_dead_letter(reject_reason::permanent_db_error);
+      refused_stats.rejected_ids.push_back(r.what.event_id);
       letters.push_back(refusal_letter(r));
     }
     if (st.dead_letters)

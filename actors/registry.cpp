@@ -24,10 +24,6 @@ void registry::apply(const event& ev, clock::time_point now,
     evict_flow(ev.target_id, out);
     return;
   }
-  if (seen_ids_.contains(ev.id) || held_ids_.contains(ev.id)) {
-    ++out.stats.duplicates;
-    return;
-  }
   switch (ev.type) {
     case event_type::site_created:
     case event_type::site_updated:
@@ -54,7 +50,6 @@ void registry::apply(const event& ev, clock::time_point now,
 
 void registry::upsert_site(const event& ev, registry_output& out) {
   const auto& incoming = ev.site_data;
-  seen_ids_.insert(ev.id);
   out.took_in(ev.id, incoming.site_id);
   auto i = sites_.find(incoming.site_id);
   if (i != sites_.end() && is_stale(i->second, incoming)) {
@@ -86,7 +81,6 @@ void registry::upsert_site(const event& ev, registry_output& out) {
 }
 
 void registry::delete_site(const event& ev, registry_output& out) {
-  seen_ids_.insert(ev.id);
   out.took_in(ev.id, ev.target_id);
   ++out.stats.applied;
   auto i = sites_.find(ev.target_id);
@@ -111,7 +105,6 @@ void registry::delete_site(const event& ev, registry_output& out) {
 
 void registry::upsert_flow(const event& ev, registry_output& out) {
   const auto& incoming = ev.flow_data;
-  seen_ids_.insert(ev.id);
   out.took_in(ev.id, incoming.site_id);
   auto i = flows_.find(incoming.flow_id);
   if (i != flows_.end() && is_stale(i->second, incoming)) {
@@ -163,25 +156,25 @@ void registry::remove_flow(const std::string& flow_id,
 }
 
 void registry::delete_flow(const event& ev, registry_output& out) {
-  seen_ids_.insert(ev.id);
-  // The key a duplicate of this delete is routed by: the flow's site while
-  // the dispatcher knows the flow (it keeps knowing it after the delete),
-  // the flow id for a flow it never saw.
+  // Recorded with the id in processed_events: the flow's site when known.
   auto known = flows_.find(ev.target_id);
   out.took_in(ev.id,
               known != flows_.end() ? known->second.site_id : ev.target_id);
   ++out.stats.applied;
   // A delete is the newest word on the flow: held upserts of it are void.
-  out.stats.superseded += drop_held_of_flow(ev.target_id);
+  // They are done (superseded) and recorded as processed like the delete:
+  // a re-fed input after a restart must not hold them again.
+  out.stats.superseded += drop_held_of_flow(ev.target_id, &out);
   remove_flow(ev.target_id, ev.id, out);
 }
 
 void registry::evict_flow(const std::string& flow_id, registry_output& out) {
-  drop_held_of_flow(flow_id);
+  drop_held_of_flow(flow_id, nullptr);
   remove_flow(flow_id, {}, out);
 }
 
-size_t registry::drop_held_of_flow(const std::string& flow_id) {
+size_t registry::drop_held_of_flow(const std::string& flow_id,
+                                   registry_output* superseded) {
   size_t dropped = 0;
   if (held_total_ == 0)
     return 0;
@@ -189,6 +182,8 @@ size_t registry::drop_held_of_flow(const std::string& flow_id) {
     auto& queue = i->second;
     for (auto j = queue.begin(); j != queue.end();) {
       if (j->ev.flow_data.flow_id == flow_id) {
+        if (superseded != nullptr)
+          superseded->took_in(j->ev.id, j->ev.flow_data.site_id);
         held_ids_.erase(j->ev.id);
         --held_total_;
         ++dropped;
@@ -236,6 +231,7 @@ void registry::dead_letter_held(held_flow& h, std::string detail,
   dl.detail = std::move(detail);
   dl.payload = h.ev.raw;
   out.stats.count_dead_letter(dl.reason);
+  out.stats.rejected_ids.push_back(h.ev.id);
   out.dead_letters.push_back(std::move(dl));
 }
 
@@ -279,8 +275,7 @@ void registry::release_all_held(registry_output& out) {
   hold_order_.clear();
 }
 
-void registry::restore(registry_snapshot state,
-                       std::vector<std::string> event_ids) {
+void registry::restore(registry_snapshot state) {
   for (auto& s : state.sites) {
     auto id = s.site_id;
     sites_[id] = std::move(s);
@@ -290,8 +285,6 @@ void registry::restore(registry_snapshot state,
     auto id = f.flow_id;
     flows_[id] = std::move(f);
   }
-  for (auto& id : event_ids)
-    seen_ids_.insert(std::move(id));
 }
 
 registry_snapshot registry::snapshot() const {

@@ -1,9 +1,10 @@
 #pragma once
 
 // The authoritative in-memory registry of one worker's share of sites and
-// flows, with the contract's semantics: upserts, the version rule, event-id
-// deduplication, deletes with cascade, and flows held until their site
-// arrives. Pure logic without actors, so it is tested directly; the
+// flows, with the contract's semantics: upserts, the version rule, deletes
+// with cascade, and flows held until their site arrives. Event-id
+// deduplication is not here: it is by id alone, across workers, in the
+// dispatcher's event_id_window. Pure logic without actors, so it is tested directly; the
 // registry_worker actor owns one and feeds it batches.
 
 #include "messages/batch.hpp"
@@ -11,9 +12,7 @@
 #include "messages/domain.hpp"
 
 #include <absl/container/flat_hash_set.h>
-#include <absl/hash/hash.h>
 
-#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -65,7 +64,7 @@ public:
   void release_all_held(registry_output& out);
 
   /// Takes in state loaded from the database (no changes published).
-  void restore(registry_snapshot state, std::vector<std::string> event_ids);
+  void restore(registry_snapshot state);
 
   /// Sorted by id, for stable output.
   registry_snapshot snapshot() const;
@@ -107,8 +106,10 @@ private:
   void delete_flow(const event& ev, registry_output& out);
   void evict_flow(const std::string& flow_id, registry_output& out);
   void hold(const event& ev, clock::time_point now, registry_output& out);
-  /// Cancels held upserts of a flow; returns how many.
-  size_t drop_held_of_flow(const std::string& flow_id);
+  /// Cancels held upserts of a flow; returns how many. With `superseded`,
+  /// their ids are taken in as done (a delete superseded them).
+  size_t drop_held_of_flow(const std::string& flow_id,
+                           registry_output* superseded);
   void dead_letter_held(held_flow& h, std::string detail,
                         registry_output& out);
   struct hold_ticket;
@@ -118,44 +119,13 @@ private:
                    registry_output& out);
 
   size_t hold_limit_;
-  /// Every event id applied (duplicates are skipped). It grows for the
-  /// whole run, so it is kept in 64 flat sets by hash: growing one
-  /// rehashes a 64th of the ids. One set of a million ids pauses the
-  /// worker for 100 ms and more when it grows (a node-based one, which
-  /// also allocates per id, for longer), and the pipeline's latency with
-  /// it.
-  class id_set {
-  public:
-    bool contains(const std::string& id) const {
-      return shard(id).contains(id);
-    }
-    void insert(std::string id) {
-      auto& s = shard(id);
-      s.insert(std::move(id));
-    }
-
-  private:
-    using set = absl::flat_hash_set<std::string>;
-    static size_t shard_of(const std::string& id) {
-      // The top bits: the sets use the low ones to place an id.
-      return absl::Hash<std::string>{}(id) >> 58;
-    }
-    const set& shard(const std::string& id) const {
-      return shards_[shard_of(id)];
-    }
-    set& shard(const std::string& id) {
-      return shards_[shard_of(id)];
-    }
-    std::array<set, 64> shards_;
-  };
-  id_set seen_ids_;
   std::unordered_map<std::string, site> sites_;
   std::unordered_map<std::string, resource_flow> flows_;
   std::unordered_map<std::string, std::unordered_set<std::string>>
     flows_by_site_;
   /// Held flow upserts per unknown site, in arrival order.
   std::unordered_map<std::string, std::deque<held_flow>> held_;
-  /// Ids of held events, so a duplicate of a held event is recognized.
+  /// Ids of held events, so a ticket knows whether its event still waits.
   absl::flat_hash_set<std::string> held_ids_;
   /// Arrival order of held events for expiry: (arrival, site, event id).
   struct hold_ticket {

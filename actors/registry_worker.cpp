@@ -112,6 +112,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
             log()->error("{} {}: dead-lettering poison event {}: {}",
                          self->name(), st.index, ev.id, dl.detail);
             st.out.stats.count_dead_letter(dl.reason);
+            st.out.stats.rejected_ids.push_back(ev.id);
             st.out.dead_letters.push_back(std::move(dl));
           } else {
             if (st.settings.before_apply)
@@ -155,9 +156,8 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](snapshot_atom) -> registry_snapshot {
       return self->state.reg->snapshot();
     },
-    [self](restore_atom, registry_snapshot& stored,
-           std::vector<std::string>& event_ids) -> caf::ok_atom {
-      self->state.reg->restore(std::move(stored), std::move(event_ids));
+    [self](restore_atom, registry_snapshot& stored) -> caf::ok_atom {
+      self->state.reg->restore(std::move(stored));
       return caf::ok_atom::value;
     },
   };

@@ -164,12 +164,12 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       }
       return rp;
     },
-    [self](restore_atom, uint32_t index, registry_snapshot& state,
-           std::vector<std::string>& ids) -> caf::result<caf::ok_atom> {
+    [self](restore_atom, uint32_t index,
+           registry_snapshot& state) -> caf::result<caf::ok_atom> {
       auto rp = self->make_response_promise<caf::ok_atom>();
       self->request(self->state.slots[index].worker,
                     self->state.supervision.reply_timeout,
-                    restore_atom::value, std::move(state), std::move(ids))
+                    restore_atom::value, std::move(state))
         .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
               [=](caf::error& err) mutable { rp.deliver(err); });
       return rp;

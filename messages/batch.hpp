@@ -109,7 +109,7 @@ typename Inspector::result_type inspect(Inspector& f, change& x) {
 /// them into the run summary.
 struct registry_stats {
   uint64_t applied = 0;      ///< events that took effect (incl. no-op deletes)
-  uint64_t duplicates = 0;   ///< event ids seen before, skipped
+  uint64_t duplicates = 0;   ///< event ids seen before, skipped (dispatcher)
   uint64_t stale = 0;        ///< upserts older than the stored version
   uint64_t held = 0;         ///< flows held for a site not known yet
   uint64_t held_applied = 0; ///< held flows applied once the site came
@@ -119,6 +119,10 @@ struct registry_stats {
   uint64_t flows = 0;
   /// Dead letters by reject_reason (index = enum value).
   std::vector<uint64_t> dead_letters;
+  /// Ids of admitted events that were dead-lettered after all (orphan,
+  /// poison, refused by the database): the dispatcher forgets them, so a
+  /// corrected resend applies (events.md v1.1). Emptied by the dispatcher.
+  std::vector<std::string> rejected_ids;
 
   void count_dead_letter(reject_reason r) {
     if (dead_letters.size() < reject_reason_count)
@@ -146,6 +150,8 @@ struct registry_stats {
       dead_letters.resize(o.dead_letters.size());
     for (size_t i = 0; i < o.dead_letters.size(); ++i)
       dead_letters[i] += o.dead_letters[i];
+    rejected_ids.insert(rejected_ids.end(), o.rejected_ids.begin(),
+                        o.rejected_ids.end());
     return *this;
   }
 };
@@ -154,7 +160,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
   return f(caf::meta::type_name("registry_stats"), x.applied, x.duplicates,
            x.stale, x.held, x.held_applied, x.superseded, x.sites, x.flows,
-           x.dead_letters);
+           x.dead_letters, x.rejected_ids);
 }
 
 /// What a worker reports to its pool when a batch (or part of one) is

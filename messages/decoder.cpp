@@ -69,6 +69,16 @@ public:
     return out.type() != element_type::NULL_VALUE;
   }
 
+  /// PostgreSQL text cannot hold U+0000 (events.md v1.1): an event with
+  /// one is refused here, before it can reach memory or a table.
+  void reject_nul(std::string_view key, std::string_view sv) const {
+    if (sv.find('\0') != std::string_view::npos)
+      reject(reject_reason::invalid_value,
+             fmt::format("{} contains U+0000 (NUL), which no stored text may "
+                         "hold",
+                         path(key)));
+  }
+
   [[noreturn]] void missing(std::string_view key) const {
     reject(reject_reason::missing_field, fmt::format("{} is required", path(key)));
   }
@@ -88,6 +98,7 @@ public:
     if (e.type() != element_type::STRING)
       wrong_type(key, "string", e);
     std::string_view sv = e.get_string().value_unsafe();
+    reject_nul(key, sv);
     if (max_chars > 0) {
       auto n = utf8_length(sv);
       if (n > max_chars)
@@ -151,6 +162,13 @@ public:
                fmt::format("{} does not fit a signed 64-bit integer",
                            path(key)));
       case element_type::DOUBLE:
+        // An integer literal too long for 64 bits arrives as a double (see
+        // widen_big_integers): a valid number, too large for its field.
+        if (double v = e.get_double().value_unsafe();
+            std::nearbyint(v) == v && std::fabs(v) >= 9.2e18)
+          reject(reject_reason::out_of_range,
+                 fmt::format("{} is {}, does not fit a signed 64-bit integer",
+                             path(key), v));
         reject(reject_reason::wrong_type,
                fmt::format("{} must be an integer, got a fractional or "
                            "exponent number",
@@ -187,7 +205,9 @@ public:
         reject(reject_reason::wrong_type,
                fmt::format("{}[{}] must be a string, got {}", path(key), i,
                            json_type_name(item.type())));
-      out.emplace_back(item.get_string().value_unsafe());
+      std::string_view sv = item.get_string().value_unsafe();
+      reject_nul(fmt::format("{}[{}]", key, i), sv);
+      out.emplace_back(sv);
       ++i;
     }
     return out;
@@ -298,6 +318,14 @@ resource_flow decode_flow(const fields& d) {
     reject(reject_reason::invalid_value,
            fmt::format("data.unit \"{}\" is not a known unit", f.unit));
   }
+  // The canonical annual amount must be a finite, positive number (1e308
+  // MW overflows it): no table or stream may ever hold infinity or NaN.
+  if (!std::isfinite(*annual) || !(*annual > 0))
+    reject(reject_reason::out_of_range,
+           fmt::format("data.quantity {} {} is {} {} a year, beyond the "
+                       "range of a finite positive number",
+                       f.quantity, f.unit, *annual,
+                       canonical_unit(f.resource)));
   f.annual_quantity = *annual;
   // Class-specific fields are validated (and required) where the contract
   // gives them a meaning: temperature and medium for heat, ewc for a
@@ -425,6 +453,52 @@ bool has_non_finite_token(std::string_view line) {
   return false;
 }
 
+/// The line with every integer literal that fits no 64-bit integer turned
+/// into a double literal (".0" appended), or none when there is none.
+caf::optional<std::string> widen_big_integers(std::string_view line) {
+  std::string out;
+  bool changed = false;
+  bool in_string = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    char c = line[i];
+    if (in_string) {
+      out.push_back(c);
+      if (c == '\\' && i + 1 < line.size())
+        out.push_back(line[++i]);
+      else if (c == '"')
+        in_string = false;
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+      out.push_back(c);
+      continue;
+    }
+    if ((c >= '0' && c <= '9') || c == '-') {
+      size_t j = i + (c == '-' ? 1 : 0);
+      size_t digits_start = j;
+      while (j < line.size() && line[j] >= '0' && line[j] <= '9')
+        ++j;
+      bool integer = j > digits_start
+                     && (j == line.size()
+                         || std::strchr(".eE", line[j]) == nullptr);
+      out.append(line.substr(i, j - i));
+      // 19 digits may overflow int64, 20 uint64: let the parser say which
+      // fit and widen only the longer ones.
+      if (integer && j - digits_start > 19) {
+        out.append(".0");
+        changed = true;
+      }
+      i = j - 1; // j > i: a sign or at least one digit was taken
+      continue;
+    }
+    out.push_back(c);
+  }
+  if (!changed)
+    return caf::none;
+  return out;
+}
+
 dead_letter make_dead_letter(std::string_view line, event_origin origin,
                              reject_reason reason, std::string detail,
                              std::string event_id = {}) {
@@ -459,6 +533,19 @@ decode_result event_decoder::decode(std::string_view line,
                               reject_reason::non_finite_number,
                               "a number is NaN, infinite or beyond the range "
                               "of a double");
+    if (err == simdjson::NUMBER_ERROR) {
+      // Valid JSON with an integer beyond 64 bits, which simdjson refuses:
+      // read it as a double, so its field says it is out of range.
+      if (auto widened = widen_big_integers(line)) {
+        auto result = decode(*widened, origin, false);
+        if (auto* ev = std::get_if<event>(&result)) {
+          ev->raw = std::string{line};
+        } else if (auto* dl = std::get_if<dead_letter>(&result)) {
+          dl->payload = std::string{line};
+        }
+        return result;
+      }
+    }
     return make_dead_letter(line, std::move(origin),
                             reject_reason::malformed_json,
                             fmt::format("invalid JSON: {}",
@@ -510,6 +597,13 @@ decode_result event_decoder::decode(std::string_view line,
         break;
       case event_type::resource_flow_deleted:
         ev.target_id = d.req_string("flow_id", max_id_chars);
+        // Optional (v1.1): the flow's site, its routing key.
+        if (auto site = d.opt_string("site_id", max_id_chars)) {
+          if (site->empty())
+            reject(reject_reason::out_of_range,
+                   "data.site_id must not be empty");
+          ev.flow_data.site_id = std::move(*site);
+        }
         break;
       case event_type::flow_evicted:
         break; // unreachable: parse_type never yields it

@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <cstdint>
+#include <stdexcept>
 
 namespace flowmatch {
 
@@ -39,6 +41,12 @@ void append_json_string(std::string& out, std::string_view raw) {
 }
 
 void append_json_number(std::string& out, double v) {
+  // JSON has no NaN or infinity, and no output may hold one (events.md
+  // v1.1): the validator keeps them out; this is the last line.
+  if (!std::isfinite(v))
+    throw std::domain_error(fmt::format("refusing to encode the non-finite "
+                                        "number {} as JSON",
+                                        v));
   // fmt prints the shortest representation that reads back to the same
   // double, so snapshots round-trip exactly.
   fmt::format_to(std::back_inserter(out), "{}", v);

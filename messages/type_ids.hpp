@@ -36,6 +36,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::match_change))
   CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::match_change>))
   CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::change>))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<int64_t>))
 
   // Atoms: at most 10 characters in CAF 0.17.
   CAF_ADD_ATOM(flowmatch, flowmatch, ingest_atom, "ingest")

@@ -83,7 +83,10 @@ flowmatch_config::flowmatch_config() {
     .add(registry_hold_timeout, "hold-timeout",
          "how long a flow waits for its site before it is dead-lettered")
     .add(registry_hold_limit, "hold-limit",
-         "flows held at once per worker, at most");
+         "flows held at once per worker, at most")
+    .add(registry_dedup_retention, "dedup-retention",
+         "how long an applied event id is remembered: a resend within it "
+         "is a duplicate");
   opt_group{custom_options_, "supervision"}
     .add(supervision_max_attempts, "max-attempts",
          "crashes on one event before it is dead-lettered as poison")
@@ -203,6 +206,9 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.registry_hold_limit < 1)
     return bad("registry.hold-limit must be at least 1");
   s.worker.hold_limit = cfg.registry_hold_limit;
+  if (cfg.registry_dedup_retention.count() <= 0)
+    return bad("registry.dedup-retention must be positive");
+  s.dedup_retention = to_ms(cfg.registry_dedup_retention);
   if (cfg.supervision_max_attempts < 1)
     return bad("supervision.max-attempts must be at least 1");
   s.supervision.max_attempts

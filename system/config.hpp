@@ -50,6 +50,7 @@ public:
   size_t registry_max_in_flight = 65536;
   caf::timespan registry_hold_timeout = std::chrono::seconds{60};
   size_t registry_hold_limit = 1000000;
+  caf::timespan registry_dedup_retention = std::chrono::hours{24 * 7};
   // [supervision]
   size_t supervision_max_attempts = 3;
   caf::timespan supervision_backoff_initial = std::chrono::milliseconds{10};
@@ -82,6 +83,8 @@ struct settings {
   uint32_t registry_workers = 1;
   routing_policy registry_policy = routing_policy::key_hash;
   uint64_t registry_max_in_flight = 65536;
+  /// How long an applied event id is remembered for deduplication.
+  std::chrono::milliseconds dedup_retention = default_dedup_retention;
   registry_worker_settings worker;
   supervision_settings supervision;
   std::chrono::milliseconds grace_period{30000};
@@ -101,6 +104,7 @@ enum exit_code : int {
   exit_deadline = 3,    ///< the grace period ran out before the drain ended
   exit_failure = 4,     ///< a stage failed (e.g. restart intensity exceeded)
   exit_interrupted = 5, ///< a second signal cut the drain short
+  exit_input = 6,       ///< the input could not be read (I/O error)
 };
 
 } // namespace flowmatch

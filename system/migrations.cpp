@@ -101,6 +101,15 @@ CREATE TABLE processed_events (
   routing_key  text
 );
 )sql"},
+  {2, "v1.1: dead_letters.resolved_at",
+   R"sql(
+-- A later success clears an earlier failure (events.md v1.1): set when the
+-- same event id is applied after all. Open letters are the ones to look at.
+ALTER TABLE dead_letters ADD COLUMN resolved_at timestamptz;
+CREATE INDEX dead_letters_open_idx ON dead_letters (event_id)
+  WHERE resolved_at IS NULL;
+CREATE INDEX processed_events_at_idx ON processed_events (processed_at);
+)sql"},
 };
 
 } // namespace

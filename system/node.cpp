@@ -293,7 +293,8 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     {}, std::move(committers), st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;
   st.dispatcher = self->spawn<caf::linked>(
-    dispatcher, std::vector<group_settings>{std::move(registry_group)});
+    dispatcher, std::vector<group_settings>{std::move(registry_group)},
+    st.cfg.dedup_retention);
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
               self->name(), st.cfg.source.path, st.cfg.registry_workers,
               st.cfg.threads,
@@ -319,7 +320,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
         self->request(self->state.dispatcher, timeout, restore_atom::value,
                       std::move(stored->snapshot),
                       std::move(stored->event_ids),
-                      std::move(stored->event_keys))
+                      std::move(stored->event_applied_ms))
           .then(
             [=](caf::ok_atom) {
               log()->info("{} restored {} sites, {} flows and {} processed "
@@ -331,6 +332,49 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
             failed);
       },
       failed);
+}
+
+/// The advisory lock that makes a node the one writer of its schema
+/// (storage.md v1.1): two int4 keys, a constant and the schema's FNV-1a.
+std::string owner_lock_keys(const std::string& schema) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : schema) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return fmt::format("7274311, {}", static_cast<int32_t>(h));
+}
+
+/// Takes the schema's owner lock on the node's own connection, held while
+/// the node runs. Answers a message naming the running owner when another
+/// node holds it, nothing when the lock is ours.
+std::optional<std::string> take_owner_lock(pg::connection& conn,
+                                           const std::string& schema,
+                                           std::optional<pg::db_error>& err) {
+  auto keys = owner_lock_keys(schema);
+  auto r = conn.exec("SELECT pg_try_advisory_lock(" + keys + ")");
+  if (r.error) {
+    err = r.error;
+    return std::nullopt;
+  }
+  if (r.value->as_bool(0, 0))
+    return std::nullopt;
+  // Name the owner for the operator.
+  auto who = conn.exec(
+    "SELECT a.pid, coalesce(a.client_addr::text, 'local'), "
+    "a.application_name, a.backend_start FROM pg_locks l JOIN "
+    "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+    "l.granted AND (l.classid::bigint, l.objid::bigint) = (" + keys
+    + ") LIMIT 1");
+  std::string owner = "another node";
+  if (!who.error && who.value->rows() > 0)
+    owner = fmt::format("a node (backend pid {}, {}, {}, since {})",
+                        who.value->text(0, 0), who.value->text(0, 1),
+                        who.value->text(0, 2), who.value->text(0, 3));
+  return fmt::format("schema {} is owned by {}: one writer per schema until "
+                     "cluster mode (storage.md v1.1); stop that node or use "
+                     "another postgis.schema",
+                     schema, owner);
 }
 
 /// One attempt to reach the database, migrate it and load its state; on a
@@ -345,8 +389,12 @@ void connect_database(node_ptr self) {
     auto m = migrate(*conn.value, pgs.schema);
     if (m.error) {
       err = m.error;
-    } else {
-      auto loaded = store::load(*conn.value);
+    } else if (auto taken = take_owner_lock(*conn.value, pgs.schema, err)) {
+      log()->critical("{} {}", self->name(), *taken);
+      finish(self, exit_config);
+      return;
+    } else if (!err) {
+      auto loaded = store::load(*conn.value, st.cfg.dedup_retention);
       if (loaded.error)
         err = loaded.error;
       else
@@ -354,13 +402,18 @@ void connect_database(node_ptr self) {
     }
   }
   if (!err) {
+    // The connection keeps the owner lock for the node's lifetime.
+    st.owner_conn = std::move(*conn.value);
     start_stages(self, std::move(stored));
     return;
   }
   if (!err->retryable()) {
-    log()->critical("{} cannot use the database: {}", self->name(),
-                    err->describe());
-    finish(self, exit_failure);
+    // Wrong password, unknown database or role, a malformed conninfo, no
+    // rights: retrying cannot help, so say so at once.
+    log()->critical("{} cannot use the database (postgis.dsn, "
+                    "postgis.schema): {}",
+                    self->name(), err->describe());
+    finish(self, exit_config);
     return;
   }
   log()->warn("{} database unreachable at start: {}; retrying in {} ms",

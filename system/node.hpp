@@ -12,6 +12,7 @@
 
 #include "actors/actors.hpp"
 #include "system/config.hpp"
+#include "system/pg.hpp"
 
 #include <chrono>
 #include <string>
@@ -39,6 +40,8 @@ struct node_state {
   int signals = 0;
   bool deadline_armed = false;
   std::chrono::milliseconds connect_delay{100};
+  /// Holds the schema's owner lock (one writer per schema) while running.
+  pg::connection owner_conn;
   /// Progress log: counters at the previous report, for the rate.
   uint64_t progress_applied = 0;
   std::chrono::steady_clock::time_point progress_at;

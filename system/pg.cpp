@@ -58,6 +58,13 @@ int64_t result::as_int64(int row, int col) const {
   return std::strtoll(PQgetvalue(res_.get(), row, col), nullptr, 10);
 }
 
+int64_t result::affected() const {
+  if (!res_)
+    return 0;
+  const char* n = PQcmdTuples(res_.get());
+  return n[0] == '\0' ? 0 : std::strtoll(n, nullptr, 10);
+}
+
 bool result::as_bool(int row, int col) const {
   return PQgetvalue(res_.get(), row, col)[0] == 't';
 }
@@ -83,8 +90,45 @@ connection::~connection() {
     PQfinish(conn_);
 }
 
+namespace {
+
+/// A failed connection attempt that trying again cannot fix: the server
+/// answered and refused who we are or what we asked for. libpq gives no
+/// SQLSTATE for a failed connection, so this reads the server's message
+/// (English: flowmatch's own connections set no lc_messages; a translated
+/// message falls back to "retryable", the safe side for a running node).
+bool refused_for_good(std::string_view msg) {
+  for (std::string_view marker :
+       {"authentication failed", "does not exist", "no pg_hba.conf entry",
+        "is not permitted to log in", "permission denied",
+        "invalid connection option", "invalid port number",
+        "invalid sslmode value", "server does not support SSL",
+        "no password supplied"})
+    if (msg.find(marker) != std::string_view::npos)
+      return true;
+  return false;
+}
+
+} // namespace
+
 outcome<connection> connection::open(const std::string& dsn,
                                      const std::string& application_name) {
+  outcome<connection> out;
+  // A conninfo that does not parse (a typo like `hots=`) never will.
+  if (dsn.find('=') != std::string::npos) {
+    char* why = nullptr;
+    PQconninfoOption* parsed = PQconninfoParse(dsn.c_str(), &why);
+    if (parsed == nullptr) {
+      std::string msg = why ? why : "malformed conninfo";
+      PQfreemem(why);
+      while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' '))
+        msg.pop_back();
+      out.error = db_error{error_kind::permanent, "",
+                           "invalid conninfo: " + msg};
+      return out;
+    }
+    PQconninfoFree(parsed);
+  }
   // Keywords and values so the DSN is never concatenated with anything.
   const char* keys[] = {"dbname", "application_name", "connect_timeout",
                         nullptr};
@@ -92,7 +136,6 @@ outcome<connection> connection::open(const std::string& dsn,
                           nullptr};
   // expand_dbname=1: the first dbname value may be a full conninfo string.
   PGconn* c = PQconnectdbParams(keys, values, 1);
-  outcome<connection> out;
   if (c == nullptr) {
     out.error = db_error{error_kind::retryable, "", "out of memory"};
     return out;
@@ -100,6 +143,8 @@ outcome<connection> connection::open(const std::string& dsn,
   connection conn{c};
   if (PQstatus(c) != CONNECTION_OK) {
     out.error = conn.connection_error();
+    if (refused_for_good(out.error->message))
+      out.error->kind = error_kind::permanent;
     return out;
   }
   out.value = std::move(conn);

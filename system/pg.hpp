@@ -56,6 +56,8 @@ public:
   double as_double(int row, int col) const;
   int64_t as_int64(int row, int col) const;
   bool as_bool(int row, int col) const;
+  /// Rows a DELETE, UPDATE or INSERT touched.
+  int64_t affected() const;
 
 private:
   std::shared_ptr<pg_result> res_;

@@ -74,6 +74,15 @@ SELECT * FROM unnest($1::text[], $2::text[])
 ON CONFLICT (event_id) DO NOTHING
 )sql";
 
+// Dead letters of events applied after all are resolved, not open
+// (events.md v1.1). The partial index holds only open letters, so this
+// costs next to nothing when there are none.
+constexpr const char* resolve_dead_letters_sql = R"sql(
+UPDATE dead_letters d SET resolved_at = now()
+FROM unnest($1::text[]) AS u(event_id)
+WHERE d.event_id = u.event_id AND d.resolved_at IS NULL
+)sql";
+
 constexpr const char* upsert_matches_sql = R"sql(
 INSERT INTO matches (supply_flow_id, demand_flow_id, supply_site_id,
   demand_site_id, resource, distance_m, exchange_qty, score, s_size, s_dist,
@@ -103,18 +112,23 @@ USING unnest($1::text[], $2::text[]) AS d(sf, df)
 WHERE m.supply_flow_id = d.sf AND m.demand_flow_id = d.df
 )sql";
 
+// A letter whose event id took effect meanwhile (a corrected resend that
+// committed before the letter was written) is stored resolved at once.
 constexpr const char* insert_dead_letters_sql = R"sql(
 INSERT INTO dead_letters (event_id, source, line, reason, detail, payload,
-                          attempts, fingerprint)
+                          attempts, fingerprint, resolved_at)
 SELECT u.event_id, u.source, u.line, u.reason, u.detail, u.payload,
        u.attempts, md5(concat_ws(E'\x1f', u.source, u.line::text, u.reason,
-                                 u.payload))
+                                 u.payload)),
+       CASE WHEN EXISTS (SELECT 1 FROM processed_events p
+                         WHERE p.event_id = u.event_id) THEN now() END
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
             $6::text[], $7::int4[])
      AS u(event_id, source, line, reason, detail, payload, attempts)
 ON CONFLICT (fingerprint) DO UPDATE SET
   attempts = dead_letters.attempts + EXCLUDED.attempts,
-  detail = EXCLUDED.detail, last_seen = now()
+  detail = EXCLUDED.detail, last_seen = now(),
+  resolved_at = coalesce(dead_letters.resolved_at, EXCLUDED.resolved_at)
 )sql";
 
 /// Text for a text column: valid UTF-8 without NUL bytes.
@@ -218,6 +232,16 @@ std::vector<pg::param> flow_params(const std::vector<resource_flow>& flows) {
           pg::float_array(max_km),     pg::int_array(version)};
 }
 
+/// The first of each pair, as one text array.
+std::vector<pg::param>
+first_params(const std::vector<std::pair<std::string, std::string>>& pairs) {
+  std::vector<pg::param> a;
+  a.reserve(pairs.size());
+  for (auto& pr : pairs)
+    a.emplace_back(pr.first);
+  return {pg::text_array(a)};
+}
+
 std::vector<pg::param>
 pair_params(const std::vector<std::pair<std::string, std::string>>& pairs) {
   std::vector<pg::param> a, b;
@@ -237,6 +261,7 @@ std::optional<pg::db_error> prepare(pg::connection& conn) {
         std::pair{"delete_sites", delete_sites_sql},
         std::pair{"delete_flows", delete_flows_sql},
         std::pair{"insert_processed", insert_processed_sql},
+        std::pair{"resolve_dead_letters", resolve_dead_letters_sql},
         std::pair{"insert_dead_letters", insert_dead_letters_sql},
         std::pair{"upsert_matches", upsert_matches_sql},
         std::pair{"delete_matches", delete_matches_sql}})
@@ -355,6 +380,8 @@ std::optional<pg::db_error> begin_and_write(pg::connection& conn,
     p.add_prepared("upsert_flows", flow_params(ws.flow_upserts));
   if (processed_in_pipeline && !ws.processed.empty())
     p.add_prepared("insert_processed", pair_params(ws.processed));
+  if (!ws.processed.empty())
+    p.add_prepared("resolve_dead_letters", first_params(ws.processed));
   return p.sync().error;
 }
 
@@ -455,17 +482,37 @@ write_isolating(pg::connection& conn,
                                i < batch.event_keys.size()
                                  ? batch.event_keys[i]
                                  : std::string{});
-  if (!processed.empty())
+  if (!processed.empty()) {
     if (auto r = conn.run("insert_processed", pair_params(processed));
         r.error)
       return abort(*r.error);
+    if (auto r = conn.run("resolve_dead_letters", first_params(processed));
+        r.error)
+      return abort(*r.error);
+  }
   if (auto r = conn.exec("COMMIT"); r.error)
     return abort(*r.error);
   out.value = std::move(failures);
   return out;
 }
 
-pg::outcome<stored_state> load(pg::connection& conn) {
+pg::outcome<int64_t> prune_processed(pg::connection& conn,
+                                     std::chrono::milliseconds retention) {
+  pg::outcome<int64_t> out;
+  auto r = conn.exec(fmt::format("DELETE FROM processed_events WHERE "
+                                 "processed_at < now() - interval '{} "
+                                 "milliseconds'",
+                                 retention.count()));
+  if (r.error)
+    out.error = r.error;
+  else
+    out.value = r.value->affected();
+  return out;
+}
+
+pg::outcome<stored_state>
+load(pg::connection& conn,
+     std::optional<std::chrono::milliseconds> dedup_retention) {
   pg::outcome<stored_state> out;
   stored_state st;
   auto sites = conn.exec("SELECT site_id, name, lat, lon, country, nace, "
@@ -535,18 +582,23 @@ pg::outcome<stored_state> load(pg::connection& conn) {
       f.version = rf.as_int64(i, 15);
     st.snapshot.flows.push_back(std::move(f));
   }
-  auto done = conn.exec("SELECT event_id, coalesce(routing_key, event_id) "
-                        "FROM processed_events");
+  if (dedup_retention)
+    if (auto pruned = prune_processed(conn, *dedup_retention); pruned.error) {
+      out.error = pruned.error;
+      return out;
+    }
+  auto done = conn.exec("SELECT event_id, (extract(epoch FROM processed_at) "
+                        "* 1000)::bigint FROM processed_events");
   if (done.error) {
     out.error = done.error;
     return out;
   }
   auto& rp = *done.value;
   st.event_ids.reserve(static_cast<size_t>(rp.rows()));
-  st.event_keys.reserve(static_cast<size_t>(rp.rows()));
+  st.event_applied_ms.reserve(static_cast<size_t>(rp.rows()));
   for (int i = 0; i < rp.rows(); ++i) {
     st.event_ids.emplace_back(rp.text(i, 0));
-    st.event_keys.emplace_back(rp.text(i, 1));
+    st.event_applied_ms.push_back(rp.as_int64(i, 1));
   }
   auto ms = load_matches(conn);
   if (ms.error) {
@@ -672,8 +724,8 @@ insert_dead_letters(pg::connection& conn,
     if (dl.event_id.empty())
       event_id.emplace_back(std::nullopt);
     else
-      event_id.emplace_back(dl.event_id);
-    source.emplace_back(dl.origin.source);
+      event_id.emplace_back(clean_text(dl.event_id));
+    source.emplace_back(clean_text(dl.origin.source));
     line.emplace_back(static_cast<int64_t>(dl.origin.line));
     reason.emplace_back(std::string{to_string(dl.reason)});
     detail.emplace_back(clean_text(dl.detail));

@@ -10,6 +10,7 @@
 #include "messages/match.hpp"
 #include "system/pg.hpp"
 
+#include <chrono>
 #include <optional>
 #include <unordered_map>
 #include <string>
@@ -77,15 +78,25 @@ pg::outcome<std::vector<refused>>
 write_isolating(pg::connection& conn, const std::vector<change_batch>& batches);
 
 /// Everything a restarted node needs: sites, flows and processed event ids
-/// with their routing keys.
+/// with the times they were applied (ms since the Unix epoch).
 struct stored_state {
   registry_snapshot snapshot;
   std::vector<std::string> event_ids;
-  std::vector<std::string> event_keys;
+  std::vector<int64_t> event_applied_ms;
   std::vector<match> matches;
 };
 
-pg::outcome<stored_state> load(pg::connection& conn);
+/// Loads the stored state. With a `dedup_retention`, processed event ids
+/// older than it are deleted first (storage.md v1.1), so the table and the
+/// dedup window hold the same ids; without one (a read-only check) nothing
+/// is deleted.
+pg::outcome<stored_state>
+load(pg::connection& conn,
+     std::optional<std::chrono::milliseconds> dedup_retention = std::nullopt);
+
+/// Deletes processed event ids older than the retention; returns how many.
+pg::outcome<int64_t> prune_processed(pg::connection& conn,
+                                     std::chrono::milliseconds retention);
 
 /// Writes match changes in one transaction: the last change per pair wins;
 /// removals delete, upserts insert or update (idempotent).

@@ -35,7 +35,8 @@ struct fixture {
     g.factory = registry_worker_factory(
       {caf::actor_cast<change_sink_actor>(changes)}, {},
       caf::actor_cast<dead_letter_sink_actor>(dead), {});
-    return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+    return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
+                     default_dedup_retention);
   }
 
   ~fixture() {
@@ -208,7 +209,7 @@ tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
     [](expire_atom) {},
     [](release_atom) { return registry_stats{}; },
     [](snapshot_atom) { return registry_snapshot{}; },
-    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
+    [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },
   };
@@ -229,7 +230,8 @@ std::map<std::string, size_t> route_with(fixture& fx, routing_policy policy,
     return pool->spawn<caf::detached + caf::linked>(
       tally_worker, index, caf::actor_cast<worker_pool_actor>(pool), tally);
   };
-  auto d = fx.sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  auto d = fx.sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
+                     default_dedup_retention);
   std::vector<event> input;
   for (size_t i = 0; i < events; ++i)
     input.push_back(make_site_event("e" + std::to_string(i), "same-site"));

@@ -53,7 +53,8 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
   g.handles = contract_event_types();
   g.factory = registry_worker_factory(
     {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
+                     default_dedup_retention);
   ndjson_source_settings s;
   s.path = path;
   s.batch_size = 2; // several batches even for this small file

@@ -1,7 +1,8 @@
 // The registry's semantics without actors: upserts, the version rule,
-// deduplication, deletes with cascade, and the hold for flows whose site
-// is not known yet.
+// deletes with cascade, and the hold for flows whose site is not known
+// yet; and the dedup window by event id (which the dispatcher owns).
 
+#include "actors/event_id_window.hpp"
 #include "actors/registry.hpp"
 
 #include "../test_helpers.hpp"
@@ -41,21 +42,47 @@ TEST_CASE_METHOD(fixture, "created and updated are both upserts") {
   CHECK(out.changes.size() == 4);
 }
 
-TEST_CASE_METHOD(fixture, "an event id seen before is not applied twice") {
-  apply(make_site_event("e1", "s", caf::none, 1, 1));
-  apply(make_site_event("e1", "s", caf::none, 9, 9));
-  CHECK(reg.find_site("s")->lat == 1);
-  CHECK(out.stats.duplicates == 1);
-  CHECK(out.stats.applied == 1);
-  // Many ids (the set is kept in shards by hash; they grow one by one):
-  // every one is known after, none before.
+TEST_CASE("the dedup window knows every id it admitted, by id alone") {
+  event_id_window w{1000};
+  CHECK(w.admit("e1", 0));
+  CHECK_FALSE(w.admit("e1", 10)); // a duplicate, whatever it carries
+  // Many ids (kept in 64 shards by hash; they grow one by one): every one
+  // is known after, none before.
   for (int i = 0; i < 20000; ++i)
-    apply(make_site_event("id-" + std::to_string(i), "s", caf::none, 1, 1));
-  CHECK(out.stats.applied == 20001);
+    REQUIRE(w.admit("id-" + std::to_string(i), 5));
   for (int i = 0; i < 20000; ++i)
-    apply(make_site_event("id-" + std::to_string(i), "s", caf::none, 9, 9));
-  CHECK(out.stats.duplicates == 20001);
-  CHECK(reg.find_site("s")->lat == 1);
+    REQUIRE_FALSE(w.admit("id-" + std::to_string(i), 6));
+  CHECK(w.size() == 20001);
+}
+
+TEST_CASE("a forgotten id (dead-lettered after admission) applies again") {
+  event_id_window w{1000};
+  CHECK(w.admit("e1", 0));
+  w.forget("e1");
+  CHECK(w.admit("e1", 1));
+  CHECK_FALSE(w.admit("e1", 2));
+}
+
+TEST_CASE("ids older than the retention leave the window") {
+  event_id_window w{1000};
+  CHECK(w.admit("old", 0));
+  CHECK(w.admit("new", 900));
+  // Within the retention a duplicate, past it an id may apply again.
+  CHECK_FALSE(w.admit("old", 1000));
+  CHECK(w.admit("old", 1001));
+  // The sweep drops what is past the retention, shard by shard.
+  w.remember("stored", 100); // from the database, applied at 100
+  size_t dropped = 0;
+  for (size_t i = 0; i < event_id_window::shard_count; ++i)
+    dropped += w.expire_next_shard(1500);
+  CHECK(dropped == 1); // "stored"; "old" (1001) and "new" (900) stay
+  CHECK(w.size() == 2);
+  CHECK(w.admit("stored", 1500));
+  // A restored id keeps its own time: a newer one wins.
+  w.remember("new", 1400);
+  for (size_t i = 0; i < event_id_window::shard_count; ++i)
+    w.expire_next_shard(2200);
+  CHECK_FALSE(w.admit("new", 2300));
 }
 
 TEST_CASE_METHOD(fixture, "a lower version is stale but an equal or missing one is not") {
@@ -113,9 +140,6 @@ TEST_CASE_METHOD(fixture, "a flow for an unknown site is held and then applied i
   CHECK(reg.held_count() == 3);
   CHECK_FALSE(reg.find_flow("a"));
   CHECK(out.stats.held == 3);
-  // A duplicate of a held event is recognized.
-  apply(make_flow_event("f1", "a", "late", 1));
-  CHECK(out.stats.duplicates == 1);
   apply(make_site_event("e1", "late"));
   CHECK(reg.held_count() == 0);
   REQUIRE(reg.find_flow("a"));
@@ -132,6 +156,9 @@ TEST_CASE_METHOD(fixture, "held flows expire into dead letters") {
   REQUIRE(out.dead_letters.size() == 1);
   CHECK(out.dead_letters[0].event_id == "f1");
   CHECK(out.dead_letters[0].reason == reject_reason::orphan_flow);
+  // The dispatcher is told to forget the id: a corrected resend applies.
+  REQUIRE(out.stats.rejected_ids.size() == 1);
+  CHECK(out.stats.rejected_ids[0] == "f1");
   CHECK(reg.held_count() == 1);
   reg.release_all_held(out);
   REQUIRE(out.dead_letters.size() == 2);

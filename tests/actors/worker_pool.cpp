@@ -57,7 +57,8 @@ dispatcher_actor start(caf::actor_system& sys, dead_letter_collector_actor dead,
   g.factory = registry_worker_factory(
     {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), w);
   g.supervision = sup;
-  return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
+                     default_dedup_retention);
 }
 
 } // namespace
@@ -197,7 +198,8 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
     {}, {caf::actor_cast<change_sink_actor>(committer)},
     caf::actor_cast<dead_letter_sink_actor>(dead), w);
   g.supervision.backoff_initial = std::chrono::milliseconds{1};
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
+                     default_dedup_retention);
   auto batch_of = [](int from, int to, bool flaky_last) {
     std::vector<event> xs;
     for (int i = from; i < to; ++i)

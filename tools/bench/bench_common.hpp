@@ -61,7 +61,7 @@ bench_worker(worker_actor::stateful_pointer<bench_worker_state> self,
     [](expire_atom) {},
     [](release_atom) { return registry_stats{}; },
     [](snapshot_atom) { return registry_snapshot{}; },
-    [](restore_atom, registry_snapshot&, std::vector<std::string>&) {
+    [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },
   };
