@@ -7,6 +7,7 @@
 // after COMMIT). Lost connections are retried like the PostGIS sync.
 
 #include "actors/actors.hpp"
+#include "actors/output_file.hpp"
 #include "actors/postgis_sync.hpp"
 
 namespace flowmatch {
@@ -35,10 +36,8 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
 struct match_stream_state {
   static inline const char* name = "match-stream";
   std::string path;
-  std::FILE* file = nullptr;
-  bool owns = false;
+  output_file file;
   uint64_t written = 0;
-  ~match_stream_state();
 };
 
 match_sink_actor::behavior_type

@@ -4,6 +4,8 @@
 
 #include <caf/all.hpp>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -43,8 +45,10 @@ void handle_line(source_ptr self, const char* p, size_t n) {
   ++st.stats.lines;
   if (n > 0 && p[n - 1] == '\r')
     --n;
-  if (all_blank(p, n))
-    return; // blank lines separate nothing and carry nothing
+  if (all_blank(p, n)) {
+    ++st.stats.blank_lines; // they separate nothing and carry nothing
+    return;
+  }
   // The buffer has decoder_padding spare bytes past any line in it.
   auto result = st.decoder.decode(std::string_view{p, n},
                                   event_origin{st.source_name, st.line_no},
@@ -152,8 +156,12 @@ size_t fill(source_ptr self, bool wait,
   if (n == 0) {
     st.eof = true;
   } else if (errno != EINTR && errno != EAGAIN) {
-    log()->error("{} read error on {}: {}", self->name(), st.source_name,
-                 std::strerror(errno));
+    // Not an end of input: what was read so far is applied, and the run
+    // fails with its own exit code.
+    st.stats.read_error = fmt::format("read error on {} after {} lines: {}",
+                                      st.source_name, st.line_no,
+                                      std::strerror(errno));
+    log()->error("{} {}", self->name(), st.stats.read_error);
     st.eof = true;
   }
   return 0;
@@ -314,8 +322,9 @@ ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
     st.source_name = st.settings.path;
   }
   if (st.fd < 0) {
-    log()->critical("{} cannot open {}: {}", self->name(), st.settings.path,
-                    std::strerror(errno));
+    st.stats.read_error = fmt::format("cannot open {}: {}", st.settings.path,
+                                      std::strerror(errno));
+    log()->critical("{} {}", self->name(), st.stats.read_error);
     st.eof = true;
   } else {
     struct stat sb {};

@@ -215,7 +215,12 @@ typename Inspector::result_type inspect(Inspector& f, registry_snapshot& x) {
 struct source_stats {
   uint64_t lines = 0;
   uint64_t events = 0;
+  /// Empty or whitespace-only lines, skipped (events.md v1.1: counted).
+  uint64_t blank_lines = 0;
   std::vector<uint64_t> rejected;
+  /// Why the input could not be read to its end (open or read failure);
+  /// empty when it was. The node exits with exit_input then.
+  std::string read_error;
 
   void count_rejection(reject_reason r) {
     if (rejected.size() < reject_reason_count)
@@ -227,7 +232,7 @@ struct source_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, source_stats& x) {
   return f(caf::meta::type_name("source_stats"), x.lines, x.events,
-           x.rejected);
+           x.blank_lines, x.rejected, x.read_error);
 }
 
 /// In-flight accounting of the dispatcher, for operators and tests.

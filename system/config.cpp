@@ -5,7 +5,15 @@
 #include <caf/config_option_adder.hpp>
 #include <caf/sec.hpp>
 
+#include <fmt/format.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <thread>
 #include <unistd.h>
 
@@ -117,12 +125,112 @@ flowmatch_config::flowmatch_config() {
 
 namespace {
 
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty()
+         && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
+  return s;
+}
+
+bool is_name(std::string_view s) {
+  if (s.empty())
+    return false;
+  for (char c : s)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_'
+          || c == '.'))
+      return false;
+  return true;
+}
+
+std::string str(caf::string_view s) {
+  return std::string{s.data(), s.size()};
+}
+
+} // namespace
+
+caf::error flowmatch_config::read_config_file(const std::string& path) {
+  std::ifstream in{path};
+  if (!in)
+    return caf::make_error(caf::sec::invalid_argument,
+                           "config file " + path + ": cannot read: "
+                             + std::strerror(errno));
+  auto fail = [&](size_t line, const std::string& what) {
+    return caf::make_error(caf::sec::invalid_argument,
+                           fmt::format("{}:{}: {}", path, line, what));
+  };
+  std::string raw;
+  std::string section;
+  size_t line = 0;
+  while (std::getline(in, raw)) {
+    ++line;
+    auto text = trim(raw);
+    if (text.empty() || text.front() == ';' || text.front() == '#')
+      continue;
+    if (text.front() == '[') {
+      if (text.back() != ']' || !is_name(trim(text.substr(1, text.size() - 2))))
+        return fail(line, fmt::format("'{}' is not a section header", text));
+      section = std::string{trim(text.substr(1, text.size() - 2))};
+      bool known = false;
+      for (auto& opt : custom_options_)
+        if (str(opt.category()) == section)
+          known = true;
+      if (!known)
+        return fail(line, fmt::format("unknown section [{}]", section));
+      continue;
+    }
+    auto eq = text.find('=');
+    if (eq == std::string_view::npos)
+      return fail(line, fmt::format("'{}' is neither 'key=value' nor a "
+                                    "[section]",
+                                    text));
+    auto key = std::string{trim(text.substr(0, eq))};
+    auto value = trim(text.substr(eq + 1));
+    if (section.empty())
+      return fail(line, fmt::format("{} is outside any [section]", key));
+    auto name = section + "." + key;
+    auto* opt = custom_options_.qualified_name_lookup(
+      caf::string_view{name.data(), name.size()});
+    if (opt == nullptr || !is_name(key)) {
+      std::string known;
+      for (auto& o : custom_options_)
+        if (str(o.category()) == section)
+          known += (known.empty() ? "" : ", ") + str(o.long_name());
+      return fail(line, fmt::format("unknown key {} (the keys of [{}]: {})",
+                                    name, section, known));
+    }
+    if (auto parsed = opt->parse(caf::string_view{value.data(), value.size()});
+        !parsed)
+      return fail(line, fmt::format("{}={} is not a valid {}", name, value,
+                                    str(opt->type_name())));
+    else
+      put(content, name, std::move(*parsed));
+  }
+  return caf::none;
+}
+
+namespace {
+
 std::chrono::milliseconds to_ms(caf::timespan t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t);
 }
 
 caf::error bad(std::string what) {
   return caf::make_error(caf::sec::invalid_argument, std::move(what));
+}
+
+/// Whether a whole file can be written at `path`: its directory takes a
+/// new file (the temporary one renamed into place), and an existing file
+/// may be replaced. Creates nothing.
+bool can_replace(const std::string& path) {
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (dir.empty())
+    dir = "/";
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    return false;
+  return ::access(path.c_str(), F_OK) != 0 || ::access(path.c_str(), W_OK) == 0;
 }
 
 bool can_write(const std::string& path) {
@@ -152,9 +260,14 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.match_check = cfg.match_check;
   if (cfg.ingest_ndjson.empty() && !cfg.match_check)
     return bad("ingest.ndjson is required: a file path, or - for stdin");
-  if (!cfg.match_check && cfg.ingest_ndjson != "-"
-      && ::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
-    return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
+  if (!cfg.match_check && cfg.ingest_ndjson != "-") {
+    if (::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
+      return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
+    struct stat sb {};
+    if (::stat(cfg.ingest_ndjson.c_str(), &sb) == 0 && S_ISDIR(sb.st_mode))
+      return bad("ingest.ndjson: '" + cfg.ingest_ndjson
+                 + "' is a directory, not an NDJSON file");
+  }
   s.source.path = cfg.ingest_ndjson;
   if (cfg.ingest_batch_size < 1 || cfg.ingest_batch_size > 1'000'000)
     return bad("ingest.batch-size must be within 1..1000000");
@@ -166,7 +279,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("ingest.poll-interval must be positive");
   s.source.poll_interval = to_ms(cfg.ingest_poll_interval);
   s.output_state = cfg.output_state;
-  if (!s.output_state.empty() && !can_write(s.output_state))
+  if (!s.output_state.empty() && !can_replace(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");
   s.output_dead_letters = cfg.output_dead_letters;
   s.output_matches = cfg.output_matches;

@@ -26,6 +26,14 @@ class flowmatch_config : public caf::actor_system_config {
 public:
   flowmatch_config();
 
+  /// Reads a config file in CAF's INI format strictly, exactly as the
+  /// command line is read: every key must be a known option of its section,
+  /// every value must parse as the option's type. The error names the file,
+  /// the line and the key (an operator's typo must never silently change
+  /// what the node does). Values take effect at once; the command line,
+  /// parsed after, overrides them.
+  caf::error read_config_file(const std::string& path);
+
   // [system]
   size_t threads = 0;
   // [log]

@@ -12,10 +12,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 using namespace flowmatch;
+
+namespace {
+
+/// The message of one of our own configuration errors, or CAF's rendering
+/// of another (a parser error names the argument).
+std::string describe(flowmatch_config& cfg, const caf::error& err) {
+  if (err.category() == caf::atom("system") && err.context().match_elements<std::string>())
+    return err.context().get_as<std::string>(0);
+  return cfg.render(err);
+}
+
+} // namespace
 
 int main(int argc, char** argv) {
   // Before any thread exists, so that only the bridge receives signals.
@@ -24,18 +37,34 @@ int main(int argc, char** argv) {
   cfg.add_message_types<caf::id_block::flowmatch>();
   // `--key=` (what the shell makes of `--key=""`) means an empty value;
   // CAF's parser wants the quotes, so give them back.
-  std::vector<std::string> args(argv, argv + argc);
-  std::vector<char*> fixed;
-  for (auto& a : args) {
+  std::vector<std::string> args;
+  std::string config_file;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
     // CAF's short help lists only its own options; ours are the point.
     if (a == "--help" || a == "-h" || a == "-?")
       a = "--long-help";
+    if (a.rfind("--config-file=", 0) == 0) {
+      config_file = a.substr(14);
+      continue;
+    }
     if (a.size() > 3 && a.rfind("--", 0) == 0 && a.back() == '=')
       a += "\"\"";
-    fixed.push_back(a.data());
+    args.push_back(std::move(a));
   }
-  fixed.push_back(nullptr);
-  if (auto err = cfg.parse(argc, fixed.data())) {
+  // The file first, read as strictly as the command line (its errors name
+  // the file, line and key), then the command line over it. CAF's own
+  // lenient INI reading is not used: it ignores unknown keys and values
+  // of the wrong type.
+  if (!config_file.empty()) {
+    if (auto err = cfg.read_config_file(config_file)) {
+      std::cerr << "actor-system: configuration error: " << describe(cfg, err)
+                << "\n";
+      return exit_config;
+    }
+  }
+  std::istringstream no_ini;
+  if (auto err = cfg.parse(std::move(args), no_ini)) {
     std::cerr << "actor-system: " << cfg.render(err) << "\n"
               << "run with --help for the options\n";
     return exit_config;
@@ -45,7 +74,7 @@ int main(int argc, char** argv) {
   auto s = validate(cfg);
   if (!s) {
     std::cerr << "actor-system: configuration error: "
-              << cfg.render(s.error()) << "\n";
+              << describe(cfg, s.error()) << "\n";
     return exit_config;
   }
   if (s->match_check)

@@ -5,6 +5,7 @@
 #include "actors/match_service.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/ndjson_source.hpp"
+#include "actors/output_file.hpp"
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
@@ -43,37 +44,36 @@ void finish(node_ptr self, int code) {
   self->quit(caf::exit_reason::user_shutdown);
 }
 
+/// Writes the state file whole: under a temporary name, renamed into place
+/// once every byte is on disk. A failure names the file and the cause.
 bool write_state(node_ptr self, const registry_snapshot& snap) {
   auto& path = self->state.cfg.output_state;
-  std::FILE* f = std::fopen(path.c_str(), "w");
-  if (f == nullptr) {
-    log()->error("{} cannot write state to {}: {}", self->name(), path,
-                 std::strerror(errno));
-    return false;
-  }
+  output_file out;
+  bool ok = out.open(path, output_file::whole);
   // Sites first, so the snapshot read back in order never holds a flow.
   std::string line;
-  for (const auto& s : snap.sites) {
-    line = site_snapshot_line(s);
+  for (size_t i = 0; ok && i < snap.sites.size(); ++i) {
+    line = site_snapshot_line(snap.sites[i]);
     line.push_back('\n');
-    std::fwrite(line.data(), 1, line.size(), f);
+    ok = out.write(line);
   }
-  for (const auto& fl : snap.flows) {
-    line = flow_snapshot_line(fl);
+  for (size_t i = 0; ok && i < snap.flows.size(); ++i) {
+    line = flow_snapshot_line(snap.flows[i]);
     line.push_back('\n');
-    std::fwrite(line.data(), 1, line.size(), f);
+    ok = out.write(line);
   }
-  bool ok = std::fflush(f) == 0;
-  ok = std::fclose(f) == 0 && ok;
+  ok = out.commit() && ok;
   if (!ok)
-    log()->error("{} failed writing state to {}", self->name(), path);
+    log()->error("{} cannot write the state file: {}", self->name(),
+                 out.error());
   else
     log()->info("{} wrote {} sites and {} flows to {}", self->name(),
                 snap.sites.size(), snap.flows.size(), path);
   return ok;
 }
 
-void report_and_finish(node_ptr self) {
+/// Prints the summary, then ends the run with `code`.
+void report_and_finish(node_ptr self, int code) {
   auto& st = self->state;
   auto secs = seconds_since(st.started, st.drained);
   std::string summary = format_summary(st.cfg.source.path, st.input,
@@ -81,7 +81,7 @@ void report_and_finish(node_ptr self) {
                                        secs, st.matches);
   std::fwrite(summary.data(), 1, summary.size(), stdout);
   std::fflush(stdout);
-  finish(self, exit_ok);
+  finish(self, code);
 }
 
 void flush_dead_letters(node_ptr self, bool state_ok) {
@@ -91,11 +91,17 @@ void flush_dead_letters(node_ptr self, bool state_ok) {
     .then(
       [self, state_ok](uint64_t n) {
         self->state.dead_letters_written = n;
-        if (!state_ok) {
-          finish(self, exit_failure);
-          return;
+        // The run's counts are true either way; a lost output or an input
+        // that could not be read to its end is a failure.
+        int code = exit_ok;
+        if (!self->state.input.read_error.empty()) {
+          log()->error("{} the input was not read to its end: {}",
+                       self->name(), self->state.input.read_error);
+          code = exit_input;
         }
-        report_and_finish(self);
+        if (!state_ok)
+          code = exit_failure;
+        report_and_finish(self, code);
       },
       [self](caf::error& err) {
         log()->error("{} dead-letter flush failed: {}", self->name(),
@@ -137,7 +143,9 @@ void count_matches(node_ptr self, F next) {
 /// Steps 2..5 of the drain; step 1 (stop intake) happened before eof.
 void drain(node_ptr self) {
   auto& st = self->state;
-  auto timeout = st.cfg.grace_period;
+  // Longer than the grace period: when the drain is slow, the deadline
+  // (exit 3) speaks first, not a request timeout (exit 4).
+  auto timeout = st.cfg.grace_period + st.cfg.supervision.reply_timeout;
   self->request(st.dispatcher, timeout, drain_atom::value)
     .then(
       [self, timeout](caf::ok_atom) {
@@ -435,6 +443,8 @@ std::string format_summary(const std::string& input, const source_stats& in,
   out += "flowmatch run summary\n";
   row("input", input == "-" ? std::string{"stdin"} : input);
   row("lines read", in.lines);
+  if (in.blank_lines > 0)
+    row("  of which blank", in.blank_lines);
   row("events decoded", in.events);
   row("applied", t.applied);
   row("  of which held first", t.held_applied);
@@ -461,6 +471,8 @@ std::string format_summary(const std::string& input, const source_stats& in,
   row("flows", t.flows);
   row("matches", matches);
   row("elapsed", fmt::format("{:.3f} s", seconds));
+  if (!in.read_error.empty())
+    row("input error", in.read_error);
   row("rate", fmt::format("{:.0f} events/s",
                           seconds > 0 ? static_cast<double>(in.events) / seconds
                                       : 0.0));
