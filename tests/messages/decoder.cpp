@@ -5,7 +5,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <string>
+#include <vector>
 
 using namespace flowmatch;
 
@@ -327,4 +329,71 @@ TEST_CASE("UTF-8 helpers") {
   CHECK(utf8_length("\xc3\xa9t\xc3\xa9") == 3);
   CHECK(sanitize_utf8("ok") == "ok");
   CHECK(sanitize_utf8("a\xff" "b") == "a\xEF\xBF\xBD" "b");
+}
+
+TEST_CASE("U+0000 in any string is invalid_value, naming the field (v1.1)") {
+  struct bad_line {
+    std::string line;
+    std::string field;
+  };
+  for (auto& c : std::vector<bad_line>{
+         {R"({"id":"a\u0000b","type":"site_created","data":{"site_id":"s","lat":1,"lon":1}})",
+          "id"},
+         {site_line(R"("lat":1,"lon":1,"name":"x\u0000")"), "data.name"},
+         {R"({"id":"e","type":"site_deleted","data":{"site_id":"\u0000"}})",
+          "data.site_id"},
+         {flow_line(R"("direction":"demand","resource":"material","quantity":1,"unit":"t/yr","accepts_ewc":["10\u000002"])"),
+          "data.accepts_ewc[0]"},
+       }) {
+    auto dl = refuse(c.line);
+    INFO(c.line);
+    CHECK(dl.reason == reject_reason::invalid_value);
+    CHECK_THAT(dl.detail, Catch::Contains(c.field + " contains U+0000"));
+  }
+}
+
+TEST_CASE("a quantity whose annual value overflows is out_of_range (v1.1)") {
+  auto dl = refuse(flow_line(
+    R"("direction":"supply","resource":"heat","quantity":1e308,"unit":"MW","temperature_c":120)"));
+  CHECK(dl.reason == reject_reason::out_of_range);
+  CHECK_THAT(dl.detail, Catch::Contains("finite positive"));
+  // The largest that fits still decodes, and its annual value is finite.
+  auto ev = accept(flow_line(
+    R"("direction":"supply","resource":"heat","quantity":1e300,"unit":"MW","temperature_c":120)"));
+  CHECK(std::isfinite(ev.flow_data.annual_quantity));
+}
+
+TEST_CASE("an integer too large for its field is out_of_range, not "
+          "malformed JSON (v1.1)") {
+  auto lat = refuse(site_line(R"("lat":123456789012345678901234567890,"lon":1)"));
+  CHECK(lat.reason == reject_reason::out_of_range);
+  CHECK_THAT(lat.detail, Catch::Contains("data.lat"));
+  // The payload is the line as given, not the widened one.
+  CHECK_THAT(lat.payload, Catch::Contains("123456789012345678901234567890,"));
+  auto version = refuse(
+    site_line(R"("lat":1,"lon":1,"version":-123456789012345678901234567890)"));
+  CHECK(version.reason == reject_reason::out_of_range);
+  CHECK_THAT(version.detail, Catch::Contains("data.version"));
+  // Digits inside a string are left alone; a real syntax error stays one.
+  CHECK(refuse(R"({"id":"123456789012345678901234567890","type":"site_created","data":{"site_id":"s","lat":1e999,"lon":1}})")
+          .reason
+        == reject_reason::non_finite_number);
+  CHECK(refuse(R"({"id":"e","lat":123456789012345678901234567890)").reason
+        == reject_reason::malformed_json);
+  // An accepted event keeps its original line.
+  auto ok = accept(site_line(R"("lat":1,"lon":1,"country":"123456789012345678901234567890")"));
+  CHECK(ok.site_data.country == std::string{"123456789012345678901234567890"});
+}
+
+TEST_CASE("a flow delete may name its site (v1.1)") {
+  auto ev = accept(
+    R"({"id":"d","type":"resource_flow_deleted","data":{"flow_id":"f","site_id":"s"}})");
+  CHECK(ev.target_id == "f");
+  CHECK(ev.flow_data.site_id == "s");
+  auto bare = accept(
+    R"({"id":"d","type":"resource_flow_deleted","data":{"flow_id":"f"}})");
+  CHECK(bare.flow_data.site_id.empty());
+  CHECK(refuse(R"({"id":"d","type":"resource_flow_deleted","data":{"flow_id":"f","site_id":""}})")
+          .reason
+        == reject_reason::out_of_range);
 }

@@ -8,6 +8,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <stdexcept>
+
 using namespace flowmatch;
 
 TEST_CASE("a site snapshot line decodes back to the same site") {
@@ -67,4 +70,15 @@ TEST_CASE("dead letters are JSON even for invalid UTF-8 payloads") {
   CHECK(std::string_view{doc["reason"].get_string().value()} == "invalid_utf8");
   CHECK(doc["event_id"].is_null());
   CHECK(int64_t{doc["line"].get_int64().value()} == 12);
+}
+
+TEST_CASE("the encoders refuse non-finite numbers (no NaN or inf in any "
+          "output)") {
+  std::string out;
+  CHECK_THROWS_AS(append_json_number(out, std::nan("")), std::domain_error);
+  CHECK_THROWS_AS(append_json_number(out, HUGE_VAL), std::domain_error);
+  CHECK_THROWS_AS(append_json_number(out, -HUGE_VAL), std::domain_error);
+  CHECK(out.empty());
+  append_json_number(out, 1e-320);
+  CHECK(out == "1e-320");
 }

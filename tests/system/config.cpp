@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <fstream>
+
 using namespace flowmatch::test;
 
 namespace {
@@ -72,4 +74,26 @@ TEST_CASE("--help lists the options and exits 0") {
   CHECK(run({"--help"}, &out, &err) == 0);
   CHECK_THAT(out + err, Catch::Contains("ingest.ndjson"));
   CHECK_THAT(out + err, Catch::Contains("registry.max-in-flight"));
+}
+
+TEST_CASE("a config file is read as strictly as the command line, and the "
+          "command line overrides it") {
+  auto ini = scratch("strict.ini");
+  {
+    std::ofstream out{ini};
+    out << "; a comment\n[registry]\nworkers=2\n\n[log]\nlevel=\"info\"\n";
+  }
+  auto c = child_process::start({"--config-file=" + ini, input,
+                                 "--registry.workers=3"});
+  CHECK(c.wait() == 0);
+  INFO("stderr:\n" << c.stderr_text);
+  CHECK_THAT(c.stderr_text, Catch::Contains("3 workers"));
+  std::remove(c.stdout_path.c_str());
+  {
+    std::ofstream out{ini};
+    out << "[registry]\nworkers=2\n[postgis]\ndns=\"host=x\"\n";
+  }
+  expect_config_error({"--config-file=" + ini, input},
+                      ini + ":4: unknown key postgis.dns");
+  std::remove(ini.c_str());
 }
