@@ -82,9 +82,9 @@ using worker_actor = caf::typed_actor<
 using dispatcher_actor = caf::typed_actor<
   // From a source: admits a batch. The answer comes once the batch is
   // inside the in-flight budget, so a source waiting for it is slowed.
+  // The sender must be a source_actor: it is told `forget` for events
+  // dead-lettered after admission.
   caf::replies_to<ingest_atom, std::vector<event>>::with<caf::ok_atom>,
-  // Timer: old event ids leave the dedup window, a shard at a time.
-  caf::reacts_to<expire_atom>,
   // From a pool: `count` events done on `worker` of `group`.
   caf::reacts_to<done_atom, uint32_t, uint32_t, uint64_t, registry_stats>,
   // Answers once nothing is in flight or parked.
@@ -95,12 +95,9 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // In-flight accounting.
   caf::replies_to<status_atom>::with<dispatch_status>,
-  // At start-up, before any input: the state loaded from the database
-  // (entities, spread over the workers the way events will be routed; the
-  // processed event ids with the times they were applied, in ms since the
-  // epoch, into the dispatcher's dedup window).
-  caf::replies_to<restore_atom, registry_snapshot, std::vector<std::string>,
-                  std::vector<int64_t>>::with<caf::ok_atom>>;
+  // At start-up, before any input: the entities loaded from the database,
+  // spread over the workers the way events will be routed.
+  caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>>;
 
 /// Stores or emits match changes: the match writer (the `matches` table)
 /// and the match stream (`[output] matches`).
@@ -154,7 +151,12 @@ using source_actor = caf::typed_actor<
   // Self-message: read and send more.
   caf::reacts_to<read_atom>,
   // Stop intake: decode what was already read, send it, then report eof.
-  caf::reacts_to<stop_atom>>;
+  caf::reacts_to<stop_atom>,
+  // From the dispatcher: these admitted events were dead-lettered after
+  // all; their ids leave the dedup window (a corrected resend applies).
+  caf::reacts_to<forget_atom, std::vector<std::string>>,
+  // Timer: ids older than the retention leave the window, a shard a time.
+  caf::reacts_to<expire_atom>>;
 
 /// The root of a node: starts the stages, turns signals into a graceful
 /// drain, and reports the run.

@@ -43,19 +43,27 @@ uint32_t hash_slot(std::string_view key, size_t n) {
   return static_cast<uint32_t>(std::hash<std::string_view>{}(key) % n);
 }
 
-event_id_window::millis wall_clock_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
+/// Takes a worker report's counters into the totals; the ids of events
+/// dead-lettered after admission go to the sources, which forget them.
+void take_stats(dispatcher_ptr self, registry_stats& stats) {
+  auto& st = self->state;
+  if (!stats.rejected_ids.empty()) {
+    for (auto& feeder : st.feeders)
+      self->send(caf::actor_cast<source_actor>(feeder), forget_atom::value,
+                 stats.rejected_ids);
+    stats.rejected_ids.clear();
+  }
+  st.totals += stats;
 }
 
-/// Takes a worker report's counters into the totals; the ids of events
-/// dead-lettered after admission leave the dedup window.
-void take_stats(dispatcher_state& st, registry_stats& stats) {
-  for (auto& id : stats.rejected_ids)
-    st.seen.forget(id);
-  stats.rejected_ids.clear();
-  st.totals += stats;
+/// Remembers the sender of an ingest request as a source to tell.
+void note_feeder(dispatcher_ptr self) {
+  auto sender = caf::actor_cast<caf::actor>(self->current_sender());
+  if (!sender)
+    return;
+  auto& fs = self->state.feeders;
+  if (std::find(fs.begin(), fs.end(), sender) == fs.end())
+    fs.push_back(std::move(sender));
 }
 
 /// Chooses the worker of `g` for `ev`; for key-hash groups also maintains
@@ -126,13 +134,8 @@ void route(dispatcher_ptr self, std::vector<event>& input) {
   // The input batch becomes immutable and shared by every worker.
   auto events = std::make_shared<const std::vector<event>>(std::move(input));
   auto shared = events->size();
-  auto now = wall_clock_ms();
   for (size_t i = 0; i < shared; ++i) {
     const auto& ev = (*events)[i];
-    if (!st.seen.admit(ev.id, now)) {
-      ++st.totals.duplicates;
-      continue;
-    }
     auto gi = st.route[static_cast<size_t>(ev.type)];
     auto& g = st.groups[static_cast<size_t>(gi)];
     auto w = pick_worker(g, ev, shared);
@@ -196,10 +199,8 @@ std::chrono::milliseconds reply_timeout(dispatcher_ptr self) {
 
 dispatcher_actor::behavior_type
 dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
-           std::vector<group_settings> groups,
-           std::chrono::milliseconds dedup_retention) {
+           std::vector<group_settings> groups) {
   auto& init = self->state;
-  init.seen = event_id_window{dedup_retention.count()};
   init.route.fill(-1);
   for (uint32_t gi = 0; gi < groups.size(); ++gi) {
     dispatcher_state::group g;
@@ -223,20 +224,10 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
   // Flow evictions follow flows.
   init.route[static_cast<size_t>(event_type::flow_evicted)]
     = init.route[static_cast<size_t>(event_type::resource_flow_created)];
-  // Old ids leave the window one shard per tick: a full sweep takes 64
-  // ticks, so an id outlives its retention by at most that much.
-  auto sweep = std::clamp(dedup_retention
-                            / static_cast<int>(event_id_window::shard_count),
-                          std::chrono::milliseconds{1},
-                          std::chrono::milliseconds{1000});
-  self->delayed_send(self, sweep, expire_atom::value);
   return {
-    [self, sweep](expire_atom) {
-      self->state.seen.expire_next_shard(wall_clock_ms());
-      self->delayed_send(self, sweep, expire_atom::value);
-    },
     [self](ingest_atom, std::vector<event>& events) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
+      note_feeder(self);
       if (st.parked.empty() && has_credit(self)) {
         route(self, events);
         return caf::ok_atom::value;
@@ -259,7 +250,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       }
       g.in_flight -= count;
       g.worker_load[worker] -= count;
-      take_stats(self->state, stats);
+      take_stats(self, stats);
       admit_parked(self);
     },
     [self](drain_atom) -> caf::result<caf::ok_atom> {
@@ -276,7 +267,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         self->request(g.pool, reply_timeout(self), release_atom::value)
           .then(
             [=](registry_stats& s) mutable {
-              take_stats(self->state, s);
+              take_stats(self, s);
               if (--*pending == 0)
                 rp.deliver(self->state.totals);
             },
@@ -312,13 +303,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       }
       return rp;
     },
-    [self](restore_atom, registry_snapshot& state,
-           std::vector<std::string>& ids,
-           std::vector<int64_t>& applied) -> caf::result<caf::ok_atom> {
-      for (size_t i = 0; i < ids.size(); ++i)
-        self->state.seen.remember(std::move(ids[i]),
-                                  i < applied.size() ? applied[i]
-                                                     : wall_clock_ms());
+    [self](restore_atom,
+           registry_snapshot& state) -> caf::result<caf::ok_atom> {
       // Spread the stored state the way events are routed: by site.
       auto gi = self->state.route[static_cast<size_t>(
         event_type::resource_flow_created)];

@@ -12,11 +12,11 @@
 // evict it. Routing never moves an event: each worker gets the shared input
 // batch and the positions of its events in it.
 //
-// Deduplication: by event id alone, here, before routing (events.md v1.1):
-// the dispatcher sees every copy of an id in input order, whatever its
-// routing key, so the outcome never depends on the number of workers. Ids
-// of events dead-lettered after admission come back with the workers'
-// reports and are forgotten, so a corrected resend applies.
+// Deduplication is by event id alone, in the source before the dispatcher
+// (each input has one window: see event_id_window.hpp). Ids of events
+// dead-lettered after admission come back with the workers' reports; the
+// dispatcher tells the sources that fed it to forget them (`forget`), so a
+// corrected resend applies.
 //
 // Backpressure: each group has a budget of events in flight (admitted, not
 // yet reported done by its workers). A source's batch is admitted only while
@@ -24,7 +24,6 @@
 // holds the source, so no mailbox grows without bound and nothing is dropped.
 
 #include "actors/actors.hpp"
-#include "actors/event_id_window.hpp"
 #include "actors/worker_pool.hpp"
 
 #include <array>
@@ -61,10 +60,6 @@ inline std::vector<event_type> contract_event_types() {
           event_type::resource_flow_updated, event_type::resource_flow_deleted};
 }
 
-/// How long an applied event id is remembered (events.md v1.1: 7 days).
-constexpr std::chrono::milliseconds default_dedup_retention
-  = std::chrono::hours{24 * 7};
-
 /// Number of event_type values (the six of the contract plus eviction).
 constexpr size_t event_type_count
   = static_cast<size_t>(event_type::flow_evicted) + 1;
@@ -93,8 +88,9 @@ struct dispatcher_state {
   };
 
   std::vector<group> groups;
-  /// Event ids applied or in flight within the retention.
-  event_id_window seen{default_dedup_retention.count()};
+  /// The sources that sent batches: told to forget the ids of events
+  /// dead-lettered after admission.
+  std::vector<caf::actor> feeders;
   std::array<int, event_type_count> route;
   std::deque<parked_batch> parked;
   std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
@@ -103,11 +99,9 @@ struct dispatcher_state {
 };
 
 /// Spawns one supervised pool per group, linked to the dispatcher. Every
-/// event type must be handled by exactly one group. Event ids are
-/// remembered for `dedup_retention`.
+/// event type must be handled by exactly one group.
 dispatcher_actor::behavior_type
 dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
-           std::vector<group_settings> groups,
-           std::chrono::milliseconds dedup_retention);
+           std::vector<group_settings> groups);
 
 } // namespace flowmatch

@@ -6,7 +6,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <fcntl.h>
 #include <limits>
@@ -55,6 +57,10 @@ void handle_line(source_ptr self, const char* p, size_t n) {
                                   true);
   if (auto* ev = std::get_if<event>(&result)) {
     ++st.stats.events;
+    if (!st.seen.admit(ev->id, st.now_ms)) {
+      ++st.stats.duplicates;
+      return;
+    }
     st.batch.push_back(std::move(*ev));
   } else {
     auto& dl = std::get<dead_letter>(result);
@@ -248,9 +254,16 @@ void schedule_read(source_ptr self) {
   self->send(self, read_atom::value);
 }
 
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
 void on_read(source_ptr self) {
   auto& st = self->state;
   st.read_scheduled = false;
+  st.now_ms = wall_clock_ms();
   if (st.input_done)
     return;
   while (st.outstanding < st.settings.max_outstanding && !st.eof) {
@@ -305,9 +318,23 @@ source_actor::behavior_type
 ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
               ndjson_source_settings settings, dispatcher_actor dispatcher,
               source_listener_actor listener,
-              dead_letter_sink_actor dead_letters) {
+              dead_letter_sink_actor dead_letters,
+              processed_ids already_applied) {
   auto& st = self->state;
   st.settings = std::move(settings);
+  st.seen = event_id_window{st.settings.dedup_retention.count()};
+  st.now_ms = wall_clock_ms();
+  for (size_t i = 0; i < already_applied.ids.size(); ++i)
+    st.seen.remember(already_applied.ids[i],
+                     i < already_applied.applied_ms.size()
+                       ? already_applied.applied_ms[i]
+                       : st.now_ms);
+  // Old ids leave the window one shard per tick: a full sweep takes 64
+  // ticks, so an id outlives its retention by at most that much.
+  auto sweep = std::clamp(st.settings.dedup_retention
+                            / static_cast<int>(event_id_window::shard_count),
+                          std::chrono::milliseconds{1},
+                          std::chrono::milliseconds{1000});
   st.dispatcher = std::move(dispatcher);
   st.listener = std::move(listener);
   st.dead_letters = std::move(dead_letters);
@@ -334,9 +361,18 @@ ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
   }
   schedule_read(self);
   log()->info("{} reading {}", self->name(), st.source_name);
+  self->delayed_send(self, sweep, expire_atom::value);
   return {
     [self](read_atom) { on_read(self); },
     [self](stop_atom) { on_stop(self); },
+    [self](forget_atom, const std::vector<std::string>& ids) {
+      for (auto& id : ids)
+        self->state.seen.forget(id);
+    },
+    [self, sweep](expire_atom) {
+      self->state.seen.expire_next_shard(wall_clock_ms());
+      self->delayed_send(self, sweep, expire_atom::value);
+    },
   };
 }
 

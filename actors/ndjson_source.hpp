@@ -6,8 +6,14 @@
 // dispatcher in batches. At most `max_outstanding` batches wait for
 // admission at once: when the dispatcher withholds its answer (no credit),
 // the source stops reading. Runs detached, since reading a pipe blocks.
+//
+// Deduplication by event id (events.md v1.1) happens here, the one place
+// that sees every event of this input in order: an id within the window is
+// counted as a duplicate and not sent on. Events dead-lettered after
+// admission come back as `forget` from the dispatcher.
 
 #include "actors/actors.hpp"
+#include "actors/event_id_window.hpp"
 #include "messages/decoder.hpp"
 
 #include <chrono>
@@ -28,6 +34,15 @@ struct ndjson_source_settings {
   /// How long one wait for pipe input lasts before the source looks at its
   /// mailbox again (a stop request, say).
   std::chrono::milliseconds poll_interval{100};
+  /// How long an applied event id is remembered.
+  std::chrono::milliseconds dedup_retention = default_dedup_retention;
+};
+
+/// Event ids already applied (from processed_events at a restart), with
+/// the times they were applied in ms since the Unix epoch.
+struct processed_ids {
+  std::vector<std::string> ids;
+  std::vector<int64_t> applied_ms;
 };
 
 struct ndjson_source_state {
@@ -61,6 +76,9 @@ struct ndjson_source_state {
   std::vector<event> batch;
   std::vector<dead_letter> rejects;
   source_stats stats;
+  event_id_window seen{default_dedup_retention.count()};
+  /// Wall-clock ms, read once per chunk of lines (not per line).
+  int64_t now_ms = 0;
   ~ndjson_source_state();
 };
 
@@ -70,6 +88,7 @@ source_actor::behavior_type
 ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
               ndjson_source_settings settings, dispatcher_actor dispatcher,
               source_listener_actor listener,
-              dead_letter_sink_actor dead_letters);
+              dead_letter_sink_actor dead_letters,
+              processed_ids already_applied);
 
 } // namespace flowmatch

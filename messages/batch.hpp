@@ -109,7 +109,6 @@ typename Inspector::result_type inspect(Inspector& f, change& x) {
 /// them into the run summary.
 struct registry_stats {
   uint64_t applied = 0;      ///< events that took effect (incl. no-op deletes)
-  uint64_t duplicates = 0;   ///< event ids seen before, skipped (dispatcher)
   uint64_t stale = 0;        ///< upserts older than the stored version
   uint64_t held = 0;         ///< flows held for a site not known yet
   uint64_t held_applied = 0; ///< held flows applied once the site came
@@ -120,8 +119,9 @@ struct registry_stats {
   /// Dead letters by reject_reason (index = enum value).
   std::vector<uint64_t> dead_letters;
   /// Ids of admitted events that were dead-lettered after all (orphan,
-  /// poison, refused by the database): the dispatcher forgets them, so a
-  /// corrected resend applies (events.md v1.1). Emptied by the dispatcher.
+  /// poison, refused by the database): the dispatcher tells the source to
+  /// forget them, so a corrected resend applies (events.md v1.1). Emptied
+  /// by the dispatcher.
   std::vector<std::string> rejected_ids;
 
   void count_dead_letter(reject_reason r) {
@@ -139,7 +139,6 @@ struct registry_stats {
 
   registry_stats& operator+=(const registry_stats& o) {
     applied += o.applied;
-    duplicates += o.duplicates;
     stale += o.stale;
     held += o.held;
     held_applied += o.held_applied;
@@ -158,8 +157,7 @@ struct registry_stats {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
-  return f(caf::meta::type_name("registry_stats"), x.applied, x.duplicates,
-           x.stale, x.held, x.held_applied, x.superseded, x.sites, x.flows,
+  return f(caf::meta::type_name("registry_stats"), x.applied, x.stale, x.held, x.held_applied, x.superseded, x.sites, x.flows,
            x.dead_letters, x.rejected_ids);
 }
 
@@ -217,6 +215,8 @@ struct source_stats {
   uint64_t events = 0;
   /// Empty or whitespace-only lines, skipped (events.md v1.1: counted).
   uint64_t blank_lines = 0;
+  /// Events whose id was seen before (within the dedup retention), skipped.
+  uint64_t duplicates = 0;
   std::vector<uint64_t> rejected;
   /// Why the input could not be read to its end (open or read failure);
   /// empty when it was. The node exits with exit_input then.
@@ -232,7 +232,7 @@ struct source_stats {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, source_stats& x) {
   return f(caf::meta::type_name("source_stats"), x.lines, x.events,
-           x.blank_lines, x.rejected, x.read_error);
+           x.blank_lines, x.duplicates, x.rejected, x.read_error);
 }
 
 /// In-flight accounting of the dispatcher, for operators and tests.

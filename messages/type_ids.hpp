@@ -56,5 +56,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, deadline_atom, "deadline")
   CAF_ADD_ATOM(flowmatch, flowmatch, restore_atom, "restore")
   CAF_ADD_ATOM(flowmatch, flowmatch, tick_atom, "tick")
+  CAF_ADD_ATOM(flowmatch, flowmatch, forget_atom, "forget")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

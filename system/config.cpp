@@ -322,6 +322,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.registry_dedup_retention.count() <= 0)
     return bad("registry.dedup-retention must be positive");
   s.dedup_retention = to_ms(cfg.registry_dedup_retention);
+  s.source.dedup_retention = s.dedup_retention;
   if (cfg.supervision_max_attempts < 1)
     return bad("supervision.max-attempts must be at least 1");
   s.supervision.max_attempts

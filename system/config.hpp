@@ -91,7 +91,8 @@ struct settings {
   uint32_t registry_workers = 1;
   routing_policy registry_policy = routing_policy::key_hash;
   uint64_t registry_max_in_flight = 65536;
-  /// How long an applied event id is remembered for deduplication.
+  /// How long an applied event id is remembered for deduplication (also
+  /// in `source`).
   std::chrono::milliseconds dedup_retention = default_dedup_retention;
   registry_worker_settings worker;
   supervision_settings supervision;

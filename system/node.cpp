@@ -241,7 +241,9 @@ void start_source(node_ptr self) {
   }
   st.source = self->spawn<caf::detached + caf::linked>(
     ndjson_source, st.cfg.source, st.dispatcher,
-    caf::actor_cast<source_listener_actor>(self), st.dead_letters);
+    caf::actor_cast<source_listener_actor>(self), st.dead_letters,
+    std::move(st.already_applied));
+  st.already_applied = processed_ids{};
 }
 
 /// Spawns the stages; with a database, first restores the stored state.
@@ -301,8 +303,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     {}, std::move(committers), st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;
   st.dispatcher = self->spawn<caf::linked>(
-    dispatcher, std::vector<group_settings>{std::move(registry_group)},
-    st.cfg.dedup_retention);
+    dispatcher, std::vector<group_settings>{std::move(registry_group)});
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
               self->name(), st.cfg.source.path, st.cfg.registry_workers,
               st.cfg.threads,
@@ -314,6 +315,9 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   auto sites = stored->snapshot.sites.size();
   auto flows = stored->snapshot.flows.size();
   auto events = stored->event_ids.size();
+  // The processed ids go to the source's dedup window.
+  st.already_applied.ids = std::move(stored->event_ids);
+  st.already_applied.applied_ms = std::move(stored->event_applied_ms);
   auto failed = [self](caf::error& err) {
     log()->critical("{} restoring the stored state failed: {}", self->name(),
                     self->system().render(err));
@@ -326,9 +330,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     .then(
       [=](caf::ok_atom) mutable {
         self->request(self->state.dispatcher, timeout, restore_atom::value,
-                      std::move(stored->snapshot),
-                      std::move(stored->event_ids),
-                      std::move(stored->event_applied_ms))
+                      std::move(stored->snapshot))
           .then(
             [=](caf::ok_atom) {
               log()->info("{} restored {} sites, {} flows and {} processed "
@@ -448,7 +450,7 @@ std::string format_summary(const std::string& input, const source_stats& in,
   row("events decoded", in.events);
   row("applied", t.applied);
   row("  of which held first", t.held_applied);
-  row("duplicates skipped", t.duplicates);
+  row("duplicates skipped", in.duplicates);
   row("stale versions ignored", t.stale);
   if (t.superseded > 0)
     row("held, then deleted", t.superseded);

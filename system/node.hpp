@@ -11,6 +11,7 @@
 // non-zero exit code and a log of what was unfinished.
 
 #include "actors/actors.hpp"
+#include "actors/ndjson_source.hpp"
 #include "system/config.hpp"
 #include "system/pg.hpp"
 
@@ -40,6 +41,8 @@ struct node_state {
   int signals = 0;
   bool deadline_armed = false;
   std::chrono::milliseconds connect_delay{100};
+  /// Processed event ids loaded at start, for the source's dedup window.
+  processed_ids already_applied;
   /// Holds the schema's owner lock (one writer per schema) while running.
   pg::connection owner_conn;
   /// Progress log: counters at the previous report, for the rate.

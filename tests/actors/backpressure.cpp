@@ -73,11 +73,7 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
     return pool->spawn<caf::detached + caf::linked>(
       slow_worker, index, caf::actor_cast<worker_pool_actor>(pool));
   };
-  // The dedup window keeps every id for its retention (24 bytes each, a
-  // cost of its own, see docs/performance.md); this test is about what is
-  // in flight, so ids leave the window after 50 ms.
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     std::chrono::milliseconds{50});
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   auto baseline = rss_bytes();
   size_t peak_rss = baseline;
   size_t sent = 0;

@@ -16,6 +16,7 @@
 // FLOWMATCH_PROPERTY_SEEDS=N runs N logs (default 25, a few seconds).
 
 #include "actors/dispatcher.hpp"
+#include "actors/ndjson_source.hpp"
 #include "actors/registry_worker.hpp"
 
 #include "../test_helpers.hpp"
@@ -23,6 +24,7 @@
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
+#include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
@@ -114,6 +116,57 @@ std::vector<event> random_log(uint32_t seed) {
   return log;
 }
 
+/// The event as an NDJSON line (the fields the test's events carry).
+std::string line_of(const event& ev) {
+  auto q = [](const std::string& x) { return "\"" + x + "\""; };
+  std::ostringstream o;
+  o << "{\"id\":" << q(ev.id) << ",\"type\":";
+  switch (ev.type) {
+    case event_type::site_created:
+    case event_type::site_updated:
+      o << q("site_updated") << ",\"data\":{\"site_id\":"
+        << q(ev.site_data.site_id) << ",\"lat\":" << ev.site_data.lat
+        << ",\"lon\":" << ev.site_data.lon;
+      if (ev.site_data.version)
+        o << ",\"version\":" << *ev.site_data.version;
+      break;
+    case event_type::site_deleted:
+      o << q("site_deleted") << ",\"data\":{\"site_id\":" << q(ev.target_id);
+      break;
+    case event_type::resource_flow_created:
+    case event_type::resource_flow_updated:
+      o << q("resource_flow_updated") << ",\"data\":{\"flow_id\":"
+        << q(ev.flow_data.flow_id) << ",\"site_id\":"
+        << q(ev.flow_data.site_id)
+        << ",\"direction\":\"supply\",\"resource\":\"water\",\"quantity\":"
+        << ev.flow_data.quantity << ",\"unit\":\"m3/h\"";
+      if (ev.flow_data.version)
+        o << ",\"version\":" << *ev.flow_data.version;
+      break;
+    case event_type::resource_flow_deleted:
+      o << q("resource_flow_deleted") << ",\"data\":{\"flow_id\":"
+        << q(ev.target_id);
+      if (!ev.flow_data.site_id.empty())
+        o << ",\"site_id\":" << q(ev.flow_data.site_id);
+      break;
+    case event_type::flow_evicted:
+      break;
+  }
+  o << "}}";
+  return o.str();
+}
+
+/// Writes the first `n` events of `log` as an NDJSON file.
+std::string write_log(const std::vector<event>& log, size_t n,
+                      const std::string& name) {
+  auto path = "/tmp/flowmatch-dedup-" + std::to_string(::getpid()) + "-"
+              + name + ".ndjson";
+  std::ofstream out{path};
+  for (size_t i = 0; i < n; ++i)
+    out << line_of(log[i]) << "\n";
+  return path;
+}
+
 struct outcome {
   registry_snapshot state;
   std::set<std::string> orphaned;
@@ -155,8 +208,7 @@ struct node_under_test {
     g.factory = registry_worker_factory(
       {caf::actor_cast<change_sink_actor>(processed)}, {},
       caf::actor_cast<dead_letter_sink_actor>(dead), ws);
-    d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                  default_dedup_retention);
+    d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   }
 
   ~node_under_test() {
@@ -165,12 +217,22 @@ struct node_under_test {
     caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
   }
 
-  void feed(caf::scoped_actor& self, const std::vector<event>& log,
-            size_t begin, size_t end, size_t batch) {
-    std::vector<event> part(log.begin() + static_cast<long>(begin),
-                            log.begin() + static_cast<long>(end));
-    ingest_all(self, d, std::move(part), batch);
+  /// Reads `path` through a real source (batches of `batch`), the ids in
+  /// `applied` already in its window; returns what it counted.
+  source_stats feed(caf::scoped_actor& self, const std::string& path,
+                    size_t batch, processed_ids applied = {}) {
+    ndjson_source_settings s;
+    s.path = path;
+    s.batch_size = batch;
+    sys.spawn<caf::detached>(ndjson_source, s, d,
+                             caf::actor_cast<source_listener_actor>(self),
+                             caf::actor_cast<dead_letter_sink_actor>(dead),
+                             std::move(applied));
+    source_stats stats;
+    self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
+                  caf::after(test_timeout) >> [&] { FAIL("no eof"); });
     drain(self, d);
+    return stats;
   }
 
   outcome finish(caf::scoped_actor& self) {
@@ -197,12 +259,13 @@ TEST_CASE("the outcome does not depend on workers or on where a restart "
   size_t runs = 0;
   for (uint32_t seed = 1; seed <= seeds; ++seed) {
     auto log = random_log(seed);
+    auto whole = write_log(log, log.size(), "whole");
     std::mt19937 rng{seed * 7919};
     // The reference: one worker, no restart, the whole log in one batch.
     outcome reference;
     {
       node_under_test n{sys, 1};
-      n.feed(self, log, 0, log.size(), log.size());
+      n.feed(self, whole, log.size());
       reference = n.finish(self);
     }
     for (uint32_t workers = 1; workers <= 4; ++workers) {
@@ -210,7 +273,7 @@ TEST_CASE("the outcome does not depend on workers or on where a restart "
       // Clean run.
       {
         node_under_test n{sys, workers};
-        n.feed(self, log, 0, log.size(), batch);
+        n.feed(self, whole, batch);
         auto got = n.finish(self);
         INFO("seed " << seed << ", " << workers << " workers, batches of "
                      << batch << ", no restart\nexpected:\n"
@@ -221,25 +284,21 @@ TEST_CASE("the outcome does not depend on workers or on where a restart "
       }
       // Split by a restart at a random point.
       auto split = std::uniform_int_distribution<size_t>{0, log.size()}(rng);
+      auto prefix = write_log(log, split, "prefix");
       registry_snapshot stored;
-      std::vector<std::string> processed;
+      processed_ids processed;
       {
         node_under_test first{sys, workers};
-        first.feed(self, log, 0, split, batch);
+        first.feed(self, prefix, batch);
         stored = ask<registry_snapshot>(self, first.d, snapshot_atom::value);
-        processed = ask<std::vector<std::string>>(self, first.processed,
-                                                  caf::get_atom::value);
+        processed.ids = ask<std::vector<std::string>>(self, first.processed,
+                                                      caf::get_atom::value);
         // Stopped here: what it still held is lost with its memory.
       }
+      std::remove(prefix.c_str());
       node_under_test second{sys, workers};
-      std::vector<int64_t> applied(processed.size(), 0);
-      auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                   std::chrono::system_clock::now().time_since_epoch())
-                   .count();
-      std::fill(applied.begin(), applied.end(), now);
-      ask<caf::ok_atom>(self, second.d, restore_atom::value, stored,
-                        processed, applied);
-      second.feed(self, log, 0, log.size(), batch);
+      ask<caf::ok_atom>(self, second.d, restore_atom::value, stored);
+      second.feed(self, whole, batch, std::move(processed));
       auto got = second.finish(self);
       INFO("seed " << seed << ", " << workers << " workers, batches of "
                    << batch << ", restart after " << split << " of "
@@ -249,6 +308,7 @@ TEST_CASE("the outcome does not depend on workers or on where a restart "
       CHECK(same(got, reference));
       ++runs;
     }
+    std::remove(whole.c_str());
   }
   CHECK(runs == size_t{seeds} * 8);
 }
@@ -260,22 +320,24 @@ TEST_CASE("a reused id is a duplicate whatever its routing key") {
   test_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
+  std::vector<event> log;
+  for (auto prefix : {"a", "b"})
+    for (int i = 0; i < 20; ++i)
+      log.push_back(make_site_event("X" + std::to_string(i),
+                                    prefix + std::to_string(i)));
+  auto path = write_log(log, log.size(), "reused");
   for (uint32_t workers : {1u, 2u, 4u}) {
-    std::vector<event> log;
-    for (auto prefix : {"a", "b"})
-      for (int i = 0; i < 20; ++i)
-        log.push_back(make_site_event("X" + std::to_string(i),
-                                      prefix + std::to_string(i)));
     node_under_test n{sys, workers};
-    n.feed(self, log, 0, log.size(), 7);
+    auto in = n.feed(self, path, 7);
     auto status = ask<dispatch_status>(self, n.d, status_atom::value);
     INFO(workers << " workers");
     CHECK(status.totals.applied == 20);
-    CHECK(status.totals.duplicates == 20);
+    CHECK(in.duplicates == 20);
     auto snap = ask<registry_snapshot>(self, n.d, snapshot_atom::value);
     REQUIRE(snap.sites.size() == 20);
     CHECK(snap.sites.front().site_id.front() == 'a');
   }
+  std::remove(path.c_str());
 }
 
 TEST_CASE("a re-sent flow delete whose first copy came before the flow is a "
@@ -286,33 +348,35 @@ TEST_CASE("a re-sent flow delete whose first copy came before the flow is a "
   test_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
+  auto del = make_delete_event("d1", event_type::resource_flow_deleted,
+                               "flow");
+  std::vector<event> log{del, make_site_event("e1", "site"),
+                         make_flow_event("e2", "flow", "site"), del};
+  auto path = write_log(log, log.size(), "resent");
   for (uint32_t workers : {1u, 2u, 3u, 4u}) {
-    auto del = make_delete_event("d1", event_type::resource_flow_deleted,
-                                 "flow");
-    std::vector<event> log{del, make_site_event("e1", "site"),
-                           make_flow_event("e2", "flow", "site"), del};
     node_under_test n{sys, workers};
-    n.feed(self, log, 0, log.size(), 1);
+    n.feed(self, path, 1);
     auto snap = ask<registry_snapshot>(self, n.d, snapshot_atom::value);
     INFO(workers << " workers");
     CHECK(snap.flows.size() == 1);
   }
+  std::remove(path.c_str());
 }
 
-TEST_CASE("an orphaned flow's id is forgotten: a corrected resend applies") {
+TEST_CASE("the dispatcher tells its sources to forget an orphaned flow's "
+          "id") {
   test_config cfg;
   caf::actor_system sys{cfg};
   caf::scoped_actor self{sys};
   node_under_test n{sys, 2};
   // Held for a site that never comes, then released (as at a hold timeout).
-  n.feed(self, {make_flow_event("f1", "flow", "nowhere")}, 0, 1, 1);
+  ingest_all(self, n.d, {make_flow_event("f1", "flow", "nowhere")});
+  drain(self, n.d);
   ask<registry_stats>(self, n.d, release_atom::value);
-  // The producer corrects the site and sends the same id again.
-  n.feed(self,
-         {make_site_event("e1", "here"), make_flow_event("f1", "flow", "here")},
-         0, 2, 1);
-  auto snap = ask<registry_snapshot>(self, n.d, snapshot_atom::value);
-  CHECK(snap.flows.size() == 1);
-  auto status = ask<dispatch_status>(self, n.d, status_atom::value);
-  CHECK(status.totals.duplicates == 0);
+  // This test sent the batch, so it is the source told to forget.
+  std::vector<std::string> forgotten;
+  self->receive(
+    [&](forget_atom, std::vector<std::string>& ids) { forgotten = ids; },
+    caf::after(test_timeout) >> [&] { FAIL("no forget"); });
+  CHECK(forgotten == std::vector<std::string>{"f1"});
 }

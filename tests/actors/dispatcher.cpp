@@ -35,8 +35,7 @@ struct fixture {
     g.factory = registry_worker_factory(
       {caf::actor_cast<change_sink_actor>(changes)}, {},
       caf::actor_cast<dead_letter_sink_actor>(dead), {});
-    return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+    return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   }
 
   ~fixture() {
@@ -92,7 +91,6 @@ TEST_CASE_METHOD(fixture, "events of one site are applied in input order") {
   CHECK(status.totals.applied == size_t{sites} * versions * 2);
   CHECK(status.totals.stale == 0);
   CHECK(status.totals.held == 0);
-  CHECK(status.totals.duplicates == 0);
   auto seen = ask<std::vector<change>>(self, changes, caf::get_atom::value);
   std::map<std::string, std::vector<int64_t>> site_versions, flow_versions;
   for (auto& c : seen) {
@@ -230,8 +228,7 @@ std::map<std::string, size_t> route_with(fixture& fx, routing_policy policy,
     return pool->spawn<caf::detached + caf::linked>(
       tally_worker, index, caf::actor_cast<worker_pool_actor>(pool), tally);
   };
-  auto d = fx.sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  auto d = fx.sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   std::vector<event> input;
   for (size_t i = 0; i < events; ++i)
     input.push_back(make_site_event("e" + std::to_string(i), "same-site"));

@@ -53,15 +53,15 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
   g.handles = contract_event_types();
   g.factory = registry_worker_factory(
     {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   ndjson_source_settings s;
   s.path = path;
   s.batch_size = 2; // several batches even for this small file
   s.read_size = 4096; // the long line spans many reads
   sys.spawn<caf::detached>(ndjson_source, s, d,
                            caf::actor_cast<source_listener_actor>(self),
-                           caf::actor_cast<dead_letter_sink_actor>(dead));
+                           caf::actor_cast<dead_letter_sink_actor>(dead),
+                           processed_ids{});
   source_stats stats;
   self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
                 caf::after(test_timeout) >> [&] { FAIL("no eof"); });

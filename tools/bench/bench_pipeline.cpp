@@ -356,8 +356,7 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     std::vector<change_sink_actor>(
       workers, caf::actor_cast<change_sink_actor>(p.probe_actor)),
     dead, registry_worker_settings{});
-  p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   return p;
 }
 
@@ -377,8 +376,7 @@ pipeline make_noop_pipeline(caf::actor_system& sys,
         ids.event_ids.push_back(batch.at(i).id);
       caf::anon_send(probe_actor, std::move(ids));
     });
-  p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   return p;
 }
 
@@ -635,8 +633,7 @@ overload_result bench_overload(caf::actor_system& sys, const options& o) {
                                   * static_cast<int64_t>(batch.size()));
     },
     true);
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   caf::scoped_actor self{sys};
   // The offered rate: the same producer into a no-op pipeline.
   {

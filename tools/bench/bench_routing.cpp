@@ -52,8 +52,7 @@ double run_dispatcher(caf::actor_system& sys, const options& o,
   // Our path: dispatcher -> supervised pool -> a worker that does
   // nothing with the events and reports each batch done.
   auto g = bench::bench_group("noop", o.workers, routing_policy::key_hash, {});
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)},
-                     default_dedup_retention);
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   caf::scoped_actor self{sys};
   // Batches as a source sends them, prepared before the clock starts.
   constexpr size_t batch = 1024;
