@@ -111,7 +111,7 @@ TEST_CASE("a second node on a schema that a running node owns refuses to "
   drop_schema(schema);
 }
 
-TEST_CASE("NUL in an event id or a name is dead-lettered; the node neither "
+TEST_CASE("NUL in an event id or a name is dead-lettered and the node neither "
           "stalls nor splits memory from the tables") {
   auto schema = fresh_schema("nul");
   auto input = write_input(

@@ -21,6 +21,7 @@
 #include "tools/bench/bench_common.hpp"
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
+#include "actors/event_id_window.hpp"
 #include "actors/match_service.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/postgis_sync.hpp"
@@ -552,7 +553,32 @@ struct memory_result {
   size_t sites = 0, flows = 0, matches = 0;
   double bytes_per_site = 0, bytes_per_flow = 0, bytes_per_match = 0;
   double ndjson_bytes_per_site = 0, ndjson_bytes_per_flow = 0;
+  /// The source's dedup window: bytes per remembered event id, for ids of
+  /// the length of a UUID (what producers commonly send).
+  size_t event_ids = 0;
+  double bytes_per_event_id = 0, id_bytes = 0;
 };
+
+/// Heap bytes per event id the dedup window holds, after `n` admissions.
+void measure_dedup_window(memory_result& r, size_t n) {
+  std::vector<std::string> ids;
+  ids.reserve(n);
+  for (size_t i = 0; i < n; ++i)
+    ids.push_back(fmt::format("{:08x}-4b1d-4c0e-9a7f-{:012x}", i * 2654435761u,
+                              i));
+  ::malloc_trim(0);
+  auto before = heap_bytes();
+  {
+    auto w = std::make_unique<event_id_window>(default_dedup_retention.count());
+    for (auto& id : ids)
+      w->admit(id, 1);
+    r.bytes_per_event_id = (static_cast<double>(heap_bytes())
+                            - static_cast<double>(before))
+                           / static_cast<double>(n);
+  }
+  r.event_ids = n;
+  r.id_bytes = static_cast<double>(ids.front().size());
+}
 
 /// The bytes of the entity as a contract line (the state file's form).
 size_t ndjson_size(const event& e) {
@@ -608,6 +634,7 @@ memory_result bench_memory(caf::actor_system& sys, const options& o) {
   r.ndjson_bytes_per_site = site_bytes / static_cast<double>(r.sites);
   r.ndjson_bytes_per_flow = flow_bytes / static_cast<double>(w.flows.size());
   stop(p);
+  measure_dedup_window(r, 1'000'000);
   return r;
 }
 
@@ -803,13 +830,18 @@ int main(int argc, char** argv) {
     std::printf("  per flow   %8.0f bytes  (as an NDJSON line %4.0f bytes)\n",
                 r.bytes_per_flow, r.ndjson_bytes_per_flow);
     std::printf("  per match  %8.0f bytes\n", r.bytes_per_match);
+    std::printf("  per event id in the dedup window %4.0f bytes (%zu ids of "
+                "%.0f bytes)\n",
+                r.bytes_per_event_id, r.event_ids, r.id_bytes);
     json += fmt::format(
       ",\"memory\":{{\"sites\":{},\"flows\":{},\"matches\":{},"
       "\"bytes_per_site\":{:.0f},\"bytes_per_flow\":{:.0f},"
       "\"bytes_per_match\":{:.0f},\"ndjson_bytes_per_site\":{:.0f},"
-      "\"ndjson_bytes_per_flow\":{:.0f}}}",
+      "\"ndjson_bytes_per_flow\":{:.0f},\"event_ids\":{},"
+      "\"bytes_per_event_id\":{:.1f},\"event_id_bytes\":{:.0f}}}",
       r.sites, r.flows, r.matches, r.bytes_per_site, r.bytes_per_flow,
-      r.bytes_per_match, r.ndjson_bytes_per_site, r.ndjson_bytes_per_flow);
+      r.bytes_per_match, r.ndjson_bytes_per_site, r.ndjson_bytes_per_flow,
+      r.event_ids, r.bytes_per_event_id, r.id_bytes);
   }
   if (wants(o, "overload")) {
     std::fprintf(stderr, "bench-pipeline: overload\n");

@@ -291,6 +291,12 @@ def report(results, pngs, quick):
                      f"{mm['ndjson_bytes_per_flow']:,.0f} B (NDJSON line)",
                      f"{mm['bytes_per_flow'] / mm['ndjson_bytes_per_flow']:.1f}x", "", ""))
         rows.append(("memory per match", f"{mm['bytes_per_match']:,.0f} B", "", "", "", ""))
+        if "bytes_per_event_id" in mm:
+            rows.append(("memory per event id (dedup window)",
+                         f"{mm['bytes_per_event_id']:,.0f} B",
+                         f"{mm['event_id_bytes']:,.0f} B (the id itself)",
+                         f"{mm['bytes_per_event_id'] / mm['event_id_bytes']:.1f}x",
+                         "", ""))
     if "overload" in pipe:
         o = pipe["overload"]
         flat = abs(o["growth_second_half_mb"]) <= 16
