@@ -53,6 +53,10 @@ using worker_pool_actor = caf::typed_actor<
                  bool>,
   // Timer: restart worker `index` after its backoff.
   caf::reacts_to<respawn_atom, uint32_t>,
+  // From the PostGIS sync: the database refused these changes of worker
+  // `index` for good; the stored rows of their entities follow.
+  caf::reacts_to<repair_atom, uint32_t, std::vector<change>,
+                 registry_snapshot>,
   // End of input: every worker dead-letters what it still holds.
   caf::replies_to<release_atom>::with<registry_stats>,
   // The current entities of all workers.
@@ -68,6 +72,9 @@ using worker_actor = caf::typed_actor<
   caf::reacts_to<deliver_atom, event_batch>,
   // Timer: dead-letters held flows past their hold time.
   caf::reacts_to<expire_atom>,
+  // The database refused these changes; memory goes back to the stored
+  // rows (given) where it still holds exactly a refused change.
+  caf::reacts_to<repair_atom, std::vector<change>, registry_snapshot>,
   // End of input: dead-letters every held flow.
   caf::replies_to<release_atom>::with<registry_stats>,
   // Copies out the current entities.
@@ -137,7 +144,10 @@ using match_router_actor = change_sink_actor::extend<
   // From a PostGIS sync: the batch `seq` of `worker` is committed (the
   // commit report a pool takes, addressed to the router).
   caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,
-                 bool>>;
+                 bool>,
+  // From a PostGIS sync: refused changes, passed on to the workers' pool.
+  caf::reacts_to<repair_atom, uint32_t, std::vector<change>,
+                 registry_snapshot>>;
 
 /// Told by an ingest source when it has no more input.
 using source_listener_actor = caf::typed_actor<

@@ -185,6 +185,8 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       auto seq = st.next_seq++;
       auto& entry = st.in_progress[seq];
       entry.ticket = *batch.ticket;
+      if (!st.pool)
+        st.pool = batch.ticket->pool; // the workers' pool, for repairs
       if (!st.syncs.empty()) {
         // The entities go to the sync now, in this worker's order; its
         // commit report comes back here.
@@ -229,6 +231,13 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       if (i->second.waiting > 0)
         --i->second.waiting;
       pass_finished(self);
+    },
+    [self](repair_atom, uint32_t worker, std::vector<change>& refused,
+           registry_snapshot& stored) {
+      if (self->state.pool)
+        self->send(caf::actor_cast<worker_pool_actor>(self->state.pool),
+                   repair_atom::value, worker, std::move(refused),
+                   std::move(stored));
     },
     [self](restore_atom, registry_snapshot& stored,
            std::vector<match>& stored_matches) -> caf::result<caf::ok_atom> {

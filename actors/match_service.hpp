@@ -33,6 +33,9 @@ struct match_router_state {
   std::vector<match_partition_actor> partitions;
   /// The PostGIS sync of each registry worker; empty without a database.
   std::vector<change_sink_actor> syncs;
+  /// The registry workers' pool (from the first ticket): where a sync's
+  /// repair of refused changes goes on to.
+  caf::actor pool;
   /// Class of every flow routed so far (a delete names only the flow).
   std::unordered_map<std::string, resource_class> flow_class;
   /// A batch whose matches (and, with a database, whose commit) are not

@@ -59,6 +59,46 @@ dead_letter refusal_letter(const store::refused& r) {
   return dl;
 }
 
+/// Memory must not keep what the table refused: the worker gets the refused
+/// changes and the stored rows of their entities, and goes back to them
+/// where no later change of the entity was applied since.
+void repair_memory(sync_ptr self, const std::vector<store::refused>& refusals) {
+  auto& st = self->state;
+  if (st.tickets.empty())
+    return;
+  std::vector<std::string> sites, flows;
+  std::vector<change> refused;
+  for (auto& r : refusals) {
+    switch (r.what.kind) {
+      case change::site_upserted:
+        sites.push_back(r.what.site_data.site_id);
+        break;
+      case change::site_deleted:
+        sites.push_back(r.what.id);
+        break;
+      case change::flow_upserted:
+        flows.push_back(r.what.flow_data.flow_id);
+        break;
+      case change::flow_deleted:
+        flows.push_back(r.what.id);
+        break;
+    }
+    refused.push_back(r.what);
+  }
+  auto stored = store::load_entities(st.conn, sites, flows);
+  if (stored.error) {
+    // The connection broke right after COMMIT: the worker keeps what it
+    // has; the next start loads the tables again. Say so.
+    log()->error("{} cannot read back the {} refused entities ({}); memory "
+                 "may differ from the tables until the next start",
+                 who(self), refused.size(), stored.error->describe());
+    return;
+  }
+  self->send(caf::actor_cast<worker_pool_actor>(st.tickets.front().pool),
+             repair_atom::value, st.index, std::move(refused),
+             std::move(*stored.value));
+}
+
 void flush(sync_ptr self) {
   auto& st = self->state;
   st.timer_armed = false;
@@ -121,6 +161,7 @@ void flush(sync_ptr self) {
     }
     if (st.dead_letters)
       self->send(st.dead_letters, std::move(letters));
+    repair_memory(self, refusals);
   }
   // Durable now: hand the tickets on, in order.
   for (auto& t : st.tickets) {

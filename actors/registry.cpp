@@ -275,6 +275,128 @@ void registry::release_all_held(registry_output& out) {
   hold_order_.clear();
 }
 
+void registry::put_site(const site& s) {
+  sites_[s.site_id] = s;
+}
+
+void registry::put_flow(const resource_flow& f) {
+  auto i = flows_.find(f.flow_id);
+  if (i != flows_.end() && i->second.site_id != f.site_id) {
+    auto old = flows_by_site_.find(i->second.site_id);
+    if (old != flows_by_site_.end()) {
+      old->second.erase(f.flow_id);
+      if (old->second.empty())
+        flows_by_site_.erase(old);
+    }
+  }
+  flows_[f.flow_id] = f;
+  flows_by_site_[f.site_id].insert(f.flow_id);
+}
+
+void registry::repair(const change& refused, const registry_snapshot& stored,
+                      registry_output& out) {
+  auto stored_site = [&](const std::string& id) -> const site* {
+    for (auto& s : stored.sites)
+      if (s.site_id == id)
+        return &s;
+    return nullptr;
+  };
+  auto stored_flow = [&](const std::string& id) -> const resource_flow* {
+    for (auto& f : stored.flows)
+      if (f.flow_id == id)
+        return &f;
+    return nullptr;
+  };
+  auto emit_site = [&](const site& s) {
+    change c;
+    c.kind = change::site_upserted;
+    c.site_data = s;
+    c.stored = true;
+    out.changes.push_back(std::move(c));
+  };
+  auto emit_flow = [&](const resource_flow& f) {
+    change c;
+    c.kind = change::flow_upserted;
+    c.flow_data = f;
+    c.stored = true;
+    out.changes.push_back(std::move(c));
+  };
+  auto mark_stored = [&](size_t from) {
+    for (size_t i = from; i < out.changes.size(); ++i)
+      out.changes[i].stored = true;
+  };
+  switch (refused.kind) {
+    case change::site_upserted: {
+      auto& id = refused.site_data.site_id;
+      auto* now = find_site(id);
+      if (now == nullptr || !(*now == refused.site_data))
+        return; // a later change of the site decides
+      if (auto* s = stored_site(id)) {
+        put_site(*s);
+        emit_site(*s);
+        return;
+      }
+      // Never stored: gone, with the flows memory put there (their own
+      // inserts failed for want of the site row).
+      auto from = out.changes.size();
+      auto owned = flows_by_site_.find(id);
+      if (owned != flows_by_site_.end()) {
+        std::vector<std::string> ids(owned->second.begin(),
+                                     owned->second.end());
+        std::sort(ids.begin(), ids.end());
+        for (auto& f : ids)
+          remove_flow(f, {}, out);
+        flows_by_site_.erase(id);
+      }
+      sites_.erase(id);
+      change c;
+      c.kind = change::site_deleted;
+      c.id = id;
+      out.changes.push_back(std::move(c));
+      mark_stored(from);
+      return;
+    }
+    case change::flow_upserted: {
+      auto& id = refused.flow_data.flow_id;
+      auto* now = find_flow(id);
+      if (now == nullptr || !(*now == refused.flow_data))
+        return;
+      if (auto* f = stored_flow(id); f != nullptr && sites_.count(f->site_id)) {
+        put_flow(*f);
+        emit_flow(*f);
+        return;
+      }
+      auto from = out.changes.size();
+      remove_flow(id, {}, out);
+      mark_stored(from);
+      return;
+    }
+    case change::site_deleted: {
+      auto& id = refused.id;
+      auto* s = stored_site(id);
+      if (find_site(id) != nullptr || s == nullptr)
+        return; // back already, or the row is gone after all
+      put_site(*s);
+      emit_site(*s);
+      for (auto& f : stored.flows)
+        if (f.site_id == id && find_flow(f.flow_id) == nullptr) {
+          put_flow(f);
+          emit_flow(f);
+        }
+      return;
+    }
+    case change::flow_deleted: {
+      auto& id = refused.id;
+      auto* f = stored_flow(id);
+      if (find_flow(id) != nullptr || f == nullptr || !sites_.count(f->site_id))
+        return;
+      put_flow(*f);
+      emit_flow(*f);
+      return;
+    }
+  }
+}
+
 void registry::restore(registry_snapshot state) {
   for (auto& s : state.sites) {
     auto id = s.site_id;

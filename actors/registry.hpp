@@ -63,6 +63,15 @@ public:
   /// Dead-letters every held flow: at the end of input no site can come.
   void release_all_held(registry_output& out);
 
+  /// After the database refused `refused` for good: where memory still
+  /// holds exactly that change (no later change of the entity applied
+  /// since; that one's own commit decides), brings the entity back to its
+  /// stored row in `stored` (or removes it when there is none). Publishes
+  /// the result as changes marked `stored` (the table holds them already),
+  /// so the match service follows.
+  void repair(const change& refused, const registry_snapshot& stored,
+              registry_output& out);
+
   /// Takes in state loaded from the database (no changes published).
   void restore(registry_snapshot state);
 
@@ -105,6 +114,8 @@ private:
   void upsert_flow(const event& ev, registry_output& out);
   void delete_flow(const event& ev, registry_output& out);
   void evict_flow(const std::string& flow_id, registry_output& out);
+  void put_site(const site& s);
+  void put_flow(const resource_flow& f);
   void hold(const event& ev, clock::time_point now, registry_output& out);
   /// Cancels held upserts of a flow; returns how many. With `superseded`,
   /// their ids are taken in as done (a delete superseded them).

@@ -156,6 +156,19 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](snapshot_atom) -> registry_snapshot {
       return self->state.reg->snapshot();
     },
+    [self](repair_atom, const std::vector<change>& refused,
+           const registry_snapshot& stored) {
+      auto& st = self->state;
+      for (auto& c : refused)
+        st.reg->repair(c, stored, st.out);
+      if (!st.out.changes.empty()) {
+        log()->warn("{} {}: {} changes bring memory back to the table after "
+                    "the database refused {}",
+                    self->name(), st.index, st.out.changes.size(),
+                    refused.size());
+        publish(self, 0, 0, false);
+      }
+    },
     [self](restore_atom, registry_snapshot& stored) -> caf::ok_atom {
       self->state.reg->restore(std::move(stored));
       return caf::ok_atom::value;

@@ -164,6 +164,12 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       }
       return rp;
     },
+    [self](repair_atom, uint32_t index, std::vector<change>& refused,
+           registry_snapshot& stored) {
+      if (index < self->state.slots.size() && self->state.slots[index].worker)
+        self->send(self->state.slots[index].worker, repair_atom::value,
+                   std::move(refused), std::move(stored));
+    },
     [self](restore_atom, uint32_t index,
            registry_snapshot& state) -> caf::result<caf::ok_atom> {
       auto rp = self->make_response_promise<caf::ok_atom>();

@@ -96,12 +96,16 @@ struct change {
   site site_data;          ///< for site_upserted
   resource_flow flow_data; ///< for flow_upserted
   std::string id;          ///< the deleted site or flow id
+  /// Already what the database holds: memory is brought back to the table
+  /// after the database refused a change. The store skips it; the match
+  /// service applies it like any other.
+  bool stored = false;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, change& x) {
   return f(caf::meta::type_name("change"), x.kind, x.event_id, x.site_data,
-           x.flow_data, x.id);
+           x.flow_data, x.id, x.stored);
 }
 
 

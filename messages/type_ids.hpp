@@ -57,5 +57,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, restore_atom, "restore")
   CAF_ADD_ATOM(flowmatch, flowmatch, tick_atom, "tick")
   CAF_ADD_ATOM(flowmatch, flowmatch, forget_atom, "forget")
+  CAF_ADD_ATOM(flowmatch, flowmatch, repair_atom, "repair")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

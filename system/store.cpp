@@ -274,6 +274,8 @@ std::optional<pg::db_error> prepare(pg::connection& conn) {
 
 void write_set::add(const change_batch& batch) {
   for (auto& c : batch.changes) {
+    if (c.stored)
+      continue; // the table already holds it
     ++changes_;
     switch (c.kind) {
       case change::site_upserted: {
@@ -442,6 +444,8 @@ write_isolating(pg::connection& conn,
     return abort(*r.error);
   for (auto& batch : batches) {
     for (auto& c : batch.changes) {
+      if (c.stored)
+        continue;
       if (auto r = conn.exec("SAVEPOINT one_change"); r.error)
         return abort(*r.error);
       pg::outcome<pg::result> r;
@@ -510,18 +514,20 @@ pg::outcome<int64_t> prune_processed(pg::connection& conn,
   return out;
 }
 
-pg::outcome<stored_state>
-load(pg::connection& conn,
-     std::optional<std::chrono::milliseconds> dedup_retention) {
-  pg::outcome<stored_state> out;
-  stored_state st;
-  auto sites = conn.exec("SELECT site_id, name, lat, lon, country, nace, "
-                         "version FROM sites ORDER BY site_id");
-  if (sites.error) {
-    out.error = sites.error;
-    return out;
-  }
-  auto& rs = *sites.value;
+namespace {
+
+constexpr const char* site_columns
+  = "SELECT site_id, name, lat, lon, country, nace, version FROM sites";
+
+// float8 as text: PostgreSQL 12+ prints the shortest exact form, so the
+// doubles read back are the doubles written.
+constexpr const char* flow_columns
+  = "SELECT flow_id, site_id, direction, resource, quantity, unit, "
+    "annual_quantity, operating_hours, temperature_c, medium, ewc, "
+    "accepts_ewc, hazardous, accepts_hazardous, max_transport_km, version "
+    "FROM resource_flows";
+
+void read_sites(const pg::result& rs, std::vector<site>& out) {
   for (int i = 0; i < rs.rows(); ++i) {
     site s;
     s.site_id = std::string{rs.text(i, 0)};
@@ -535,20 +541,11 @@ load(pg::connection& conn,
       s.nace = std::string{rs.text(i, 5)};
     if (!rs.is_null(i, 6))
       s.version = rs.as_int64(i, 6);
-    st.snapshot.sites.push_back(std::move(s));
+    out.push_back(std::move(s));
   }
-  // float8 as text: PostgreSQL 12+ prints the shortest exact form, so the
-  // doubles read back are the doubles written.
-  auto flows = conn.exec(
-    "SELECT flow_id, site_id, direction, resource, quantity, unit, "
-    "annual_quantity, operating_hours, temperature_c, medium, ewc, "
-    "accepts_ewc, hazardous, accepts_hazardous, max_transport_km, version "
-    "FROM resource_flows ORDER BY flow_id");
-  if (flows.error) {
-    out.error = flows.error;
-    return out;
-  }
-  auto& rf = *flows.value;
+}
+
+void read_flows(const pg::result& rf, std::vector<resource_flow>& out) {
   for (int i = 0; i < rf.rows(); ++i) {
     resource_flow f;
     f.flow_id = std::string{rf.text(i, 0)};
@@ -580,8 +577,88 @@ load(pg::connection& conn,
       f.max_transport_km = rf.as_double(i, 14);
     if (!rf.is_null(i, 15))
       f.version = rf.as_int64(i, 15);
-    st.snapshot.flows.push_back(std::move(f));
+    out.push_back(std::move(f));
   }
+}
+
+} // namespace
+
+pg::outcome<registry_snapshot> load_entities(pg::connection& conn) {
+  pg::outcome<registry_snapshot> out;
+  registry_snapshot snap;
+  auto sites = conn.exec(std::string{site_columns} + " ORDER BY site_id");
+  if (sites.error) {
+    out.error = sites.error;
+    return out;
+  }
+  read_sites(*sites.value, snap.sites);
+  auto flows = conn.exec(std::string{flow_columns} + " ORDER BY flow_id");
+  if (flows.error) {
+    out.error = flows.error;
+    return out;
+  }
+  read_flows(*flows.value, snap.flows);
+  out.value = std::move(snap);
+  return out;
+}
+
+pg::outcome<registry_snapshot>
+load_entities(pg::connection& conn, const std::vector<std::string>& site_ids,
+              const std::vector<std::string>& flow_ids) {
+  pg::outcome<registry_snapshot> out;
+  registry_snapshot snap;
+  std::vector<pg::param> sites(site_ids.begin(), site_ids.end());
+  std::vector<pg::param> flows(flow_ids.begin(), flow_ids.end());
+  // Prepared on first use: a refusal is rare, its statements need not be
+  // on every connection.
+  static const std::string some_sites = std::string{site_columns}
+                                        + " WHERE site_id = ANY($1::text[])";
+  static const std::string some_flows
+    = std::string{flow_columns}
+      + " WHERE flow_id = ANY($1::text[]) OR site_id = ANY($2::text[])";
+  auto r = conn.run("load_some_sites", {pg::text_array(sites)});
+  if (r.error && r.error->sqlstate == "26000") { // not prepared yet
+    if (auto e = conn.prepare("load_some_sites", some_sites)) {
+      out.error = e;
+      return out;
+    }
+    r = conn.run("load_some_sites", {pg::text_array(sites)});
+  }
+  if (r.error) {
+    out.error = r.error;
+    return out;
+  }
+  read_sites(*r.value, snap.sites);
+  auto rf = conn.run("load_some_flows",
+                     {pg::text_array(flows), pg::text_array(sites)});
+  if (rf.error && rf.error->sqlstate == "26000") {
+    if (auto e = conn.prepare("load_some_flows", some_flows)) {
+      out.error = e;
+      return out;
+    }
+    rf = conn.run("load_some_flows",
+                  {pg::text_array(flows), pg::text_array(sites)});
+  }
+  if (rf.error) {
+    out.error = rf.error;
+    return out;
+  }
+  read_flows(*rf.value, snap.flows);
+  out.value = std::move(snap);
+  return out;
+}
+
+pg::outcome<stored_state>
+load(pg::connection& conn,
+     std::optional<std::chrono::milliseconds> dedup_retention) {
+  pg::outcome<stored_state> out;
+  stored_state st;
+  auto entities = load_entities(conn);
+  if (entities.error) {
+    out.error = entities.error;
+    return out;
+  }
+  st.snapshot = std::move(*entities.value);
   if (dedup_retention)
     if (auto pruned = prune_processed(conn, *dedup_retention); pruned.error) {
       out.error = pruned.error;

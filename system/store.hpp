@@ -86,6 +86,15 @@ struct stored_state {
   std::vector<match> matches;
 };
 
+/// Every stored site and flow, sorted by id.
+pg::outcome<registry_snapshot> load_entities(pg::connection& conn);
+
+/// The stored rows of these sites and flows, and the flows of these sites
+/// (to bring memory back to the table after a refused change).
+pg::outcome<registry_snapshot>
+load_entities(pg::connection& conn, const std::vector<std::string>& site_ids,
+              const std::vector<std::string>& flow_ids);
+
 /// Loads the stored state. With a `dedup_retention`, processed event ids
 /// older than it are deleted first (storage.md v1.1), so the table and the
 /// dedup window hold the same ids; without one (a read-only check) nothing

@@ -207,6 +207,9 @@ tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
     [](expire_atom) {},
     [](release_atom) { return registry_stats{}; },
     [](snapshot_atom) { return registry_snapshot{}; },
+    [](repair_atom, const std::vector<change>&, const registry_snapshot&) {
+      // Stateless: nothing to bring back.
+    },
     [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },

@@ -230,3 +230,62 @@ TEST_CASE("a drain that cannot finish ends with the deadline's exit code 3") {
   std::remove(c.stdout_path.c_str());
   drop_schema(schema);
 }
+
+TEST_CASE("a change the database refuses leaves memory equal to the "
+          "tables") {
+  auto schema = fresh_schema("refusedmem");
+  {
+    auto c = connect_or_fail();
+    REQUIRE(migrate(c, schema).value);
+  }
+  // An operator's rule the events do not know about.
+  exec_sql(schema, R"(
+    CREATE FUNCTION refuse_name() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF NEW.name = 'refuse me' THEN
+        RAISE EXCEPTION 'name refused' USING ERRCODE = 'P0001';
+      END IF;
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER refuse_name BEFORE INSERT OR UPDATE ON sites
+      FOR EACH ROW EXECUTE FUNCTION refuse_name();)");
+  auto site = [](const std::string& id, const std::string& sid, int v,
+                 const std::string& name) {
+    return R"({"id":")" + id + R"(","type":"site_updated","data":{"site_id":")"
+           + sid + R"(","name":")" + name + R"(","lat":1,"lon":1,"version":)"
+           + std::to_string(v) + "}}\n";
+  };
+  auto input = write_input(
+    "refusedmem.ndjson",
+    site("e1", "A", 1, "ok") + site("e2", "A", 2, "refuse me")
+      + site("e3", "B", 1, "refuse me")
+      + R"({"id":"e4","type":"resource_flow_created","data":{"flow_id":"w1","site_id":"B","direction":"demand","resource":"water","quantity":1,"unit":"m3/h"}})"
+        "\n"
+      + site("e5", "C", 1, "ok") + site("e6", "C", 2, "refuse me")
+      + site("e7", "C", 3, "fine"));
+  auto state = scratch("refusedmem-state.ndjson");
+  auto args = db_args(schema, input);
+  args.push_back("--output.state=" + state);
+  std::string out, err;
+  int code = run(args, &out, &err);
+  INFO("stderr:\n" << err << "\nstdout:\n" << out);
+  REQUIRE(code == 0);
+  // A is back at version 1 (its update was refused), B and its flow are
+  // gone (refused, and the flow for want of B's row), C is at version 3
+  // (its refused version 2 was overtaken): in memory as in the table.
+  auto tables = table_lines(schema);
+  auto memory = read_lines(state);
+  CHECK(memory == tables);
+  REQUIRE(tables.size() == 2);
+  CHECK_THAT(tables[0], Catch::Contains("\"site_id\":\"A\"")
+                          && Catch::Contains("\"version\":1"));
+  CHECK_THAT(tables[1], Catch::Contains("\"site_id\":\"C\"")
+                          && Catch::Contains("\"version\":3"));
+  // e2, e3, e6 by the rule, e4 for want of B's row.
+  CHECK(query_int(schema, "SELECT count(*) FROM dead_letters WHERE reason = "
+                          "'permanent_db_error'")
+        == 4);
+  std::remove(input.c_str());
+  std::remove(state.c_str());
+  drop_schema(schema);
+}
