@@ -3,7 +3,8 @@
 // Every actor interface of flowmatch in one place. Peers hold each other by
 // these typed handles, so the compiler checks every message.
 //
-// The path of one event:
+// The path of one event (the source decodes, validates and deduplicates by
+// event id; the dispatcher routes):
 //
 //   ndjson_source --ingest--> dispatcher --deliver--> worker_pool --> worker
 //        |                       ^   (routes by key,      (supervises,   |

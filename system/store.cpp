@@ -602,6 +602,27 @@ pg::outcome<registry_snapshot> load_entities(pg::connection& conn) {
   return out;
 }
 
+namespace {
+
+/// Runs a statement prepared on its first use (rare statements need not
+/// be prepared on every connection).
+pg::outcome<pg::result> run_prepared_on_demand(pg::connection& conn,
+                                               const std::string& name,
+                                               const std::string& sql,
+                                               const std::vector<pg::param>& params) {
+  auto r = conn.run(name, params);
+  if (r.error && r.error->sqlstate == "26000") { // no such prepared statement
+    if (auto e = conn.prepare(name, sql)) {
+      r.error = e;
+      return r;
+    }
+    r = conn.run(name, params);
+  }
+  return r;
+}
+
+} // namespace
+
 pg::outcome<registry_snapshot>
 load_entities(pg::connection& conn, const std::vector<std::string>& site_ids,
               const std::vector<std::string>& flow_ids) {
@@ -609,36 +630,21 @@ load_entities(pg::connection& conn, const std::vector<std::string>& site_ids,
   registry_snapshot snap;
   std::vector<pg::param> sites(site_ids.begin(), site_ids.end());
   std::vector<pg::param> flows(flow_ids.begin(), flow_ids.end());
-  // Prepared on first use: a refusal is rare, its statements need not be
-  // on every connection.
   static const std::string some_sites = std::string{site_columns}
                                         + " WHERE site_id = ANY($1::text[])";
   static const std::string some_flows
     = std::string{flow_columns}
       + " WHERE flow_id = ANY($1::text[]) OR site_id = ANY($2::text[])";
-  auto r = conn.run("load_some_sites", {pg::text_array(sites)});
-  if (r.error && r.error->sqlstate == "26000") { // not prepared yet
-    if (auto e = conn.prepare("load_some_sites", some_sites)) {
-      out.error = e;
-      return out;
-    }
-    r = conn.run("load_some_sites", {pg::text_array(sites)});
-  }
+  auto r = run_prepared_on_demand(conn, "load_some_sites", some_sites,
+                                  {pg::text_array(sites)});
   if (r.error) {
     out.error = r.error;
     return out;
   }
   read_sites(*r.value, snap.sites);
-  auto rf = conn.run("load_some_flows",
-                     {pg::text_array(flows), pg::text_array(sites)});
-  if (rf.error && rf.error->sqlstate == "26000") {
-    if (auto e = conn.prepare("load_some_flows", some_flows)) {
-      out.error = e;
-      return out;
-    }
-    rf = conn.run("load_some_flows",
-                  {pg::text_array(flows), pg::text_array(sites)});
-  }
+  auto rf = run_prepared_on_demand(conn, "load_some_flows", some_flows,
+                                   {pg::text_array(flows),
+                                    pg::text_array(sites)});
   if (rf.error) {
     out.error = rf.error;
     return out;
