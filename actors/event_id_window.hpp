@@ -94,19 +94,7 @@ public:
     return n;
   }
 
-  millis retention() const {
-    return retention_;
-  }
-
   static constexpr size_t shard_count = 64;
-
-  /// Bytes the window holds (slots and control bytes), for benchmarks.
-  size_t memory_bytes() const {
-    size_t n = 0;
-    for (auto& s : shards_)
-      n += s.capacity() * (sizeof(map::value_type) + 1);
-    return n;
-  }
 
 private:
   struct fingerprint {
