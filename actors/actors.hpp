@@ -64,7 +64,12 @@ using worker_pool_actor = caf::typed_actor<
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // At start-up: restores worker `index` from the database.
   caf::replies_to<restore_atom, uint32_t,
-                  registry_snapshot>::with<caf::ok_atom>>;
+                  registry_snapshot>::with<caf::ok_atom>,
+  // From the dispatcher, while nothing is in flight: moves a site and
+  // everything linked to it from worker `from` to worker `to`; answers
+  // with the ids of the sites and flows that moved.
+  caf::replies_to<handover_atom, uint32_t, uint32_t,
+                  std::string>::with<registry_part>>;
 
 /// A worker in a pool. Its handler applies batches and reports each to the
 /// pool with `done`.
@@ -82,7 +87,11 @@ using worker_actor = caf::typed_actor<
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // At start-up: takes in entities loaded from the database, without
   // publishing them.
-  caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>>;
+  caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>,
+  // Gives up a site and everything linked to it, for another worker.
+  caf::replies_to<handover_atom, std::string>::with<registry_part>,
+  // Takes in what another worker gave up.
+  caf::replies_to<takeover_atom, registry_part>::with<caf::ok_atom>>;
 
 /// Routes each event to the worker-pool group that handles its type, and to
 /// a worker within it by the group's policy; admits input only while each
@@ -103,6 +112,8 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
   // In-flight accounting.
   caf::replies_to<status_atom>::with<dispatch_status>,
+  // Timer: ask again for a hand-over a restarting worker could not make.
+  caf::reacts_to<handover_atom>,
   // At start-up, before any input: the entities loaded from the database,
   // spread over the workers the way events will be routed.
   caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>>;

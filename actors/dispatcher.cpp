@@ -66,10 +66,22 @@ void note_feeder(dispatcher_ptr self) {
     fs.push_back(std::move(sender));
 }
 
+/// The worker of a site: its hash's, unless a hand-over moved it.
+uint32_t worker_of_site(const group_t& g, const std::string& site_id) {
+  if (!g.site_home.empty())
+    if (auto i = g.site_home.find(site_id); i != g.site_home.end())
+      return i->second;
+  return hash_slot(site_id, g.settings.workers);
+}
+
+/// Returned by pick_worker for an event that must wait for a hand-over.
+constexpr uint32_t wait_for_handover = UINT32_MAX;
+
 /// Chooses the worker of `g` for `ev`; for key-hash groups also maintains
-/// the flow routing table and queues an eviction when a flow changes worker
-/// (at this point of the old worker's sequence).
-uint32_t pick_worker(group_t& g, const event& ev, size_t shared) {
+/// the flow routing table. A flow upsert naming a site on another worker
+/// than the flow's gives `wait_for_handover` and fills in `wanted`.
+uint32_t pick_worker(group_t& g, const event& ev,
+                     dispatcher_state::handover& wanted) {
   auto n = g.settings.workers;
   switch (g.settings.policy) {
     case routing_policy::round_robin:
@@ -92,17 +104,13 @@ uint32_t pick_worker(group_t& g, const event& ev, size_t shared) {
   switch (ev.type) {
     case event_type::resource_flow_created:
     case event_type::resource_flow_updated: {
-      auto w = hash_slot(ev.flow_data.site_id, n);
+      auto w = worker_of_site(g, ev.flow_data.site_id);
       auto [i, added] = g.flow_owner.try_emplace(ev.flow_data.flow_id, w);
       if (!added && i->second != w) {
-        auto old = i->second;
-        event evict;
-        evict.type = event_type::flow_evicted;
-        evict.target_id = ev.flow_data.flow_id;
-        g.extra[old].push_back(std::move(evict));
-        g.picks[old].push_back(
-          static_cast<uint32_t>(shared + g.extra[old].size() - 1));
-        i->second = w;
+        wanted.from = w;
+        wanted.to = i->second;
+        wanted.site = ev.flow_data.site_id;
+        return wait_for_handover;
       }
       return w;
     }
@@ -113,12 +121,12 @@ uint32_t pick_worker(group_t& g, const event& ev, size_t shared) {
       auto i = g.flow_owner.find(ev.target_id);
       if (i != g.flow_owner.end())
         return i->second;
-      return hash_slot(ev.flow_data.site_id.empty() ? ev.target_id
-                                                    : ev.flow_data.site_id,
-                       n);
+      if (ev.flow_data.site_id.empty())
+        return hash_slot(ev.target_id, n);
+      return worker_of_site(g, ev.flow_data.site_id);
     }
     default:
-      return hash_slot(ev.site_key(), n);
+      return worker_of_site(g, ev.site_key());
   }
 }
 
@@ -129,19 +137,28 @@ bool has_credit(dispatcher_ptr self) {
   return true;
 }
 
-void route(dispatcher_ptr self, std::vector<event>& input) {
+/// Routes the events of `events` from `from` on; returns where it stopped:
+/// the end, or an event that waits for the hand-over now pending.
+size_t route(dispatcher_ptr self,
+             const std::shared_ptr<const std::vector<event>>& events,
+             size_t from) {
   auto& st = self->state;
-  // The input batch becomes immutable and shared by every worker.
-  auto events = std::make_shared<const std::vector<event>>(std::move(input));
-  auto shared = events->size();
-  for (size_t i = 0; i < shared; ++i) {
+  auto end = events->size();
+  size_t i = from;
+  dispatcher_state::handover wanted;
+  for (; i < end; ++i) {
     const auto& ev = (*events)[i];
     auto gi = st.route[static_cast<size_t>(ev.type)];
     auto& g = st.groups[static_cast<size_t>(gi)];
-    auto w = pick_worker(g, ev, shared);
+    auto w = pick_worker(g, ev, wanted);
+    if (w == wait_for_handover) {
+      wanted.group = static_cast<uint32_t>(gi);
+      st.pending_handover = std::move(wanted);
+      break;
+    }
     g.picks[w].push_back(static_cast<uint32_t>(i));
   }
-  st.admitted += shared;
+  st.admitted += i - from;
   for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
     auto& g = st.groups[gi];
     for (uint32_t w = 0; w < g.picks.size(); ++w) {
@@ -155,16 +172,65 @@ void route(dispatcher_ptr self, std::vector<event>& input) {
       batch.events = events;
       batch.picks = std::make_shared<const std::vector<uint32_t>>(
         std::move(picks));
-      if (!g.extra[w].empty())
-        batch.extra = std::make_shared<const std::vector<event>>(
-          std::move(g.extra[w]));
       self->send(g.pool, deliver_atom::value, w, std::move(batch));
       picks = std::vector<uint32_t>{};
-      g.extra[w] = std::vector<event>{};
     }
     if (g.in_flight > g.peak)
       g.peak = g.in_flight;
   }
+  return i;
+}
+
+void admit_parked(dispatcher_ptr self);
+
+/// Asks for the pending hand-over once its group has nothing in flight:
+/// everything routed before the waiting event is applied and committed.
+void ask_for_handover(dispatcher_ptr self) {
+  auto& pending = self->state.pending_handover;
+  if (!pending || pending->asked)
+    return;
+  auto& group = self->state.groups[pending->group];
+  if (group.in_flight > 0)
+    return;
+  pending->asked = true;
+  self
+    ->request(group.pool, group.settings.supervision.reply_timeout,
+              handover_atom::value, pending->from, pending->to,
+              pending->site)
+    .then(
+      [self](registry_part& moved) {
+        auto& st = self->state;
+        auto& h = *st.pending_handover;
+        auto& g = st.groups[h.group];
+        auto n = g.settings.workers;
+        for (auto& s : moved.site_ids) {
+          if (hash_slot(s, n) == h.to)
+            g.site_home.erase(s);
+          else
+            g.site_home[s] = h.to;
+        }
+        for (auto& f : moved.flow_ids)
+          g.flow_owner[f] = h.to;
+        ++g.handovers;
+        log()->debug("{} group {}: site {} and {} linked sites, {} flows "
+                     "moved from worker {} to {}",
+                     self->name(), g.settings.name, h.site,
+                     moved.site_ids.size() - 1, moved.flow_ids.size(), h.from,
+                     h.to);
+        st.pending_handover = caf::none;
+        admit_parked(self);
+      },
+      [self](caf::error& err) {
+        auto& h = *self->state.pending_handover;
+        // Asked again after a pause: a worker may be restarting.
+        log()->warn("{} hand-over of site {} from worker {} to {} failed, "
+                    "asking again: {}",
+                    self->name(), h.site, h.from, h.to,
+                    self->system().render(err));
+        h.asked = false;
+        self->delayed_send(self, std::chrono::milliseconds{50},
+                           handover_atom::value);
+      });
 }
 
 bool idle(dispatcher_ptr self) {
@@ -178,11 +244,15 @@ bool idle(dispatcher_ptr self) {
 
 void admit_parked(dispatcher_ptr self) {
   auto& st = self->state;
-  while (!st.parked.empty() && has_credit(self)) {
-    auto p = std::move(st.parked.front());
-    st.parked.pop_front();
-    route(self, p.events);
+  while (!st.parked.empty() && !st.pending_handover && has_credit(self)) {
+    auto& p = st.parked.front();
+    p.next = route(self, p.events, p.next);
+    if (st.pending_handover) {
+      ask_for_handover(self);
+      return;
+    }
     p.promise.deliver(caf::ok_atom::value);
+    st.parked.pop_front();
   }
   if (idle(self)) {
     for (auto& rp : st.drain_waiters)
@@ -207,7 +277,6 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     g.settings = std::move(groups[gi]);
     g.worker_load.resize(g.settings.workers);
     g.picks.resize(g.settings.workers);
-    g.extra.resize(g.settings.workers);
     for (auto t : g.settings.handles)
       init.route[static_cast<size_t>(t)] = static_cast<int>(gi);
     g.pool = self->spawn<caf::linked>(worker_pool, g.settings.name, gi,
@@ -221,19 +290,22 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
                 to_string(g.settings.policy), g.settings.max_in_flight);
     init.groups.push_back(std::move(g));
   }
-  // Flow evictions follow flows.
-  init.route[static_cast<size_t>(event_type::flow_evicted)]
-    = init.route[static_cast<size_t>(event_type::resource_flow_created)];
   return {
     [self](ingest_atom, std::vector<event>& events) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       note_feeder(self);
-      if (st.parked.empty() && has_credit(self)) {
-        route(self, events);
-        return caf::ok_atom::value;
+      // The input batch becomes immutable and shared by every worker.
+      auto shared = std::make_shared<const std::vector<event>>(
+        std::move(events));
+      size_t next = 0;
+      if (st.parked.empty() && !st.pending_handover && has_credit(self)) {
+        next = route(self, shared, 0);
+        if (next == shared->size())
+          return caf::ok_atom::value;
       }
       auto rp = self->make_response_promise<caf::ok_atom>();
-      st.parked.push_back({std::move(events), rp});
+      st.parked.push_back({std::move(shared), next, rp});
+      ask_for_handover(self);
       return rp;
     },
     [self](done_atom, uint32_t gi, uint32_t worker, uint64_t count,
@@ -251,8 +323,10 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       g.in_flight -= count;
       g.worker_load[worker] -= count;
       take_stats(self, stats);
+      ask_for_handover(self);
       admit_parked(self);
     },
+    [self](handover_atom) { ask_for_handover(self); },
     [self](drain_atom) -> caf::result<caf::ok_atom> {
       if (idle(self))
         return caf::ok_atom::value;
@@ -338,6 +412,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       for (auto& g : st.groups) {
         s.in_flight.push_back(g.in_flight);
         s.peak_in_flight.push_back(g.peak);
+        s.handovers += g.handovers;
       }
       s.admitted = st.admitted;
       s.parked_batches = st.parked.size();

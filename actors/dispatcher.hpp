@@ -6,11 +6,21 @@
 // destination worker, one CAF message per (worker, input batch).
 //
 // Per-key ordering (policy key-hash): every event of a site and of that
-// site's flows goes to the same worker. Flow deletes name only the flow, so
-// the dispatcher remembers which worker each flow was routed to; when an
-// upsert moves a flow to a site on another worker, the old worker is told to
-// evict it. Routing never moves an event: each worker gets the shared input
-// batch and the positions of its events in it.
+// site's flows goes to the same worker, by default the site's hash. Flow
+// deletes name only the flow, so the dispatcher remembers which worker
+// holds each flow. Routing never moves an event: each worker gets the
+// shared input batch and the positions of its events in it.
+//
+// A flow that moves to a site on another worker would need both workers to
+// decide (the flow's version on one, whether the site exists on the other),
+// and its held upserts may wait on a third. So the outcome never depends on
+// the number of workers (events.md v1.1), the two sides first come
+// together: the dispatcher stops routing at that event, waits until the
+// group has nothing in flight (everything before it applied and
+// committed), and has the pool move the target site, with every site and
+// flow linked to it through flows, to the flow's worker. From then on that
+// site routes there (`site_home`); the move event follows. Moves between
+// sites are rare; the pause costs one commit round trip each.
 //
 // Deduplication is by event id alone, in the source before the dispatcher
 // (each input has one window: see event_id_window.hpp). Ids of events
@@ -60,9 +70,9 @@ inline std::vector<event_type> contract_event_types() {
           event_type::resource_flow_updated, event_type::resource_flow_deleted};
 }
 
-/// Number of event_type values (the six of the contract plus eviction).
+/// Number of event_type values.
 constexpr size_t event_type_count
-  = static_cast<size_t>(event_type::flow_evicted) + 1;
+  = static_cast<size_t>(event_type::resource_flow_deleted) + 1;
 
 struct dispatcher_state {
   static inline const char* name = "dispatcher";
@@ -74,17 +84,31 @@ struct dispatcher_state {
     uint64_t peak = 0;
     std::vector<uint64_t> worker_load;
     uint64_t next_round_robin = 0;
-    /// Per-worker picks and dispatcher-made events of the batch being
-    /// routed.
+    /// Per-worker picks of the batch being routed.
     std::vector<std::vector<uint32_t>> picks;
-    std::vector<std::vector<event>> extra;
     /// Worker of each flow routed so far (key-hash groups only).
     std::unordered_map<std::string, uint32_t> flow_owner;
+    /// Sites that moved to another worker than their hash's (hand-overs).
+    std::unordered_map<std::string, uint32_t> site_home;
+    uint64_t handovers = 0;
   };
 
+  /// An input batch waiting for credit or for a hand-over; `next` is the
+  /// first event not routed yet.
   struct parked_batch {
-    std::vector<event> events;
+    std::shared_ptr<const std::vector<event>> events;
+    size_t next = 0;
     caf::typed_response_promise<caf::ok_atom> promise;
+  };
+
+  /// The hand-over routing waits for: `site` moves from worker `from` to
+  /// worker `to` of group `group` once that group has nothing in flight.
+  struct handover {
+    uint32_t group = 0;
+    uint32_t from = 0;
+    uint32_t to = 0;
+    std::string site;
+    bool asked = false;
   };
 
   std::vector<group> groups;
@@ -93,6 +117,7 @@ struct dispatcher_state {
   std::vector<caf::actor> feeders;
   std::array<int, event_type_count> route;
   std::deque<parked_batch> parked;
+  caf::optional<handover> pending_handover;
   std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
   uint64_t admitted = 0;
   registry_stats totals;

@@ -125,9 +125,9 @@ void match_index::apply(const change& c, std::vector<match_change>& out) {
       upsert_flow(c.flow_data, out);
       break;
     case change::flow_deleted: {
-      // A delete names the site the flow was at. An eviction from a worker
-      // the flow has left may come after the upsert at its new site (the
-      // two workers are not ordered): then it is stale and ignored.
+      // A delete names the site the flow was at; one naming another site
+      // than the indexed flow's is stale and ignored. (A flow's changes
+      // come from one worker at a time, in order, so this is a guard.)
       auto known = slot_of(c.id);
       if (known != slot_table::none && !c.flow_data.site_id.empty()
           && cores_[known].site_id != c.flow_data.site_id)

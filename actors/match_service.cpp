@@ -170,9 +170,8 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
             break;
           }
           case change::flow_deleted: {
-            // The entry stays: an eviction and the upsert at the flow's new
-            // site come from two workers in either order (the partition
-            // tells a stale delete by its site).
+            // The entry stays: a later upsert of the same flow id is a
+            // new flow of (maybe) another class.
             auto i = st.flow_class.find(c.id);
             if (i != st.flow_class.end())
               parts[static_cast<size_t>(i->second)].push_back(c);

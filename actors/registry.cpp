@@ -20,10 +20,6 @@ bool is_stale(const T& stored, const T& incoming) {
 
 void registry::apply(const event& ev, clock::time_point now,
                      registry_output& out) {
-  if (ev.type == event_type::flow_evicted) {
-    evict_flow(ev.target_id, out);
-    return;
-  }
   switch (ev.type) {
     case event_type::site_created:
     case event_type::site_updated:
@@ -43,8 +39,6 @@ void registry::apply(const event& ev, clock::time_point now,
     case event_type::resource_flow_deleted:
       delete_flow(ev, out);
       break;
-    case event_type::flow_evicted:
-      break; // handled above
   }
 }
 
@@ -166,11 +160,6 @@ void registry::delete_flow(const event& ev, registry_output& out) {
   // a re-fed input after a restart must not hold them again.
   out.stats.superseded += drop_held_of_flow(ev.target_id, &out);
   remove_flow(ev.target_id, ev.id, out);
-}
-
-void registry::evict_flow(const std::string& flow_id, registry_output& out) {
-  drop_held_of_flow(flow_id, nullptr);
-  remove_flow(flow_id, {}, out);
 }
 
 size_t registry::drop_held_of_flow(const std::string& flow_id,
@@ -407,6 +396,95 @@ void registry::restore(registry_snapshot state) {
     auto id = f.flow_id;
     flows_[id] = std::move(f);
   }
+}
+
+registry_part registry::hand_over(const std::string& site_id) {
+  // Where each flow waits, so that a flow pulls in the sites it is held for.
+  std::unordered_map<std::string, std::vector<std::string>> held_at;
+  for (auto& [site, queue] : held_)
+    for (auto& h : queue)
+      held_at[h.ev.flow_data.flow_id].push_back(site);
+  // The closure over "a flow is at or held for a site".
+  std::unordered_set<std::string> sites_in, flows_in;
+  std::vector<std::string> to_visit{site_id};
+  auto add_flow = [&](const std::string& flow_id) {
+    if (!flows_in.insert(flow_id).second)
+      return;
+    if (auto f = flows_.find(flow_id); f != flows_.end())
+      to_visit.push_back(f->second.site_id);
+    if (auto h = held_at.find(flow_id); h != held_at.end())
+      for (auto& s : h->second)
+        to_visit.push_back(s);
+  };
+  while (!to_visit.empty()) {
+    auto s = std::move(to_visit.back());
+    to_visit.pop_back();
+    if (!sites_in.insert(s).second)
+      continue;
+    if (auto owned = flows_by_site_.find(s); owned != flows_by_site_.end())
+      for (auto& f : owned->second)
+        add_flow(f);
+    if (auto q = held_.find(s); q != held_.end())
+      for (auto& h : q->second)
+        add_flow(h.ev.flow_data.flow_id);
+  }
+  // Take it all out; sorted, so a part is reproducible.
+  registry_part part;
+  part.site_ids.assign(sites_in.begin(), sites_in.end());
+  std::sort(part.site_ids.begin(), part.site_ids.end());
+  part.flow_ids.assign(flows_in.begin(), flows_in.end());
+  std::sort(part.flow_ids.begin(), part.flow_ids.end());
+  for (auto& s : part.site_ids) {
+    if (auto i = sites_.find(s); i != sites_.end()) {
+      part.sites.push_back(std::move(i->second));
+      sites_.erase(i);
+    }
+    flows_by_site_.erase(s);
+    if (auto q = held_.find(s); q != held_.end()) {
+      for (auto& h : q->second) {
+        held_ids_.erase(h.ev.id);
+        --held_total_;
+        part.held_since.push_back(h.arrived.time_since_epoch().count());
+        part.held.push_back(std::move(h.ev));
+      }
+      held_.erase(q);
+    }
+  }
+  if (!part.held.empty())
+    hold_order_.erase(std::remove_if(hold_order_.begin(), hold_order_.end(),
+                                     [&](const hold_ticket& t) {
+                                       return sites_in.count(t.site_id) > 0;
+                                     }),
+                      hold_order_.end());
+  for (auto& f : part.flow_ids)
+    if (auto i = flows_.find(f); i != flows_.end()) {
+      part.flows.push_back(std::move(i->second));
+      flows_.erase(i);
+    }
+  return part;
+}
+
+void registry::take_over(registry_part part) {
+  for (auto& s : part.sites)
+    put_site(s);
+  for (auto& f : part.flows)
+    put_flow(f);
+  if (part.held.empty())
+    return;
+  for (size_t i = 0; i < part.held.size(); ++i) {
+    auto& ev = part.held[i];
+    auto arrived = clock::time_point{clock::duration{part.held_since[i]}};
+    hold_order_.push_back(hold_ticket{arrived, ev.flow_data.site_id, ev.id});
+    held_ids_.insert(ev.id);
+    ++held_total_;
+    held_[ev.flow_data.site_id].push_back(held_flow{std::move(ev), arrived});
+  }
+  // Expiry walks the tickets in arrival order. A site's tickets all come
+  // from one side, in its queue's order, so a stable sort keeps both.
+  std::stable_sort(hold_order_.begin(), hold_order_.end(),
+                   [](const hold_ticket& a, const hold_ticket& b) {
+                     return a.arrived < b.arrived;
+                   });
 }
 
 registry_snapshot registry::snapshot() const {

@@ -75,6 +75,16 @@ public:
   /// Takes in state loaded from the database (no changes published).
   void restore(registry_snapshot state);
 
+  /// Takes out site `site_id` and everything linked to it through flows:
+  /// the flows at those sites and the upserts held for them, the other
+  /// sites those flows are at or wait for, and so on (nothing else
+  /// references them). Publishes nothing: the state only changes worker.
+  /// The site need not be known here; the part then covers just its id.
+  registry_part hand_over(const std::string& site_id);
+
+  /// Takes in a part another worker handed over (no changes published).
+  void take_over(registry_part part);
+
   /// Sorted by id, for stable output.
   registry_snapshot snapshot() const;
 
@@ -113,7 +123,6 @@ private:
   void delete_site(const event& ev, registry_output& out);
   void upsert_flow(const event& ev, registry_output& out);
   void delete_flow(const event& ev, registry_output& out);
-  void evict_flow(const std::string& flow_id, registry_output& out);
   void put_site(const site& s);
   void put_flow(const resource_flow& f);
   void hold(const event& ev, clock::time_point now, registry_output& out);

@@ -173,6 +173,13 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
       self->state.reg->restore(std::move(stored));
       return caf::ok_atom::value;
     },
+    [self](handover_atom, const std::string& site) -> registry_part {
+      return self->state.reg->hand_over(site);
+    },
+    [self](takeover_atom, registry_part& part) -> caf::ok_atom {
+      self->state.reg->take_over(std::move(part));
+      return caf::ok_atom::value;
+    },
   };
 }
 

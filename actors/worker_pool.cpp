@@ -180,6 +180,44 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
               [=](caf::error& err) mutable { rp.deliver(err); });
       return rp;
     },
+    [self](handover_atom, uint32_t from, uint32_t to,
+           std::string& site) -> caf::result<registry_part> {
+      auto& st = self->state;
+      if (from >= st.slots.size() || to >= st.slots.size())
+        return caf::make_error(caf::sec::invalid_argument,
+                               "hand-over between unknown workers");
+      if (!st.slots[from].worker || !st.slots[to].worker)
+        // The dispatcher asks again a little later.
+        return caf::make_error(caf::sec::request_receiver_down,
+                               "a worker of the hand-over is restarting");
+      auto rp = self->make_response_promise<registry_part>();
+      auto timeout = st.supervision.reply_timeout;
+      self->request(st.slots[from].worker, timeout, handover_atom::value,
+                    std::move(site))
+        .then(
+          [=](registry_part& part) mutable {
+            registry_part ids;
+            ids.site_ids = part.site_ids;
+            ids.flow_ids = part.flow_ids;
+            self->request(self->state.slots[to].worker, timeout,
+                          takeover_atom::value, std::move(part))
+              .then(
+                [=](caf::ok_atom) mutable { rp.deliver(std::move(ids)); },
+                [=](caf::error& err) mutable {
+                  // The part left one worker and did not reach the other:
+                  // memory no longer matches the tables. Stop; a restart
+                  // restores from the database.
+                  log()->critical("{} {}: worker {} could not take over "
+                                  "what worker {} handed over: {}",
+                                  self->name(), self->state.group, to, from,
+                                  self->system().render(err));
+                  rp.deliver(err);
+                  self->quit(err);
+                });
+          },
+          [=](caf::error& err) mutable { rp.deliver(err); });
+      return rp;
+    },
     [self](snapshot_atom) -> caf::result<registry_snapshot> {
       auto rp = self->make_response_promise<registry_snapshot>();
       auto pending = std::make_shared<size_t>(self->state.slots.size());

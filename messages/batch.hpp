@@ -18,8 +18,7 @@
 namespace flowmatch {
 
 /// Events for one worker: its picks, in order, out of an admitted input
-/// batch that all workers share (immutable), plus the few events the
-/// dispatcher makes itself (flow evictions). Routing thus never copies or
+/// batch that all workers share (immutable). Routing thus never copies or
 /// moves an event, and the pool keeps the batch for redelivery after a
 /// worker crash for free.
 struct event_batch {
@@ -34,10 +33,9 @@ struct event_batch {
   std::string poison_error;
   /// The shared input batch.
   std::shared_ptr<const std::vector<event>> events;
-  /// Positions into `events`, or `events->size() + k` for `extra[k]`.
-  /// Shared and immutable too, so the pool's copy for redelivery is free.
+  /// Positions into `events` of this worker's events, in order. Shared and
+  /// immutable too, so the pool's copy for redelivery is free.
   std::shared_ptr<const std::vector<uint32_t>> picks;
-  std::shared_ptr<const std::vector<event>> extra;
 
   size_t size() const {
     return picks ? picks->size() : 0;
@@ -45,9 +43,7 @@ struct event_batch {
 
   /// The i-th event of this worker's sequence.
   const event& at(size_t i) const {
-    auto shared = events ? events->size() : 0;
-    auto p = (*picks)[i];
-    return p < shared ? (*events)[p] : (*extra)[p - shared];
+    return (*events)[(*picks)[i]];
   }
 };
 
@@ -76,7 +72,6 @@ inspect(Inspector& f, event_batch& x) {
   for (uint32_t i = 0; i < picks->size(); ++i)
     (*picks)[i] = i;
   x.picks = std::move(picks);
-  x.extra = nullptr;
   x.events = std::move(fresh);
   return result;
 }
@@ -212,6 +207,28 @@ typename Inspector::result_type inspect(Inspector& f, registry_snapshot& x) {
   return f(caf::meta::type_name("registry_snapshot"), x.sites, x.flows);
 }
 
+/// Sites handed from one worker to another with everything linked to them
+/// through flows (see `registry::hand_over` and the dispatcher): the sites
+/// and flows as they are, and the flow upserts held for a site, each with
+/// when it arrived (steady-clock ticks: both workers are in one process).
+/// The id lists name every site and flow the part covers, including sites
+/// known only by held flows; the pool's answer to the dispatcher carries
+/// only them.
+struct registry_part {
+  std::vector<site> sites;
+  std::vector<resource_flow> flows;
+  std::vector<event> held;
+  std::vector<int64_t> held_since;
+  std::vector<std::string> site_ids;
+  std::vector<std::string> flow_ids;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, registry_part& x) {
+  return f(caf::meta::type_name("registry_part"), x.sites, x.flows, x.held,
+           x.held_since, x.site_ids, x.flow_ids);
+}
+
 /// What an ingest source counted: lines read, events decoded, rejections by
 /// reason (decoder reasons only).
 struct source_stats {
@@ -245,6 +262,8 @@ struct dispatch_status {
   std::vector<uint64_t> peak_in_flight; ///< per group, highest seen
   uint64_t admitted = 0;                ///< events taken in so far
   uint64_t parked_batches = 0;          ///< batches waiting for credit
+  /// Sites moved between workers so far, because a flow linked them.
+  uint64_t handovers = 0;
   registry_stats totals;                ///< summed worker counters
 
   /// Events in flight over all groups.
@@ -259,7 +278,8 @@ struct dispatch_status {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, dispatch_status& x) {
   return f(caf::meta::type_name("dispatch_status"), x.in_flight,
-           x.peak_in_flight, x.admitted, x.parked_batches, x.totals);
+           x.peak_in_flight, x.admitted, x.parked_batches, x.handovers,
+           x.totals);
 }
 
 } // namespace flowmatch

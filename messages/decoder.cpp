@@ -605,8 +605,6 @@ decode_result event_decoder::decode(std::string_view line,
           ev.flow_data.site_id = std::move(*site);
         }
         break;
-      case event_type::flow_evicted:
-        break; // unreachable: parse_type never yields it
     }
   } catch (rejection& r) {
     return make_dead_letter(line, std::move(origin), r.reason,

@@ -20,8 +20,6 @@ std::string_view to_string(event_type t) {
       return "resource_flow_updated";
     case event_type::resource_flow_deleted:
       return "resource_flow_deleted";
-    case event_type::flow_evicted:
-      return "flow_evicted";
   }
   return "unknown";
 }

@@ -14,8 +14,7 @@
 
 namespace flowmatch {
 
-/// The six event types of the contract, plus one internal instruction the
-/// dispatcher sends when a flow moves to a site owned by another worker.
+/// The six event types of the contract.
 enum class event_type : uint8_t {
   site_created,
   site_updated,
@@ -23,9 +22,6 @@ enum class event_type : uint8_t {
   resource_flow_created,
   resource_flow_updated,
   resource_flow_deleted,
-  /// Internal: forget a flow (and any held upsert of it) on this worker
-  /// because a newer upsert routed it to another worker. Never read from input.
-  flow_evicted,
 };
 
 std::string_view to_string(event_type t);
@@ -113,7 +109,7 @@ typename Inspector::result_type inspect(Inspector& f, event_origin& x) {
 }
 
 /// One validated event. Exactly one of `site_data` (site upserts),
-/// `flow_data` (flow upserts) or `target_id` (deletes and evictions) is
+/// `flow_data` (flow upserts) or `target_id` (deletes) is
 /// meaningful, as `type` says. `raw` keeps the payload as received so that
 /// a later rejection (an orphan flow, a poison event) can dead-letter it.
 struct event {
@@ -126,8 +122,8 @@ struct event {
   event_origin origin;
   std::string raw;
 
-  /// The site this event belongs to, or empty for a flow delete/eviction
-  /// (whose site only the dispatcher's routing table knows).
+  /// The site this event belongs to, or empty for a flow delete (whose
+  /// site only the dispatcher's routing table knows).
   const std::string& site_key() const {
     if (is_site_event(type))
       return type == event_type::site_deleted ? target_id : site_data.site_id;

@@ -29,8 +29,8 @@ struct write_set {
   std::vector<std::string> site_deletes;
   std::vector<resource_flow> flow_upserts;
   /// (flow id, site id it belonged to): a delete only removes the row if
-  /// the flow is still at that site, so an eviction racing a move to
-  /// another worker's site never deletes the moved flow.
+  /// the flow is still at that site (a guard: a flow's changes come from
+  /// one worker at a time, in order).
   std::vector<std::pair<std::string, std::string>> flow_deletes;
   /// (event id, routing key) of every event taken in.
   std::vector<std::pair<std::string, std::string>> processed;

@@ -51,6 +51,8 @@ slow_worker(worker_actor::stateful_pointer<slow_worker_state> self,
     [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },
+    [](handover_atom, const std::string&) { return registry_part{}; },
+    [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
   };
 }
 

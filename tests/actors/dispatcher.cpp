@@ -155,6 +155,57 @@ TEST_CASE_METHOD(fixture, "a flow that moves to a site on another worker lives o
   self->send_exit(d, caf::exit_reason::user_shutdown);
 }
 
+TEST_CASE_METHOD(fixture, "a stale move to a site on another worker changes nothing, as at one worker") {
+  // Before: the new site's worker applied the stale upsert (it had never
+  // seen the flow) and the old one evicted the flow, so 2 workers ended
+  // with the flow at b, version 2, and 1 worker with it at a, version 3.
+  auto [a, b] = sites_on_two_workers();
+  for (uint32_t workers : {1u, 2u}) {
+    auto d = start(workers);
+    ingest_all(self, d,
+               {make_site_event("e1", a), make_site_event("e2", b),
+                make_flow_event("e3", "mover", a, 3),
+                make_flow_event("e4", "mover", b, 2)});
+    drain(self, d);
+    auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+    auto status = ask<dispatch_status>(self, d, status_atom::value);
+    INFO(workers << " workers");
+    REQUIRE(snap.flows.size() == 1);
+    CHECK(snap.flows[0].site_id == a);
+    CHECK(snap.flows[0].version == caf::optional<int64_t>{3});
+    CHECK(status.totals.stale == 1);
+    CHECK(status.handovers == (workers == 1 ? 0u : 1u));
+    // a and b now share a worker: deleting a still takes its flow along.
+    ingest_all(self, d,
+               {make_delete_event("e5", event_type::site_deleted, a)});
+    drain(self, d);
+    snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+    CHECK(snap.flows.empty());
+    CHECK(snap.sites.size() == 1);
+    self->send_exit(d, caf::exit_reason::user_shutdown);
+  }
+}
+
+TEST_CASE_METHOD(fixture, "a move to a site not known yet waits there and the flow stays until it comes") {
+  auto [a, b] = sites_on_two_workers();
+  auto d = start(2);
+  ingest_all(self, d,
+             {make_site_event("e1", a), make_flow_event("e2", "mover", a, 1),
+              make_flow_event("e3", "mover", b, 2)});
+  drain(self, d);
+  auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  REQUIRE(snap.flows.size() == 1);
+  CHECK(snap.flows[0].site_id == a); // held for b, still at a
+  ingest_all(self, d, {make_site_event("e4", b)});
+  drain(self, d);
+  snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  REQUIRE(snap.flows.size() == 1);
+  CHECK(snap.flows[0].site_id == b);
+  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  CHECK(status.totals.held_applied == 1);
+  self->send_exit(d, caf::exit_reason::user_shutdown);
+}
+
 TEST_CASE_METHOD(fixture, "release dead-letters flows whose site never came") {
   auto d = start(2);
   ingest_all(self, d,
@@ -213,6 +264,8 @@ tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
     [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },
+    [](handover_atom, const std::string&) { return registry_part{}; },
+    [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
   };
 }
 

@@ -200,16 +200,54 @@ TEST_CASE_METHOD(fixture, "a flow can move between sites") {
   CHECK_FALSE(reg.find_flow("a"));
 }
 
-TEST_CASE_METHOD(fixture, "an eviction forgets a flow without counting an event") {
-  apply(make_site_event("e1", "s"));
-  apply(make_flow_event("f1", "a", "s"));
-  auto before = out.stats.applied;
-  event evict;
-  evict.type = event_type::flow_evicted;
-  evict.target_id = "a";
-  apply(evict);
-  CHECK_FALSE(reg.find_flow("a"));
-  CHECK(out.stats.applied == before);
+TEST_CASE_METHOD(fixture, "a hand-over takes a site with everything linked to it through flows") {
+  // s1 and s2 are linked by f2 (at s2, held for the unknown site x), s3 by
+  // nothing: handing over s1 takes s1, its flow, s2 (f2 waits there too),
+  // f2's held upsert and x; s3 stays.
+  apply(make_site_event("e1", "s1"));
+  apply(make_site_event("e2", "s2"));
+  apply(make_site_event("e3", "s3"));
+  apply(make_flow_event("e4", "f1", "s1"));
+  apply(make_flow_event("e5", "f2", "s1"));
+  apply(make_flow_event("e6", "f2", "x")); // held: x unknown
+  apply(make_flow_event("e7", "f3", "s3"));
+  apply(make_flow_event("e8", "f4", "x")); // held, linked through x
+  REQUIRE(reg.held_count() == 2);
+  auto changes_before = out.changes.size();
+  auto part = reg.hand_over("s1");
+  CHECK(out.changes.size() == changes_before); // nothing published
+  CHECK(part.site_ids == std::vector<std::string>{"s1", "x"});
+  CHECK(part.flow_ids == std::vector<std::string>{"f1", "f2", "f4"});
+  CHECK(part.sites.size() == 1);
+  CHECK(part.flows.size() == 2);
+  REQUIRE(part.held.size() == 2);
+  CHECK(part.held[0].id == "e6");
+  CHECK(part.held_since.size() == 2);
+  CHECK(reg.find_site("s1") == nullptr);
+  CHECK(reg.find_flow("f1") == nullptr);
+  CHECK(reg.held_count() == 0);
+  CHECK(reg.find_site("s2") != nullptr); // s2 itself is not linked
+  CHECK(reg.find_flow("f3") != nullptr);
+  // Another registry takes it over and goes on as the first would have.
+  registry other;
+  other.take_over(std::move(part));
+  CHECK(other.find_flow("f2")->site_id == "s1");
+  CHECK(other.held_count() == 2);
+  registry_output later;
+  auto site_x = make_site_event("e9", "x");
+  other.apply(site_x, registry::clock::now(), later);
+  CHECK(later.stats.held_applied == 2);
+  CHECK(other.find_flow("f2")->site_id == "x");
+  CHECK(other.find_flow("f4")->site_id == "x");
+}
+
+TEST_CASE_METHOD(fixture, "a hand-over of a site nobody knows covers only its id") {
+  apply(make_site_event("e1", "s1"));
+  auto part = reg.hand_over("ghost");
+  CHECK(part.site_ids == std::vector<std::string>{"ghost"});
+  CHECK(part.flow_ids.empty());
+  CHECK(part.sites.empty());
+  CHECK(reg.find_site("s1") != nullptr);
 }
 
 TEST_CASE_METHOD(fixture, "snapshots are sorted by id") {

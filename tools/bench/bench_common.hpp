@@ -67,6 +67,8 @@ bench_worker(worker_actor::stateful_pointer<bench_worker_state> self,
     [](restore_atom, registry_snapshot&) {
       return caf::ok_atom::value;
     },
+    [](handover_atom, const std::string&) { return registry_part{}; },
+    [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
   };
 }
 
