@@ -1,12 +1,12 @@
 #include "actors/dispatcher.hpp"
 
 #include "actors/registry.hpp"
+#include "messages/routing_hash.hpp"
 
 #include "system/logging.hpp"
 
 #include <caf/all.hpp>
 
-#include <functional>
 #include <string_view>
 
 namespace flowmatch {
@@ -39,8 +39,7 @@ using dispatcher_ptr = dispatcher_actor::stateful_pointer<dispatcher_state>;
 using group_t = dispatcher_state::group;
 
 uint32_t hash_slot(std::string_view key, size_t n) {
-  // libstdc++'s string hash is unseeded, so routing is the same every run.
-  return static_cast<uint32_t>(std::hash<std::string_view>{}(key) % n);
+  return routing_slot(key, n);
 }
 
 /// Takes a worker report's counters into the totals; the ids of events

@@ -4,6 +4,7 @@
 #include "actors/dispatcher.hpp"
 
 #include "actors/registry_worker.hpp"
+#include "messages/routing_hash.hpp"
 
 #include "../test_helpers.hpp"
 
@@ -46,11 +47,10 @@ struct fixture {
 
 /// Two site ids that key-hash routing puts on different workers of 2.
 std::pair<std::string, std::string> sites_on_two_workers() {
-  std::hash<std::string_view> h;
   std::string a = "site-0";
   for (int i = 1; i < 100; ++i) {
     auto b = "site-" + std::to_string(i);
-    if (h(a) % 2 != h(b) % 2)
+    if (routing_slot(a, 2) != routing_slot(b, 2))
       return {a, b};
   }
   FAIL("no two site ids on different workers");

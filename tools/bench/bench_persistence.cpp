@@ -12,6 +12,7 @@
 #include "tools/bench/bench_common.hpp"
 #include "actors/postgis_sync.hpp"
 #include "messages/batch.hpp"
+#include "messages/routing_hash.hpp"
 #include "messages/type_ids.hpp"
 #include "system/migrations.hpp"
 #include "system/pg.hpp"
@@ -193,9 +194,7 @@ double run_sync_actors(const options& o, const std::vector<site>& sites,
   auto start = clock_type::now();
   uint64_t expected = 0;
   for (auto& b : batches) {
-    auto w = static_cast<uint32_t>(
-      std::hash<std::string_view>{}(b.changes.front().site_data.site_id)
-      % workers);
+    auto w = routing_slot(b.changes.front().site_data.site_id, workers);
     b.ticket = commit_ticket{caf::actor_cast<caf::actor>(pool), w, 0,
                              b.event_ids.size(), {}, false};
     expected += b.event_ids.size();
