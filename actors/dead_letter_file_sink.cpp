@@ -1,7 +1,7 @@
 #include "actors/dead_letter_file_sink.hpp"
 
 #include "messages/encoder.hpp"
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <caf/all.hpp>
 

@@ -9,7 +9,7 @@
 // Runs detached: file writes are blocking I/O.
 
 #include "actors/actors.hpp"
-#include "actors/output_file.hpp"
+#include "base/output_file.hpp"
 
 #include <string>
 

@@ -1,9 +1,9 @@
 #include "actors/dispatcher.hpp"
 
-#include "actors/registry.hpp"
+#include "core/registry.hpp"
 #include "messages/routing_hash.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <caf/all.hpp>
 

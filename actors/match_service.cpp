@@ -1,6 +1,6 @@
 #include "actors/match_service.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <caf/all.hpp>
 

@@ -4,7 +4,7 @@
 // `match_router_actor` and `match_partition_actor` in actors.hpp.
 
 #include "actors/actors.hpp"
-#include "actors/match_index.hpp"
+#include "core/match_index.hpp"
 
 #include <deque>
 #include <map>

@@ -1,7 +1,7 @@
 #include "actors/match_writer.hpp"
 
-#include "system/logging.hpp"
-#include "system/store.hpp"
+#include "base/logging.hpp"
+#include "storage/store.hpp"
 
 #include <caf/all.hpp>
 

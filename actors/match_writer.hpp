@@ -7,8 +7,8 @@
 // after COMMIT). Lost connections are retried like the PostGIS sync.
 
 #include "actors/actors.hpp"
-#include "actors/output_file.hpp"
-#include "actors/postgis_sync.hpp"
+#include "base/output_file.hpp"
+#include "storage/session.hpp"
 
 namespace flowmatch {
 

@@ -13,7 +13,7 @@
 // admission come back as `forget` from the dispatcher.
 
 #include "actors/actors.hpp"
-#include "actors/event_id_window.hpp"
+#include "core/event_id_window.hpp"
 #include "messages/decoder.hpp"
 
 #include <chrono>

@@ -1,6 +1,7 @@
 #include "actors/postgis_dead_letter_sink.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
+#include "storage/store.hpp"
 
 #include <caf/all.hpp>
 

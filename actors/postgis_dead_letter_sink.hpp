@@ -5,7 +5,7 @@
 // in batches on flush, when 500 have gathered, or 200 ms after the first.
 
 #include "actors/actors.hpp"
-#include "actors/postgis_sync.hpp"
+#include "storage/session.hpp"
 
 namespace flowmatch {
 

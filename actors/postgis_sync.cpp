@@ -1,7 +1,7 @@
 #include "actors/postgis_sync.hpp"
 
-#include "system/logging.hpp"
-#include "system/migrations.hpp"
+#include "base/logging.hpp"
+#include "storage/migrations.hpp"
 #include "messages/encoder.hpp"
 
 #include <caf/all.hpp>
@@ -12,27 +12,6 @@ namespace flowmatch {
 
 using sync_actor = change_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>;
 using sync_ptr = sync_actor::stateful_pointer<postgis_sync_state>;
-
-pg::connection connect_with_retry(const std::string& who,
-                                  const postgis_settings& settings,
-                                  const std::string& application_name) {
-  auto delay = settings.retry_initial;
-  for (;;) {
-    auto c = pg::connection::open(settings.dsn, application_name);
-    std::optional<pg::db_error> err = c.error;
-    if (!err)
-      err = use_schema(*c.value, settings.schema);
-    if (!err)
-      err = store::prepare(*c.value);
-    if (!err)
-      return std::move(*c.value);
-    log()->warn("{} database unreachable: {}; retrying in {} ms", who,
-                err->describe(), delay.count());
-    // Blocking is fine here: every caller is a detached actor.
-    std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, settings.retry_max);
-  }
-}
 
 namespace {
 

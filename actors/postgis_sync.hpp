@@ -15,26 +15,14 @@
 // its SQLSTATE and message, the rest commits.
 
 #include "actors/actors.hpp"
-#include "system/pg.hpp"
-#include "system/store.hpp"
+#include "storage/session.hpp"
+#include "storage/store.hpp"
 
 #include <chrono>
 #include <string>
 #include <vector>
 
 namespace flowmatch {
-
-struct postgis_settings {
-  std::string dsn;
-  std::string schema = "public";
-  /// Changes per transaction before a flush.
-  size_t batch_size = 16384;
-  /// Longest time a change waits for its transaction.
-  std::chrono::milliseconds max_age{20};
-  /// Reconnect backoff: first delay, doubling up to the max.
-  std::chrono::milliseconds retry_initial{100};
-  std::chrono::milliseconds retry_max{5000};
-};
 
 struct postgis_sync_state {
   static inline const char* name = "postgis-sync";
@@ -59,12 +47,5 @@ postgis_sync(
       self,
   uint32_t index, postgis_settings settings,
   dead_letter_sink_actor dead_letters);
-
-/// Opens a connection for a flowmatch actor: connect, set the schema's
-/// search_path, prepare the store's statements. Retries with backoff until
-/// it succeeds, logging each failure with `who` first.
-pg::connection connect_with_retry(const std::string& who,
-                                  const postgis_settings& settings,
-                                  const std::string& application_name);
 
 } // namespace flowmatch

@@ -7,7 +7,7 @@
 // events, and reports each batch to its pool.
 
 #include "actors/actors.hpp"
-#include "actors/registry.hpp"
+#include "core/registry.hpp"
 #include "actors/worker_pool.hpp"
 
 #include <chrono>

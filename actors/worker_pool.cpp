@@ -1,6 +1,6 @@
 #include "actors/worker_pool.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <caf/all.hpp>
 

@@ -10,7 +10,7 @@
 // beyond one event: the pool stops with an error, which stops the node.
 
 #include "actors/actors.hpp"
-#include "actors/registry.hpp"
+#include "core/registry.hpp"
 
 #include <chrono>
 #include <deque>

@@ -1,6 +1,6 @@
 #include "system/config.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <caf/config_option_adder.hpp>
 #include <caf/sec.hpp>

@@ -6,7 +6,7 @@
 // anything starts and turns them into `settings`.
 
 #include "actors/dispatcher.hpp"
-#include "actors/match_rules.hpp"
+#include "core/match_rules.hpp"
 #include "actors/ndjson_source.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"

@@ -2,7 +2,7 @@
 
 #include "messages/type_ids.hpp"
 #include "system/config.hpp"
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 #include "system/match_check.hpp"
 #include "system/node.hpp"
 #include "system/signals.hpp"

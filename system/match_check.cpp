@@ -1,9 +1,9 @@
 #include "system/match_check.hpp"
 
-#include "actors/match_index.hpp"
-#include "system/logging.hpp"
-#include "system/migrations.hpp"
-#include "system/store.hpp"
+#include "core/match_index.hpp"
+#include "base/logging.hpp"
+#include "storage/migrations.hpp"
+#include "storage/store.hpp"
 
 #include <fmt/format.h>
 

@@ -5,14 +5,14 @@
 #include "actors/match_service.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/ndjson_source.hpp"
-#include "actors/output_file.hpp"
+#include "base/output_file.hpp"
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
 #include "messages/encoder.hpp"
-#include "system/logging.hpp"
-#include "system/migrations.hpp"
-#include "system/store.hpp"
+#include "base/logging.hpp"
+#include "storage/migrations.hpp"
+#include "storage/store.hpp"
 
 #include <caf/all.hpp>
 

@@ -13,7 +13,7 @@
 #include "actors/actors.hpp"
 #include "actors/ndjson_source.hpp"
 #include "system/config.hpp"
-#include "system/pg.hpp"
+#include "storage/pg.hpp"
 
 #include <chrono>
 #include <string>

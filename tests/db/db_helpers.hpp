@@ -4,9 +4,9 @@
 // test, and reading tables back as comparable lines.
 
 #include "messages/encoder.hpp"
-#include "system/migrations.hpp"
-#include "system/pg.hpp"
-#include "system/store.hpp"
+#include "storage/migrations.hpp"
+#include "storage/pg.hpp"
+#include "storage/store.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -4,7 +4,7 @@
 
 #include "process.hpp"
 
-#include "actors/match_index.hpp"
+#include "core/match_index.hpp"
 #include "messages/decoder.hpp"
 
 #include <catch2/catch.hpp>

@@ -9,8 +9,8 @@
 //                        [--json=PATH] [--quick]
 
 #include "tools/bench/bench_common.hpp"
-#include "actors/match_index.hpp"
-#include "system/pg.hpp"
+#include "core/match_index.hpp"
+#include "storage/pg.hpp"
 
 #include <fmt/format.h>
 

@@ -14,9 +14,9 @@
 #include "messages/batch.hpp"
 #include "messages/routing_hash.hpp"
 #include "messages/type_ids.hpp"
-#include "system/migrations.hpp"
-#include "system/pg.hpp"
-#include "system/store.hpp"
+#include "storage/migrations.hpp"
+#include "storage/pg.hpp"
+#include "storage/store.hpp"
 
 #include <caf/all.hpp>
 

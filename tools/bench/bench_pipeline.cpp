@@ -21,7 +21,7 @@
 #include "tools/bench/bench_common.hpp"
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
-#include "actors/event_id_window.hpp"
+#include "core/event_id_window.hpp"
 #include "actors/match_service.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/postgis_sync.hpp"
@@ -29,9 +29,9 @@
 #include "messages/decoder.hpp"
 #include "messages/encoder.hpp"
 #include "messages/type_ids.hpp"
-#include "system/logging.hpp"
-#include "system/migrations.hpp"
-#include "system/pg.hpp"
+#include "base/logging.hpp"
+#include "storage/migrations.hpp"
+#include "storage/pg.hpp"
 
 #include <caf/all.hpp>
 

@@ -1,4 +1,4 @@
-#include "actors/spatial_grid.hpp"
+#include "core/spatial_grid.hpp"
 
 #include <algorithm>
 #include <cmath>

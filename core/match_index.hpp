@@ -12,9 +12,9 @@
 // in both directions; `from_scratch` computes the whole set, for tests and
 // the consistency check. Pure logic, no actors.
 
-#include "actors/match_rules.hpp"
-#include "actors/slot_table.hpp"
-#include "actors/spatial_grid.hpp"
+#include "core/match_rules.hpp"
+#include "core/slot_table.hpp"
+#include "core/spatial_grid.hpp"
 #include "messages/batch.hpp"
 #include "messages/match.hpp"
 

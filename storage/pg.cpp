@@ -1,4 +1,4 @@
-#include "system/pg.hpp"
+#include "storage/pg.hpp"
 
 #include <libpq-fe.h>
 

@@ -8,7 +8,7 @@
 
 #include "messages/batch.hpp"
 #include "messages/match.hpp"
-#include "system/pg.hpp"
+#include "storage/pg.hpp"
 
 #include <chrono>
 #include <optional>

@@ -1,4 +1,4 @@
-#include "actors/match_index.hpp"
+#include "core/match_index.hpp"
 
 #include <algorithm>
 

@@ -1,6 +1,6 @@
-#include "system/migrations.hpp"
+#include "storage/migrations.hpp"
 
-#include "system/logging.hpp"
+#include "base/logging.hpp"
 
 #include <vector>
 

@@ -4,7 +4,7 @@
 // its own transaction, recorded in `schema_migrations`, under an advisory
 // lock so that two nodes starting at once do not race.
 
-#include "system/pg.hpp"
+#include "storage/pg.hpp"
 
 #include <optional>
 #include <string>

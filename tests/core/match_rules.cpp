@@ -2,9 +2,9 @@
 // component, the contract's own example line, and the incremental index
 // against a from-scratch computation on random event sequences.
 
-#include "actors/match_rules.hpp"
+#include "core/match_rules.hpp"
 
-#include "actors/match_index.hpp"
+#include "core/match_index.hpp"
 
 #include <catch2/catch.hpp>
 

@@ -1,4 +1,4 @@
-#include "actors/match_rules.hpp"
+#include "core/match_rules.hpp"
 
 #include <GeographicLib/Geodesic.hpp>
 

@@ -1,4 +1,4 @@
-#include "actors/slot_table.hpp"
+#include "core/slot_table.hpp"
 
 #include <absl/hash/hash.h>
 

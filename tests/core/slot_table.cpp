@@ -3,7 +3,7 @@
 // hash bits (long probe runs, runs that wrap past the table's end, erases
 // in their middle) and across growth.
 
-#include "actors/slot_table.hpp"
+#include "core/slot_table.hpp"
 
 #include <catch2/catch.hpp>
 

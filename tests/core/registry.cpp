@@ -2,8 +2,8 @@
 // deletes with cascade, and the hold for flows whose site is not known
 // yet; and the dedup window by event id (which the dispatcher owns).
 
-#include "actors/event_id_window.hpp"
-#include "actors/registry.hpp"
+#include "core/event_id_window.hpp"
+#include "core/registry.hpp"
 
 #include "../test_helpers.hpp"
 

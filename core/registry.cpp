@@ -1,4 +1,4 @@
-#include "actors/registry.hpp"
+#include "core/registry.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "system/store.hpp"
+#include "storage/store.hpp"
 
 #include "messages/decoder.hpp"
 

@@ -2,8 +2,8 @@
 // (the geodesic says which), each once, and only points inside the box it
 // reads; at the antimeridian, at the poles, for small and large radii.
 
-#include "actors/match_rules.hpp"
-#include "actors/spatial_grid.hpp"
+#include "core/match_rules.hpp"
+#include "core/spatial_grid.hpp"
 
 #include <GeographicLib/Geodesic.hpp>
 #include <catch2/catch.hpp>
