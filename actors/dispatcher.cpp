@@ -1,5 +1,6 @@
 #include "actors/dispatcher.hpp"
 
+#include "actors/gather.hpp"
 #include "core/registry.hpp"
 #include "messages/routing_hash.hpp"
 
@@ -335,45 +336,30 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     },
     [self](release_atom) -> caf::result<registry_stats> {
       auto rp = self->make_response_promise<registry_stats>();
-      auto pending = std::make_shared<size_t>(self->state.groups.size());
-      for (auto& g : self->state.groups) {
-        self->request(g.pool, reply_timeout(self), release_atom::value)
-          .then(
-            [=](registry_stats& s) mutable {
-              take_stats(self, s);
-              if (--*pending == 0)
-                rp.deliver(self->state.totals);
-            },
-            [=](caf::error& err) mutable { rp.deliver(err); });
-      }
+      gather_into<registry_stats>(
+        rp, self->state.groups.size(),
+        [self](size_t i) {
+          return self->request(self->state.groups[i].pool,
+                               reply_timeout(self), release_atom::value);
+        },
+        [self](registry_stats& s) { take_stats(self, s); },
+        [self] { return self->state.totals; });
       return rp;
     },
     [self](snapshot_atom) -> caf::result<registry_snapshot> {
       auto rp = self->make_response_promise<registry_snapshot>();
-      auto pending = std::make_shared<size_t>(self->state.groups.size());
       auto all = std::make_shared<registry_snapshot>();
-      for (auto& g : self->state.groups) {
-        self->request(g.pool, reply_timeout(self), snapshot_atom::value)
-          .then(
-            [=](registry_snapshot& part) mutable {
-              for (auto& s : part.sites)
-                all->sites.push_back(std::move(s));
-              for (auto& f : part.flows)
-                all->flows.push_back(std::move(f));
-              if (--*pending > 0)
-                return;
-              std::sort(all->sites.begin(), all->sites.end(),
-                        [](const site& a, const site& b) {
-                          return a.site_id < b.site_id;
-                        });
-              std::sort(all->flows.begin(), all->flows.end(),
-                        [](const resource_flow& a, const resource_flow& b) {
-                          return a.flow_id < b.flow_id;
-                        });
-              rp.deliver(std::move(*all));
-            },
-            [=](caf::error& err) mutable { rp.deliver(err); });
-      }
+      gather_into<registry_snapshot>(
+        rp, self->state.groups.size(),
+        [self](size_t i) {
+          return self->request(self->state.groups[i].pool,
+                               reply_timeout(self), snapshot_atom::value);
+        },
+        [all](registry_snapshot& part) { all->append(std::move(part)); },
+        [all] {
+          all->sort_by_id();
+          return std::move(*all);
+        });
       return rp;
     },
     [self](restore_atom,
@@ -392,17 +378,14 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         parts[w].flows.push_back(std::move(f));
       }
       auto rp = self->make_response_promise<caf::ok_atom>();
-      auto pending = std::make_shared<size_t>(n);
-      for (uint32_t w = 0; w < n; ++w) {
-        self->request(g.pool, reply_timeout(self), restore_atom::value, w,
-                      std::move(parts[w]))
-          .then(
-            [=](caf::ok_atom) mutable {
-              if (--*pending == 0)
-                rp.deliver(caf::ok_atom::value);
-            },
-            [=](caf::error& err) mutable { rp.deliver(err); });
-      }
+      gather_into<caf::ok_atom>(
+        rp, n,
+        [self, pool = g.pool, &parts](size_t w) {
+          return self->request(pool, reply_timeout(self),
+                               restore_atom::value, static_cast<uint32_t>(w),
+                               std::move(parts[w]));
+        },
+        [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
       return rp;
     },
     [self](status_atom) -> dispatch_status {

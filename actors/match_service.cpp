@@ -1,5 +1,6 @@
 #include "actors/match_service.hpp"
 
+#include "actors/gather.hpp"
 #include "base/logging.hpp"
 
 #include <caf/all.hpp>
@@ -21,20 +22,18 @@ void store(partition_ptr self, std::vector<match_change> changes,
     rp.deliver(caf::ok_atom::value);
     return;
   }
-  auto waiting = std::make_shared<size_t>(st.sinks.size());
-  for (auto& sink : st.sinks)
-    // No timeout: a sink waiting out a database outage is backpressure.
-    self->request(sink, caf::infinite, changes)
-      .then(
-        [=](caf::ok_atom) mutable {
-          if (--*waiting == 0)
-            rp.deliver(caf::ok_atom::value);
-        },
-        [=](caf::error& err) mutable {
-          log()->error("{} {}: a match sink failed: {}", self->name(),
-                       to_string(self->state.cls), self->system().render(err));
-          rp.deliver(err);
-        });
+  gather<caf::ok_atom>(
+    st.sinks.size(),
+    [self, &changes](size_t i) {
+      // No timeout: a sink waiting out a database outage is backpressure.
+      return self->request(self->state.sinks[i], caf::infinite, changes);
+    },
+    [](caf::ok_atom) {}, [rp]() mutable { rp.deliver(caf::ok_atom::value); },
+    [self, rp](caf::error& err) mutable {
+      log()->error("{} {}: a match sink failed: {}", self->name(),
+                   to_string(self->state.cls), self->system().render(err));
+      rp.deliver(err);
+    });
 }
 
 } // namespace
@@ -255,32 +254,26 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       for (auto& m : stored_matches)
         by_class[static_cast<size_t>(m.resource)].push_back(std::move(m));
       auto rp = self->make_response_promise<caf::ok_atom>();
-      auto waiting = std::make_shared<size_t>(n);
-      for (size_t p = 0; p < n; ++p)
-        self->request(st.partitions[p], st.reply_timeout, restore_atom::value,
-                      std::move(parts[p]), std::move(by_class[p]))
-          .then(
-            [=](caf::ok_atom) mutable {
-              if (--*waiting == 0)
-                rp.deliver(caf::ok_atom::value);
-            },
-            [=](caf::error& err) mutable { rp.deliver(err); });
+      gather_into<caf::ok_atom>(
+        rp, n,
+        [self, &parts, &by_class](size_t p) {
+          return self->request(self->state.partitions[p],
+                               self->state.reply_timeout, restore_atom::value,
+                               std::move(parts[p]), std::move(by_class[p]));
+        },
+        [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
       return rp;
     },
     [self](status_atom) -> caf::result<uint64_t> {
       auto rp = self->make_response_promise<uint64_t>();
-      auto n = self->state.partitions.size();
-      auto waiting = std::make_shared<size_t>(n);
       auto sum = std::make_shared<uint64_t>(0);
-      for (auto& p : self->state.partitions)
-        self->request(p, self->state.reply_timeout, status_atom::value)
-          .then(
-            [=](uint64_t count) mutable {
-              *sum += count;
-              if (--*waiting == 0)
-                rp.deliver(*sum);
-            },
-            [=](caf::error& err) mutable { rp.deliver(err); });
+      gather_into<uint64_t>(
+        rp, self->state.partitions.size(),
+        [self](size_t p) {
+          return self->request(self->state.partitions[p],
+                               self->state.reply_timeout, status_atom::value);
+        },
+        [sum](uint64_t count) { *sum += count; }, [sum] { return *sum; });
       return rp;
     },
   };

@@ -1,5 +1,6 @@
 #include "actors/worker_pool.hpp"
 
+#include "actors/gather.hpp"
 #include "base/logging.hpp"
 
 #include <caf/all.hpp>
@@ -83,6 +84,14 @@ void on_worker_crash(pool_ptr self, uint32_t index, const caf::error& reason) {
   self->delayed_send(self, delay, respawn_atom::value, index);
 }
 
+/// A request to worker `index` with the supervision's reply timeout.
+template <class... Ts>
+auto ask_worker(pool_ptr self, size_t index, Ts&&... xs) {
+  return self->request(self->state.slots[index].worker,
+                       self->state.supervision.reply_timeout,
+                       std::forward<Ts>(xs)...);
+}
+
 } // namespace
 
 worker_pool_actor::behavior_type
@@ -143,25 +152,12 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
     },
     [self](release_atom) -> caf::result<registry_stats> {
       auto rp = self->make_response_promise<registry_stats>();
-      auto pending = std::make_shared<size_t>(self->state.slots.size());
       auto sum = std::make_shared<registry_stats>();
-      for (auto& slot : self->state.slots) {
-        self->request(slot.worker, self->state.supervision.reply_timeout,
-                      release_atom::value)
-          .then(
-            [=](registry_stats& s) mutable {
-              *sum += s;
-              if (--*pending == 0)
-                rp.deliver(*sum);
-            },
-            [=](caf::error& err) mutable {
-              log()->error("{} {}: a worker failed to release: {}",
-                           self->name(), self->state.group,
-                           self->system().render(err));
-              if (--*pending == 0)
-                rp.deliver(*sum);
-            });
-      }
+      gather_into<registry_stats>(
+        rp, self->state.slots.size(),
+        [self](size_t i) { return ask_worker(self, i, release_atom::value); },
+        [sum](registry_stats& s) { *sum += s; },
+        [sum] { return std::move(*sum); });
       return rp;
     },
     [self](repair_atom, uint32_t index, std::vector<change>& refused,
@@ -220,24 +216,12 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
     },
     [self](snapshot_atom) -> caf::result<registry_snapshot> {
       auto rp = self->make_response_promise<registry_snapshot>();
-      auto pending = std::make_shared<size_t>(self->state.slots.size());
       auto all = std::make_shared<registry_snapshot>();
-      for (auto& slot : self->state.slots) {
-        self->request(slot.worker, self->state.supervision.reply_timeout,
-                      snapshot_atom::value)
-          .then(
-            [=](registry_snapshot& part) mutable {
-              for (auto& s : part.sites)
-                all->sites.push_back(std::move(s));
-              for (auto& f : part.flows)
-                all->flows.push_back(std::move(f));
-              if (--*pending == 0)
-                rp.deliver(std::move(*all));
-            },
-            [=](caf::error& err) mutable {
-              rp.deliver(err);
-            });
-      }
+      gather_into<registry_snapshot>(
+        rp, self->state.slots.size(),
+        [self](size_t i) { return ask_worker(self, i, snapshot_atom::value); },
+        [all](registry_snapshot& part) { all->append(std::move(part)); },
+        [all] { return std::move(*all); });
       return rp;
     },
   };

@@ -11,6 +11,7 @@
 #include <caf/meta/type_name.hpp>
 #include <caf/optional.hpp>
 
+#include <algorithm>
 #include <memory>
 #include <type_traits>
 #include <vector>
@@ -200,6 +201,25 @@ typename Inspector::result_type inspect(Inspector& f, change_batch& x) {
 struct registry_snapshot {
   std::vector<site> sites;
   std::vector<resource_flow> flows;
+
+  /// Takes in another part (of another worker).
+  void append(registry_snapshot&& part) {
+    for (auto& s : part.sites)
+      sites.push_back(std::move(s));
+    for (auto& f : part.flows)
+      flows.push_back(std::move(f));
+  }
+
+  /// Sorted by id, for stable output.
+  void sort_by_id() {
+    std::sort(sites.begin(), sites.end(), [](const site& a, const site& b) {
+      return a.site_id < b.site_id;
+    });
+    std::sort(flows.begin(), flows.end(),
+              [](const resource_flow& a, const resource_flow& b) {
+                return a.flow_id < b.flow_id;
+              });
+  }
 };
 
 template <class Inspector>
