@@ -7,7 +7,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 namespace flowmatch {
 
@@ -17,35 +16,38 @@ using writer_ptr = match_writer_actor::stateful_pointer<match_writer_state>;
 
 void flush(writer_ptr self) {
   auto& st = self->state;
-  st.timer_armed = false;
-  ++st.timer_generation;
+  st.schedule.flushing();
   if (st.pending.empty() && st.waiting.empty())
     return;
   auto who = std::string{self->name()} + " " + st.label;
-  auto delay = st.settings.retry_initial;
   auto started = std::chrono::steady_clock::now();
   auto rows = st.pending.size();
-  while (!st.pending.empty()) {
-    if (!st.conn.is_open())
-      st.conn = connect_with_retry(who, st.settings,
-                                   "flowmatch-matches-" + st.label);
-    auto err = store::write_matches(st.conn, st.pending);
-    if (!err)
-      break;
-    if (!err->retryable()) {
+  if (!st.pending.empty()) {
+    // Not reaching the server is always worth another try: the node
+    // checked the settings at start.
+    auto err = ensure_session(st.conn, st.settings,
+                              "flowmatch-matches-" + st.label);
+    bool lost = err.has_value();
+    if (!err) {
+      err = store::write_matches(st.conn, st.pending);
+      lost = err && err->retryable();
+    }
+    if (lost) {
+      st.conn = pg::connection{};
+      auto delay = st.schedule.retry_later(self);
+      log()->warn("{} lost the database ({}); retrying in {} ms", who,
+                  err->describe(), delay.count());
+      return;
+    }
+    if (err) {
       // Match rows come from validated flows; the database refusing one
       // is a bug or a schema change. Say so loudly and go on: the next
       // start repairs the stored matches from the rules.
       log()->critical("{} cannot store {} match changes: {}", who,
                       st.pending.size(), err->describe());
-      break;
     }
-    log()->warn("{} lost the database ({}); retrying in {} ms", who,
-                err->describe(), delay.count());
-    st.conn = pg::connection{};
-    std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, st.settings.retry_max);
   }
+  st.schedule.succeeded();
   log()->debug("{} stored {} match changes in {:.1f} ms", who, rows,
                std::chrono::duration<double, std::milli>(
                  std::chrono::steady_clock::now() - started)
@@ -55,6 +57,9 @@ void flush(writer_ptr self) {
   for (auto& rp : st.waiting)
     rp.deliver(caf::ok_atom::value);
   st.waiting.clear();
+  for (auto& rp : st.flushes)
+    rp.deliver(st.written);
+  st.flushes.clear();
 }
 
 } // namespace
@@ -64,6 +69,7 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
              std::string label, postgis_settings settings) {
   self->state.label = std::move(label);
   self->state.settings = std::move(settings);
+  self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
   return {
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
@@ -71,22 +77,23 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
         st.pending.push_back(std::move(c));
       auto rp = self->make_response_promise<caf::ok_atom>();
       st.waiting.push_back(rp);
-      if (st.pending.size() >= st.settings.batch_size) {
-        flush(self);
-      } else if (!st.timer_armed) {
-        st.timer_armed = true;
-        self->delayed_send(self, st.settings.max_age, tick_atom::value,
-                           st.timer_generation);
-      }
+      st.schedule.added(self, st.pending.size(), [self] { flush(self); });
       return rp;
     },
     [self](tick_atom, uint64_t generation) {
-      if (generation == self->state.timer_generation)
+      if (self->state.schedule.current(generation))
         flush(self);
     },
-    [self](caf::flush_atom) -> uint64_t {
-      flush(self);
-      return self->state.written;
+    [self](caf::flush_atom) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (st.pending.empty() && st.waiting.empty())
+        return st.written;
+      // Answered once everything so far is stored (after retries, too).
+      auto rp = self->make_response_promise<uint64_t>();
+      st.flushes.push_back(rp);
+      if (!st.schedule.backing_off())
+        flush(self);
+      return rp;
     },
   };
 }

@@ -4,10 +4,12 @@
 // table. Detached, one connection; gathers changes until `batch_size` or
 // `max_age`, writes their net effect in one pipelined transaction, and only
 // then answers the requests it gathered (so the credits behind them return
-// after COMMIT). Lost connections are retried like the PostGIS sync.
+// after COMMIT). Lost connections are retried like the PostGIS sync
+// (write_schedule.hpp).
 
 #include "actors/actors.hpp"
 #include "base/output_file.hpp"
+#include "actors/write_schedule.hpp"
 #include "storage/session.hpp"
 
 namespace flowmatch {
@@ -19,9 +21,9 @@ struct match_writer_state {
   pg::connection conn;
   std::vector<match_change> pending;
   std::vector<caf::typed_response_promise<caf::ok_atom>> waiting;
+  std::vector<caf::typed_response_promise<uint64_t>> flushes;
   uint64_t written = 0;
-  uint64_t timer_generation = 0;
-  bool timer_armed = false;
+  write_schedule schedule;
 };
 
 using match_writer_actor

@@ -5,7 +5,6 @@
 
 #include <caf/all.hpp>
 
-#include <thread>
 
 namespace flowmatch {
 
@@ -16,19 +15,24 @@ using sink_ptr = postgis_dead_letter_sink_actor::stateful_pointer<
 
 void write_pending(sink_ptr self) {
   auto& st = self->state;
-  st.timer_armed = false;
-  ++st.timer_generation;
-  if (st.pending.empty())
-    return;
-  auto delay = st.settings.retry_initial;
-  for (;;) {
-    if (!st.conn.is_open())
-      st.conn = connect_with_retry(self->name(), st.settings,
-                                   "flowmatch-dead-letters");
-    auto err = store::insert_dead_letters(st.conn, st.pending);
-    if (!err)
-      break;
-    if (!err->retryable()) {
+  st.schedule.flushing();
+  if (!st.pending.empty()) {
+    // Not reaching the server is always worth another try: the node
+    // checked the settings at start.
+    auto err = ensure_session(st.conn, st.settings, "flowmatch-dead-letters");
+    bool lost = err.has_value();
+    if (!err) {
+      err = store::insert_dead_letters(st.conn, st.pending);
+      lost = err && err->retryable();
+    }
+    if (lost) {
+      st.conn = pg::connection{};
+      auto delay = st.schedule.retry_later(self);
+      log()->warn("{} lost the database ({}); retrying in {} ms",
+                  self->name(), err->describe(), delay.count());
+      return;
+    }
+    if (err) {
       // Never lose a dead letter silently: say what could not be stored.
       log()->error("{} cannot store {} dead letters ({}); they follow here",
                    self->name(), st.pending.size(), err->describe());
@@ -36,16 +40,14 @@ void write_pending(sink_ptr self) {
         log()->error("{} {} at {}:{} (event {}): {}", self->name(),
                      to_string(dl.reason), dl.origin.source, dl.origin.line,
                      dl.event_id, dl.detail);
-      break;
     }
-    log()->warn("{} lost the database ({}); retrying in {} ms", self->name(),
-                err->describe(), delay.count());
-    st.conn = pg::connection{};
-    std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, st.settings.retry_max);
+    st.schedule.succeeded();
+    st.written += st.pending.size();
+    st.pending.clear();
   }
-  st.written += st.pending.size();
-  st.pending.clear();
+  for (auto& rp : st.flushes)
+    rp.deliver(st.written);
+  st.flushes.clear();
 }
 
 } // namespace
@@ -56,31 +58,39 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
     self,
   postgis_settings settings) {
   self->state.settings = std::move(settings);
+  // Dead letters are off the credit path: larger, older batches than the
+  // entity writers' keep a flood of bad input to few transactions.
+  auto policy = write_policy_of(self->state.settings);
+  policy.batch_size = dead_letter_batch_size;
+  policy.max_age = dead_letter_max_age;
+  self->state.schedule = write_schedule{policy};
   return {
     [self](std::vector<dead_letter>& letters) {
       auto& st = self->state;
       for (auto& dl : letters) {
-        if (st.written + st.pending.size() < 10)
+        if (st.written + st.pending.size() < dead_letters_logged)
           log()->warn("{} {} at {}:{} (event {}): {}", self->name(),
                       to_string(dl.reason), dl.origin.source, dl.origin.line,
                       dl.event_id.empty() ? "-" : dl.event_id, dl.detail);
         st.pending.push_back(std::move(dl));
       }
-      if (st.pending.size() >= 500) {
-        write_pending(self);
-      } else if (!st.timer_armed) {
-        st.timer_armed = true;
-        self->delayed_send(self, std::chrono::milliseconds{200},
-                           tick_atom::value, st.timer_generation);
-      }
+      st.schedule.added(self, st.pending.size(),
+                        [self] { write_pending(self); });
     },
     [self](tick_atom, uint64_t generation) {
-      if (generation == self->state.timer_generation)
+      if (self->state.schedule.current(generation))
         write_pending(self);
     },
-    [self](caf::flush_atom) -> uint64_t {
-      write_pending(self);
-      return self->state.written;
+    [self](caf::flush_atom) -> caf::result<uint64_t> {
+      auto& st = self->state;
+      if (st.pending.empty())
+        return st.written;
+      // Answered once everything so far is stored (after retries, too).
+      auto rp = self->make_response_promise<uint64_t>();
+      st.flushes.push_back(rp);
+      if (!st.schedule.backing_off())
+        write_pending(self);
+      return rp;
     },
   };
 }

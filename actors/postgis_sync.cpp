@@ -6,7 +6,6 @@
 
 #include <caf/all.hpp>
 
-#include <thread>
 
 namespace flowmatch {
 
@@ -80,48 +79,46 @@ void repair_memory(sync_ptr self, const std::vector<store::refused>& refusals) {
 
 void flush(sync_ptr self) {
   auto& st = self->state;
-  st.timer_armed = false;
-  ++st.timer_generation;
+  st.schedule.flushing();
   if (st.pending.empty() && st.tickets.empty())
     return;
   st.pending.collapse();
   auto started = std::chrono::steady_clock::now();
   auto changes = st.pending.changes();
   std::vector<store::refused> refusals;
-  bool isolate = false;
-  auto delay = st.settings.retry_initial;
-  for (;;) {
-    if (!st.conn.is_open())
-      st.conn = connect_with_retry(who(self), st.settings,
-                                   "flowmatch-sync-"
-                                     + std::to_string(st.index));
-    std::optional<pg::db_error> err;
-    if (!isolate) {
-      err = store::write(st.conn, st.pending);
-      if (err && !err->retryable()) {
-        log()->warn("{} the database refused a batch of {} changes ({}); "
-                    "writing them one by one to find the culprit",
-                    who(self), st.pending.changes(), err->describe());
-        isolate = true;
-        continue;
-      }
-    } else {
-      auto r = store::write_isolating(st.conn, st.batches);
-      if (r.error)
-        err = r.error;
-      else
-        refusals = std::move(*r.value);
+  auto err = ensure_session(st.conn, st.settings,
+                            "flowmatch-sync-" + std::to_string(st.index));
+  if (!err && !st.isolating) {
+    err = store::write(st.conn, st.pending);
+    if (err && !err->retryable()) {
+      log()->warn("{} the database refused a batch of {} changes ({}); "
+                  "writing them one by one to find the culprit",
+                  who(self), st.pending.changes(), err->describe());
+      st.isolating = true;
+      err = std::nullopt;
     }
-    if (!err)
-      break;
-    ++st.retries;
+  }
+  if (!err && st.isolating) {
+    auto r = store::write_isolating(st.conn, st.batches);
+    if (r.error)
+      err = r.error;
+    else {
+      err = std::nullopt;
+      refusals = std::move(*r.value);
+    }
+  }
+  if (err) {
+    // Nothing was committed and every write is idempotent: try the whole
+    // transaction again later; what arrives meanwhile joins it.
+    st.conn = pg::connection{};
+    auto delay = st.schedule.retry_later(self);
     log()->warn("{} lost the database during a batch ({}); reconnecting and "
                 "retrying in {} ms",
                 who(self), err->describe(), delay.count());
-    st.conn = pg::connection{};
-    std::this_thread::sleep_for(delay);
-    delay = std::min(delay * 2, st.settings.retry_max);
+    return;
   }
+  st.schedule.succeeded();
+  st.isolating = false;
   ++st.transactions;
   log()->debug("{} committed {} changes of {} batches in {:.1f} ms", who(self),
                changes, st.tickets.size(),
@@ -162,9 +159,7 @@ sync_actor::behavior_type postgis_sync(sync_ptr self, uint32_t index,
   self->state.index = index;
   self->state.settings = std::move(settings);
   self->state.dead_letters = std::move(dead_letters);
-  self->state.conn = connect_with_retry(who(self), self->state.settings,
-                                        "flowmatch-sync-"
-                                          + std::to_string(index));
+  self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
   return {
     [self](change_batch& batch) {
       auto& st = self->state;
@@ -185,17 +180,12 @@ sync_actor::behavior_type postgis_sync(sync_ptr self, uint32_t index,
       batch.ticket = caf::none;
       if (carries_data)
         st.batches.push_back(std::move(batch));
-      if (st.pending.changes() + st.pending.processed.size()
-          >= st.settings.batch_size) {
-        flush(self);
-      } else if (!st.timer_armed) {
-        st.timer_armed = true;
-        self->delayed_send(self, st.settings.max_age, tick_atom::value,
-                           st.timer_generation);
-      }
+      st.schedule.added(self,
+                        st.pending.changes() + st.pending.processed.size(),
+                        [self] { flush(self); });
     },
     [self](tick_atom, uint64_t generation) {
-      if (generation == self->state.timer_generation)
+      if (self->state.schedule.current(generation))
         flush(self);
     },
   };

@@ -9,12 +9,14 @@
 // credit returns for durable changes only.
 //
 // A lost connection (killed backend, restarted server) means reconnect with
-// backoff and retry the whole transaction: nothing was committed, and every
+// backoff (delayed messages: see write_schedule.hpp) and retry the whole
+// transaction: nothing was committed, and every
 // write is idempotent. A permanent error means the batch is replayed change
 // by change, each in a savepoint: the refused change is dead-lettered with
 // its SQLSTATE and message, the rest commits.
 
 #include "actors/actors.hpp"
+#include "actors/write_schedule.hpp"
 #include "storage/session.hpp"
 #include "storage/store.hpp"
 
@@ -33,10 +35,11 @@ struct postgis_sync_state {
   store::write_set pending;
   std::vector<change_batch> batches; ///< for the change-by-change path
   std::vector<commit_ticket> tickets;
-  uint64_t timer_generation = 0;
-  bool timer_armed = false;
+  write_schedule schedule;
+  /// The database refused the pending batch: write it change by change,
+  /// each in a savepoint, to find the culprit (kept across retries).
+  bool isolating = false;
   uint64_t transactions = 0;
-  uint64_t retries = 0;
 };
 
 /// Spawn detached. `index` names the worker whose share it writes.

@@ -22,11 +22,12 @@ struct postgis_settings {
   std::chrono::milliseconds retry_max{5000};
 };
 
-/// Opens a connection for a flowmatch actor: connect, set the schema's
-/// search_path, prepare the store's statements. Retries with backoff until
-/// it succeeds, logging each failure with `who` first.
-pg::connection connect_with_retry(const std::string& who,
-                                  const postgis_settings& settings,
-                                  const std::string& application_name);
+/// Makes sure `conn` is an open session of a flowmatch actor: when it is
+/// not, one attempt to connect, set the schema's search_path and prepare
+/// the store's statements. Returns the error of a failed attempt; whoever
+/// calls decides when to try again (never by sleeping in an actor).
+std::optional<pg::db_error> ensure_session(pg::connection& conn,
+                                           const postgis_settings& settings,
+                                           const std::string& application_name);
 
 } // namespace flowmatch

@@ -321,10 +321,13 @@ void write_set::collapse() {
   // Keep only the final word per id: upserts overwritten by a later delete
   // go, deletes followed by a later upsert go (the upsert replaces the row;
   // a conditional flow delete of the old site is harmless and kept).
+  // Collapsing again is safe: what a collapse kept has no word any more
+  // and stays, unless a change added since has the final word.
   std::vector<site> sites;
   for (size_t i = 0; i < site_upserts.size(); ++i) {
     auto w = site_word_.find(site_upserts[i].site_id);
-    if (w != site_word_.end() && !w->second.deleted && w->second.index == i)
+    if (w == site_word_.end() // collapsed before, and no word since
+        || (!w->second.deleted && w->second.index == i))
       sites.push_back(std::move(site_upserts[i]));
   }
   site_upserts = std::move(sites);
@@ -332,14 +335,15 @@ void write_set::collapse() {
   std::unordered_set<std::string> seen;
   for (auto& id : site_deletes) {
     auto w = site_word_.find(id);
-    if (w != site_word_.end() && w->second.deleted && seen.insert(id).second)
+    if ((w == site_word_.end() || w->second.deleted) && seen.insert(id).second)
       deletes.push_back(id);
   }
   site_deletes = std::move(deletes);
   std::vector<resource_flow> flows;
   for (size_t i = 0; i < flow_upserts.size(); ++i) {
     auto w = flow_word_.find(flow_upserts[i].flow_id);
-    if (w != flow_word_.end() && !w->second.deleted && w->second.index == i)
+    if (w == flow_word_.end()
+        || (!w->second.deleted && w->second.index == i))
       flows.push_back(std::move(flow_upserts[i]));
   }
   flow_upserts = std::move(flows);

@@ -157,6 +157,39 @@ TEST_CASE("written entities load back exactly") {
   drop_schema(schema);
 }
 
+TEST_CASE("collapsing again after more changes keeps what the first kept") {
+  // A write that failed is tried again later with what came meanwhile:
+  // the sync collapses once per attempt. (Before, the second collapse
+  // dropped everything the first had kept: rows lost after a restart of
+  // the database.)
+  change del;
+  del.kind = change::site_deleted;
+  del.id = "s2";
+  store::write_set ws;
+  ws.add(change_batch{{site_change("s1", 1, 1), site_change("s2", 2, 2),
+                       site_change("s3", 3, 3)},
+                      {},
+                      {},
+                      caf::none});
+  ws.collapse();
+  REQUIRE(ws.site_upserts.size() == 3);
+  // Later: s2 deleted, s3 moved, s4 new.
+  ws.add(change_batch{{del, site_change("s3", 5, 5), site_change("s4", 4, 4)},
+                      {},
+                      {},
+                      caf::none});
+  ws.collapse();
+  std::vector<std::string> kept;
+  for (auto& s : ws.site_upserts)
+    kept.push_back(s.site_id + "@" + std::to_string(static_cast<int>(s.lat)));
+  std::sort(kept.begin(), kept.end());
+  CHECK(kept == std::vector<std::string>{"s1@1", "s3@5", "s4@4"});
+  CHECK(ws.site_deletes == std::vector<std::string>{"s2"});
+  ws.collapse(); // and a third time, with nothing new: the same
+  CHECK(ws.site_upserts.size() == 3);
+  CHECK(ws.site_deletes.size() == 1);
+}
+
 TEST_CASE("a batch writes its net effect") {
   auto schema = fresh_schema("net");
   auto c = migrated(schema);

@@ -1,0 +1,114 @@
+#pragma once
+
+// When a database writer writes: the one policy of the three batching
+// writers (the PostGIS sync, the match writer, the dead-letter sink).
+//
+// Work is gathered until `batch_size` items wait or the oldest has waited
+// `max_age`, then written in one transaction. A write that fails for a
+// reason that can recover (connection lost, server restarting) is tried
+// again after a backoff (doubling from `retry_initial` up to `retry_max`)
+// as a delayed message to the writer itself, never by sleeping: between
+// attempts the writer keeps taking in work (which the next attempt writes
+// too) and hears an exit message at once.
+//
+// Both the age timer and the retry are `tick` messages carrying the
+// schedule's generation; every flush starts a new generation, so a tick
+// that arrives after a flush it was meant to cause is ignored.
+
+#include "messages/type_ids.hpp"
+#include "storage/session.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace flowmatch {
+
+struct write_policy {
+  size_t batch_size = 16384;
+  std::chrono::milliseconds max_age{20};
+  std::chrono::milliseconds retry_initial{100};
+  std::chrono::milliseconds retry_max{5000};
+};
+
+/// The policy of the PostGIS settings (`postgis.batch-size`,
+/// `postgis.max-batch-age`, `postgis.retry-*`).
+inline write_policy write_policy_of(const postgis_settings& s) {
+  return write_policy{s.batch_size, s.max_age, s.retry_initial, s.retry_max};
+}
+
+class write_schedule {
+public:
+  explicit write_schedule(write_policy policy = {}) : policy_(policy) {
+  }
+
+  const write_policy& policy() const {
+    return policy_;
+  }
+
+  /// After taking in work, `pending` items now wait: flushes at once when
+  /// the batch is full, otherwise makes sure the age timer runs. While a
+  /// retry is scheduled it does nothing: the retry writes everything.
+  template <class Self, class Flush>
+  void added(Self* self, size_t pending, Flush&& flush) {
+    if (backing_off_)
+      return;
+    if (pending >= policy_.batch_size) {
+      flush();
+      return;
+    }
+    if (!timer_armed_) {
+      timer_armed_ = true;
+      self->delayed_send(self, policy_.max_age, tick_atom::value,
+                         generation_);
+    }
+  }
+
+  /// Whether a tick is for the current generation (else it is ignored).
+  bool current(uint64_t generation) const {
+    return generation == generation_;
+  }
+
+  /// Call first in every flush: pending ticks become stale.
+  void flushing() {
+    timer_armed_ = false;
+    backing_off_ = false;
+    ++generation_;
+  }
+
+  /// The write failed but can recover: flush again after the backoff.
+  /// Returns the delay, for the log.
+  template <class Self>
+  std::chrono::milliseconds retry_later(Self* self) {
+    delay_ = delay_.count() == 0 ? policy_.retry_initial
+                                 : std::min(delay_ * 2, policy_.retry_max);
+    backing_off_ = true;
+    ++retries_;
+    self->delayed_send(self, delay_, tick_atom::value, generation_);
+    return delay_;
+  }
+
+  /// The write succeeded: the next failure starts the backoff afresh.
+  void succeeded() {
+    delay_ = std::chrono::milliseconds{0};
+  }
+
+  bool backing_off() const {
+    return backing_off_;
+  }
+
+  uint64_t retries() const {
+    return retries_;
+  }
+
+private:
+  write_policy policy_;
+  uint64_t generation_ = 0;
+  bool timer_armed_ = false;
+  bool backing_off_ = false;
+  std::chrono::milliseconds delay_{0};
+  uint64_t retries_ = 0;
+};
+
+} // namespace flowmatch
