@@ -24,10 +24,21 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <vector>
 
 namespace flowmatch {
+
+/// How long a stage waits for another (every request has one of these):
+/// for an answer (`reply`: snapshots, restores, flushes), and for a stage
+/// downstream to take work (`stall`). A stall is backpressure and may
+/// last as long as a database outage; past the limit the stage is taken
+/// for broken and the node stops with an error, naming it.
+struct wait_limits {
+  std::chrono::milliseconds reply{30000};
+  std::chrono::milliseconds stall{std::chrono::minutes{15}};
+};
 
 /// Subscriber to accepted changes: the one typed interface the PostGIS sync
 /// and the match service implement.

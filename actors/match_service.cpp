@@ -25,8 +25,10 @@ void store(partition_ptr self, std::vector<match_change> changes,
   gather<caf::ok_atom>(
     st.sinks.size(),
     [self, &changes](size_t i) {
-      // No timeout: a sink waiting out a database outage is backpressure.
-      return self->request(self->state.sinks[i], caf::infinite, changes);
+      // A sink waiting out a database outage is backpressure: the stall
+      // limit, not the reply limit.
+      return self->request(self->state.sinks[i], self->state.limits.stall,
+                           changes);
     },
     [](caf::ok_atom) {}, [rp]() mutable { rp.deliver(caf::ok_atom::value); },
     [self, rp](caf::error& err) mutable {
@@ -41,12 +43,11 @@ void store(partition_ptr self, std::vector<match_change> changes,
 match_partition_actor::behavior_type
 match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
                 resource_class cls, match_settings settings,
-                std::vector<match_sink_actor> sinks,
-                std::chrono::milliseconds reply_timeout) {
+                std::vector<match_sink_actor> sinks, wait_limits limits) {
   self->state.cls = cls;
   self->state.index = std::make_unique<match_index>(std::move(settings), cls);
   self->state.sinks = std::move(sinks);
-  self->state.reply_timeout = reply_timeout;
+  self->state.limits = limits;
   return {
     [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {
       std::vector<match_change> out;
@@ -136,11 +137,10 @@ void pass_finished(router_ptr self) {
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
              std::vector<match_partition_actor> partitions,
-             std::vector<change_sink_actor> syncs,
-             std::chrono::milliseconds reply_timeout) {
+             std::vector<change_sink_actor> syncs, wait_limits limits) {
   self->state.partitions = std::move(partitions);
   self->state.syncs = std::move(syncs);
-  self->state.reply_timeout = reply_timeout;
+  self->state.limits = limits;
   return {
     [self](change_batch& batch) {
       auto& st = self->state;
@@ -198,7 +198,7 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         if (parts[p].empty())
           continue;
         ++entry.waiting;
-        self->request(st.partitions[p], caf::infinite, std::move(parts[p]))
+        self->request(st.partitions[p], st.limits.stall, std::move(parts[p]))
           .then(
             [self, seq](caf::ok_atom) {
               auto i = self->state.in_progress.find(seq);
@@ -258,7 +258,7 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         rp, n,
         [self, &parts, &by_class](size_t p) {
           return self->request(self->state.partitions[p],
-                               self->state.reply_timeout, restore_atom::value,
+                               self->state.limits.reply, restore_atom::value,
                                std::move(parts[p]), std::move(by_class[p]));
         },
         [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
@@ -271,7 +271,7 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         rp, self->state.partitions.size(),
         [self](size_t p) {
           return self->request(self->state.partitions[p],
-                               self->state.reply_timeout, status_atom::value);
+                               self->state.limits.reply, status_atom::value);
         },
         [sum](uint64_t count) { *sum += count; }, [sum] { return *sum; });
       return rp;

@@ -18,14 +18,13 @@ struct match_partition_state {
   resource_class cls = resource_class::heat;
   std::unique_ptr<match_index> index;
   std::vector<match_sink_actor> sinks;
-  std::chrono::milliseconds reply_timeout{30000};
+  wait_limits limits;
 };
 
 match_partition_actor::behavior_type
 match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
                 resource_class cls, match_settings settings,
-                std::vector<match_sink_actor> sinks,
-                std::chrono::milliseconds reply_timeout);
+                std::vector<match_sink_actor> sinks, wait_limits limits);
 
 struct match_router_state {
   static inline const char* name = "match-router";
@@ -49,13 +48,12 @@ struct match_router_state {
   /// how a sync's commit report finds its batch.
   std::map<std::pair<uint32_t, uint64_t>, uint64_t> at_sync;
   uint64_t next_seq = 0;
-  std::chrono::milliseconds reply_timeout{30000};
+  wait_limits limits;
 };
 
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
              std::vector<match_partition_actor> partitions,
-             std::vector<change_sink_actor> syncs,
-             std::chrono::milliseconds reply_timeout);
+             std::vector<change_sink_actor> syncs, wait_limits limits);
 
 } // namespace flowmatch

@@ -209,9 +209,10 @@ void send_batch(source_ptr self) {
   batch.swap(st.batch);
   batch.reserve(0);
   st.batch.reserve(st.settings.batch_size);
-  // No timeout: waiting here is the backpressure. The shutdown deadline
-  // bounds the whole run.
-  self->request(st.dispatcher, caf::infinite, ingest_atom::value,
+  // Waiting here is the backpressure; it lasts as long as the slowest
+  // stage needs (a database outage), up to the stall limit.
+  self->request(st.dispatcher, st.settings.admission_timeout,
+                ingest_atom::value,
                 std::move(batch))
     .then(
       [self](caf::ok_atom) {

@@ -34,6 +34,9 @@ struct ndjson_source_settings {
   /// How long one wait for pipe input lasts before the source looks at its
   /// mailbox again (a stop request, say).
   std::chrono::milliseconds poll_interval{100};
+  /// How long a batch may wait for admission (backpressure) before the
+  /// source takes the dispatcher for broken and stops.
+  std::chrono::milliseconds admission_timeout{std::chrono::minutes{15}};
   /// How long an applied event id is remembered.
   std::chrono::milliseconds dedup_retention = default_dedup_retention;
 };

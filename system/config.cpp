@@ -106,7 +106,10 @@ flowmatch_config::flowmatch_config() {
     .add(supervision_restart_window, "restart-window",
          "window of the restart intensity limit")
     .add(supervision_reply_timeout, "reply-timeout",
-         "how long a stage waits for another's answer");
+         "how long a stage waits for another's answer")
+    .add(supervision_stall_timeout, "stall-timeout",
+         "how long a stage waits for the next to take work (backpressure, "
+         "a database outage) before the node stops with an error");
   opt_group{custom_options_, "shutdown"}.add(
     shutdown_grace_period, "grace-period",
     "time from the first signal or end of input to a forced exit");
@@ -341,6 +344,11 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.supervision_reply_timeout.count() <= 0)
     return bad("supervision.reply-timeout must be positive");
   s.supervision.reply_timeout = to_ms(cfg.supervision_reply_timeout);
+  if (cfg.supervision_stall_timeout.count() <= 0)
+    return bad("supervision.stall-timeout must be positive");
+  s.limits.reply = s.supervision.reply_timeout;
+  s.limits.stall = to_ms(cfg.supervision_stall_timeout);
+  s.source.admission_timeout = s.limits.stall;
   if (cfg.shutdown_grace_period.count() <= 0)
     return bad("shutdown.grace-period must be positive");
   s.grace_period = to_ms(cfg.shutdown_grace_period);

@@ -66,6 +66,7 @@ public:
   size_t supervision_max_restarts = 50;
   caf::timespan supervision_restart_window = std::chrono::seconds{10};
   caf::timespan supervision_reply_timeout = std::chrono::seconds{30};
+  caf::timespan supervision_stall_timeout = std::chrono::minutes{15};
   // [shutdown]
   caf::timespan shutdown_grace_period = std::chrono::seconds{30};
   // [postgis]
@@ -96,6 +97,8 @@ struct settings {
   std::chrono::milliseconds dedup_retention = default_dedup_retention;
   registry_worker_settings worker;
   supervision_settings supervision;
+  /// Reply and stall limits of every request between stages.
+  wait_limits limits;
   std::chrono::milliseconds grace_period{30000};
   /// How often a running node logs its progress; zero: never.
   std::chrono::milliseconds progress_interval{2000};

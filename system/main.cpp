@@ -9,11 +9,15 @@
 
 #include <caf/all.hpp>
 
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace flowmatch;
@@ -27,6 +31,45 @@ std::string describe(flowmatch_config& cfg, const caf::error& err) {
     return err.context().get_as<std::string>(0);
   return cfg.render(err);
 }
+
+} // namespace
+
+namespace {
+
+/// Ends the process with `code` if the actor system has not stopped
+/// within `bound` after this object was made (destroyed: all stopped).
+class shutdown_watchdog {
+public:
+  shutdown_watchdog(std::chrono::seconds bound, int code)
+    : thread_([this, bound, code] {
+        std::unique_lock<std::mutex> lock{mutex_};
+        if (cv_.wait_for(lock, bound, [this] { return stopped_; }))
+          return;
+        log()->critical("actors still running {} s after the node ended "
+                        "(a database call that does not return?); exiting "
+                        "with code {} without waiting",
+                        bound.count(), code);
+        log()->flush();
+        std::fflush(stdout);
+        std::_Exit(code);
+      }) {
+  }
+
+  ~shutdown_watchdog() {
+    {
+      std::lock_guard<std::mutex> lock{mutex_};
+      stopped_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+
+private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  std::thread thread_;
+};
 
 } // namespace
 
@@ -81,24 +124,43 @@ int main(int argc, char** argv) {
     return check_matches(*s);
   cfg.set("scheduler.max-threads", s->threads);
   int code = exit_failure;
+  std::optional<shutdown_watchdog> watchdog;
   {
     caf::actor_system sys{cfg};
     auto root = sys.spawn<caf::detached>(node, *s);
     signal_bridge signals{root};
     caf::scoped_actor self{sys};
-    self->request(root, caf::infinite, run_atom::value)
-      .receive([&](int c) { code = c; },
-               [&](caf::error& err) {
-                 log()->critical("node failed: {}", sys.render(err));
-                 code = exit_failure;
-               });
-    if (code != exit_ok) {
-      // Hard stop: stages may still hold work; do not wait for them.
-      log()->flush();
-      std::fflush(stdout);
-      std::_Exit(code);
-    }
+    // A run lasts as long as the service runs: no timeout. It ends with
+    // the node's answer, or with the node itself going down unanswered.
+    self->monitor(root);
+    self->send(root, run_atom::value);
+    bool over = false;
+    self->receive_while([&] { return !over; })(
+      [&](int c) {
+        code = c;
+        over = true;
+      },
+      [&](caf::error& err) {
+        log()->critical("node failed: {}", sys.render(err));
+        code = exit_failure;
+        over = true;
+      },
+      [&](caf::down_msg& down) {
+        log()->critical("node stopped without a result: {}",
+                        sys.render(down.reason));
+        code = exit_failure;
+        over = true;
+      });
+    // The node has quit and taken its linked stages with it; leaving this
+    // scope waits until every actor has stopped. Each one hears its exit
+    // message at once (nothing sleeps or reads without a timeout), except
+    // a libpq call stuck on a server that stopped answering: for that
+    // case only, a watchdog ends the process after a bound, saying so.
+    log()->flush();
+    std::fflush(stdout);
+    watchdog.emplace(std::chrono::seconds{10}, code);
   }
+  watchdog.reset();
   log()->flush();
   return code;
 }

@@ -285,12 +285,10 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     if (st.match_stream)
       sinks.push_back(st.match_stream);
     partitions.push_back(self->spawn<caf::linked>(
-      match_partition, cls, st.cfg.match, std::move(sinks),
-      st.cfg.supervision.reply_timeout));
+      match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits));
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
-                                        std::move(syncs),
-                                        st.cfg.supervision.reply_timeout);
+                                        std::move(syncs), st.cfg.limits);
   std::vector<change_sink_actor> committers(
     st.cfg.registry_workers, caf::actor_cast<change_sink_actor>(st.matcher));
   group_settings registry_group;

@@ -118,11 +118,11 @@ struct router_setup {
                      resource_class::material, resource_class::co2})
       partitions.push_back(sys.spawn(match_partition, cls, match_settings{},
                                      std::vector<match_sink_actor>{sink},
-                                     std::chrono::milliseconds{10000}));
+                                     wait_limits{}));
     router = sys.spawn(match_router, partitions,
                        std::vector<change_sink_actor>{
                          caf::actor_cast<change_sink_actor>(sync)},
-                       std::chrono::milliseconds{10000});
+                       wait_limits{});
   }
 
   /// Whether the pool (the test) hears of a finished batch within 300 ms:

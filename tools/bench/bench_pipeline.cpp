@@ -338,12 +338,12 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
       sinks.push_back(w);
     }
     auto part = sys.spawn(match_partition, cls, match_settings{},
-                          std::move(sinks), std::chrono::milliseconds{60000});
+                          std::move(sinks), wait_limits{});
     p.others.push_back(caf::actor_cast<caf::actor>(part));
     partitions.push_back(part);
   }
   p.router = sys.spawn(match_router, std::move(partitions), std::move(syncs),
-                       std::chrono::milliseconds{60000});
+                       wait_limits{});
   // Set before any event flows: the probe passes batches to the router.
   *next = caf::actor_cast<change_sink_actor>(p.router);
   group_settings g;
