@@ -149,7 +149,7 @@ using match_partition_actor = caf::typed_actor<
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
   // Number of current matches.
-  caf::replies_to<status_atom>::with<uint64_t>>;
+  caf::replies_to<matches_atom>::with<uint64_t>>;
 
 /// The match service's front. It is the committing subscriber of every
 /// registry worker: it hands each change batch to the partitions concerned
@@ -163,7 +163,7 @@ using match_router_actor = change_sink_actor::extend<
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
   // Number of current matches over all partitions.
-  caf::replies_to<status_atom>::with<uint64_t>,
+  caf::replies_to<matches_atom>::with<uint64_t>,
   // From a PostGIS sync: the batch `seq` of `worker` is committed (the
   // commit report a pool takes, addressed to the router).
   caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,
@@ -203,8 +203,8 @@ using node_actor = caf::typed_actor<
   // Timer: the shutdown grace period is over.
   caf::reacts_to<deadline_atom>,
   // Timer: try the database again.
-  caf::reacts_to<tick_atom, uint64_t>,
+  caf::reacts_to<connect_atom>,
   // Timer: log the progress of the run.
-  caf::reacts_to<status_atom>>;
+  caf::reacts_to<progress_atom>>;
 
 } // namespace flowmatch

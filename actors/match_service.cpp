@@ -108,7 +108,7 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
       store(self, std::move(repair), rp);
       return rp;
     },
-    [self](status_atom) {
+    [self](matches_atom) {
       return static_cast<uint64_t>(self->state.index->match_count());
     },
   };
@@ -264,14 +264,14 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
       return rp;
     },
-    [self](status_atom) -> caf::result<uint64_t> {
+    [self](matches_atom) -> caf::result<uint64_t> {
       auto rp = self->make_response_promise<uint64_t>();
       auto sum = std::make_shared<uint64_t>(0);
       gather_into<uint64_t>(
         rp, self->state.partitions.size(),
         [self](size_t p) {
           return self->request(self->state.partitions[p],
-                               self->state.limits.reply, status_atom::value);
+                               self->state.limits.reply, matches_atom::value);
         },
         [sum](uint64_t count) { *sum += count; }, [sum] { return *sum; });
       return rp;

@@ -5,8 +5,9 @@
 // in one transaction when enough have come (`batch_size`) or the oldest has
 // waited `max_age`: deletes and upserts as bulk statements plus
 // processed_events, sent as one pipeline, one round trip. Only after COMMIT
-// does it pass the batches' commit tickets to the pool, so the dispatcher's
-// credit returns for durable changes only.
+// does it pass the batches' commit tickets back to the match router (which
+// reports to the pool once the matches are stored too), so the
+// dispatcher's credit returns for durable changes only.
 //
 // A lost connection (killed backend, restarted server) means reconnect with
 // backoff (delayed messages: see write_schedule.hpp) and retry the whole

@@ -13,8 +13,9 @@ namespace {
 using worker_ptr = worker_actor::stateful_pointer<registry_worker_state>;
 
 /// Sends what the registry produced and reports progress: changes to every
-/// subscriber; with a committer (the PostGIS sync) the changes and the
-/// commit ticket go to it, and it reports to the pool after COMMIT;
+/// subscriber; with a committer (the match router) the changes and the
+/// commit ticket go to it, and it reports to the pool once the matches are
+/// stored and the worker's sync has committed;
 /// without one the worker reports to the pool itself. Dead letters go to
 /// the sink.
 void publish(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {

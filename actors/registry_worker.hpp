@@ -35,8 +35,10 @@ struct registry_worker_state {
   worker_pool_actor pool;
   std::shared_ptr<registry> reg;
   std::vector<change_sink_actor> subscribers;
-  /// The subscriber that makes changes durable and then reports to the
-  /// pool (the PostGIS sync of this worker's share); none without a DB.
+  /// The subscriber that reports each batch to the pool once its effects
+  /// are stored: the match router, which waits for the matches and (with
+  /// a database) for the commit of this worker's PostGIS sync. None in
+  /// tests that run workers alone: then the worker reports itself.
   change_sink_actor committer;
   dead_letter_sink_actor dead_letters;
   registry_worker_settings settings;

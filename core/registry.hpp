@@ -3,9 +3,9 @@
 // The authoritative in-memory registry of one worker's share of sites and
 // flows, with the contract's semantics: upserts, the version rule, deletes
 // with cascade, and flows held until their site arrives. Event-id
-// deduplication is not here: it is by id alone, across workers, in the
-// dispatcher's event_id_window. Pure logic without actors, so it is tested directly; the
-// registry_worker actor owns one and feeds it batches.
+// deduplication is not here: it is by id alone, across workers, in each
+// source's event_id_window. Pure logic without actors, so it is tested
+// directly; the registry_worker actor owns one and feeds it batches.
 
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"

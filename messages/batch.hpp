@@ -162,8 +162,10 @@ typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
 }
 
 /// What a worker reports to its pool when a batch (or part of one) is
-/// done. With a database, the worker hands the ticket to the PostGIS sync,
-/// which sends it on after COMMIT: credit returns only for durable changes.
+/// done. The worker hands the ticket to its committer (the match router),
+/// which sends it on once the batch's matches are stored and, with a
+/// database, the worker's PostGIS sync has committed its entities: credit
+/// returns only for durable changes.
 struct commit_ticket {
   caf::actor pool; ///< the worker_pool_actor to tell
   uint32_t worker = 0;

@@ -61,5 +61,8 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, repair_atom, "repair")
   CAF_ADD_ATOM(flowmatch, flowmatch, handover_atom, "handover")
   CAF_ADD_ATOM(flowmatch, flowmatch, takeover_atom, "takeover")
+  CAF_ADD_ATOM(flowmatch, flowmatch, matches_atom, "matches")
+  CAF_ADD_ATOM(flowmatch, flowmatch, progress_atom, "progress")
+  CAF_ADD_ATOM(flowmatch, flowmatch, connect_atom, "connect")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

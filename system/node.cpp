@@ -115,7 +115,7 @@ template <class F>
 void count_matches(node_ptr self, F next) {
   auto& st = self->state;
   self->request(st.matcher, st.cfg.supervision.reply_timeout,
-                status_atom::value)
+                matches_atom::value)
     .then(
       [self, next](uint64_t n) {
         self->state.matches = n;
@@ -237,7 +237,7 @@ void start_source(node_ptr self) {
   auto& st = self->state;
   if (st.cfg.progress_interval.count() > 0) {
     st.progress_at = std::chrono::steady_clock::now();
-    self->delayed_send(self, st.cfg.progress_interval, status_atom::value);
+    self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);
   }
   st.source = self->spawn<caf::detached + caf::linked>(
     ndjson_source, st.cfg.source, st.dispatcher,
@@ -426,7 +426,7 @@ void connect_database(node_ptr self) {
   }
   log()->warn("{} database unreachable at start: {}; retrying in {} ms",
               self->name(), err->describe(), st.connect_delay.count());
-  self->delayed_send(self, st.connect_delay, tick_atom::value, uint64_t{0});
+  self->delayed_send(self, st.connect_delay, connect_atom::value);
   st.connect_delay = std::min(st.connect_delay * 2, pgs.retry_max);
 }
 
@@ -505,7 +505,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       }
       return st.done;
     },
-    [self](tick_atom, uint64_t) {
+    [self](connect_atom) {
       if (self->state.now == node_state::phase::connecting)
         connect_database(self);
     },
@@ -552,7 +552,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           },
           [](caf::error&) {});
     },
-    [self](status_atom) {
+    [self](progress_atom) {
       auto& st = self->state;
       if (st.now != node_state::phase::running
           && st.now != node_state::phase::draining)
@@ -560,7 +560,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
         .then([self](dispatch_status& s) { log_progress(self, s); },
               [](caf::error&) {});
-      self->delayed_send(self, st.cfg.progress_interval, status_atom::value);
+      self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);
     },
     [self](deadline_atom) {
       if (self->state.now == node_state::phase::finished)

@@ -614,7 +614,7 @@ memory_result bench_memory(caf::actor_system& sys, const options& o) {
   feed_all(self, p, std::move(demands));
   auto after_demands = settle();
   uint64_t matches = 0;
-  self->request(p.router, caf::infinite, status_atom::value)
+  self->request(p.router, std::chrono::minutes{1}, matches_atom::value)
     .receive([&](uint64_t n) { matches = n; }, [](caf::error&) {});
   r.sites = w.sites.size();
   r.flows = n_supplies + n_demands;
