@@ -32,7 +32,7 @@ struct supervision_settings {
   uint32_t max_restarts = 50;
   std::chrono::milliseconds restart_window{10000};
   /// How long the pool waits for a worker's answer to release/snapshot.
-  std::chrono::milliseconds reply_timeout{30000};
+  std::chrono::milliseconds reply_timeout = wait_limits{}.reply;
 };
 
 /// How a pool makes its workers.

@@ -21,7 +21,9 @@
 
 namespace flowmatch {
 
-/// The options as parsed; defaults here are the documented defaults.
+/// The options as parsed. Defaults come from the settings structs of the
+/// stages they configure (one place each); config.ini repeats them for the
+/// operator, and a test keeps the two equal (tests/system/config_keys.cpp).
 class flowmatch_config : public caf::actor_system_config {
 public:
   flowmatch_config();
@@ -34,6 +36,12 @@ public:
   /// parsed after, overrides them.
   caf::error read_config_file(const std::string& path);
 
+  /// Every option, flowmatch's and CAF's (for the test that config.ini
+  /// documents each key).
+  const caf::config_option_set& options() const {
+    return custom_options_;
+  }
+
   // [system]
   size_t threads = 0;
   // [log]
@@ -42,9 +50,9 @@ public:
   caf::timespan log_progress_interval = std::chrono::seconds{2};
   // [ingest]
   std::string ingest_ndjson;
-  size_t ingest_batch_size = 1024;
-  size_t ingest_max_outstanding = 2;
-  caf::timespan ingest_poll_interval = std::chrono::milliseconds{100};
+  size_t ingest_batch_size = ndjson_source_settings{}.batch_size;
+  size_t ingest_max_outstanding = ndjson_source_settings{}.max_outstanding;
+  caf::timespan ingest_poll_interval = ndjson_source_settings{}.poll_interval;
   // [output]
   std::string output_state;
   std::string output_dead_letters;
@@ -55,27 +63,29 @@ public:
   // [registry]
   size_t registry_workers = 0;
   std::string registry_policy = "key-hash";
-  size_t registry_max_in_flight = 65536;
-  caf::timespan registry_hold_timeout = std::chrono::seconds{60};
-  size_t registry_hold_limit = 1000000;
-  caf::timespan registry_dedup_retention = std::chrono::hours{24 * 7};
+  size_t registry_max_in_flight = group_settings{}.max_in_flight;
+  caf::timespan registry_hold_timeout = registry_worker_settings{}.hold_timeout;
+  size_t registry_hold_limit = registry_worker_settings{}.hold_limit;
+  caf::timespan registry_dedup_retention = default_dedup_retention;
   // [supervision]
-  size_t supervision_max_attempts = 3;
-  caf::timespan supervision_backoff_initial = std::chrono::milliseconds{10};
-  caf::timespan supervision_backoff_max = std::chrono::seconds{2};
-  size_t supervision_max_restarts = 50;
-  caf::timespan supervision_restart_window = std::chrono::seconds{10};
-  caf::timespan supervision_reply_timeout = std::chrono::seconds{30};
-  caf::timespan supervision_stall_timeout = std::chrono::minutes{15};
+  size_t supervision_max_attempts = supervision_settings{}.max_attempts;
+  caf::timespan supervision_backoff_initial
+    = supervision_settings{}.backoff_initial;
+  caf::timespan supervision_backoff_max = supervision_settings{}.backoff_max;
+  size_t supervision_max_restarts = supervision_settings{}.max_restarts;
+  caf::timespan supervision_restart_window
+    = supervision_settings{}.restart_window;
+  caf::timespan supervision_reply_timeout = wait_limits{}.reply;
+  caf::timespan supervision_stall_timeout = wait_limits{}.stall;
   // [shutdown]
   caf::timespan shutdown_grace_period = std::chrono::seconds{30};
   // [postgis]
   std::string postgis_dsn;
-  std::string postgis_schema = "public";
-  size_t postgis_batch_size = 16384;
-  caf::timespan postgis_max_batch_age = std::chrono::milliseconds{20};
-  caf::timespan postgis_retry_initial = std::chrono::milliseconds{100};
-  caf::timespan postgis_retry_max = std::chrono::seconds{5};
+  std::string postgis_schema = postgis_settings{}.schema;
+  size_t postgis_batch_size = postgis_settings{}.batch_size;
+  caf::timespan postgis_max_batch_age = postgis_settings{}.max_age;
+  caf::timespan postgis_retry_initial = postgis_settings{}.retry_initial;
+  caf::timespan postgis_retry_max = postgis_settings{}.retry_max;
 };
 
 /// Everything the node needs, validated.
