@@ -2,7 +2,8 @@
 
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
-#include "actors/match_service.hpp"
+#include "actors/match_partition.hpp"
+#include "actors/match_router.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/ndjson_source.hpp"
 #include "base/output_file.hpp"

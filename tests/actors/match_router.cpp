@@ -3,7 +3,8 @@
 // when both its matches are stored and the sync has committed it, batch
 // after batch in arrival order.
 
-#include "actors/match_service.hpp"
+#include "actors/match_partition.hpp"
+#include "actors/match_router.hpp"
 
 #include "../test_helpers.hpp"
 

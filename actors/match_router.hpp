@@ -1,30 +1,18 @@
 #pragma once
 
-// The match service: a router and one partition per resource class. See
-// `match_router_actor` and `match_partition_actor` in actors.hpp.
+// The front of the match service: hands each change batch to the partitions
+// concerned and to the worker's PostGIS sync at once, and reports the batch
+// to the pool when both are done. See `match_router_actor` in actors.hpp.
 
 #include "actors/actors.hpp"
-#include "core/match_index.hpp"
 
-#include <deque>
 #include <map>
+#include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace flowmatch {
-
-struct match_partition_state {
-  static inline const char* name = "match-partition";
-  resource_class cls = resource_class::heat;
-  std::unique_ptr<match_index> index;
-  std::vector<match_sink_actor> sinks;
-  wait_limits limits;
-};
-
-match_partition_actor::behavior_type
-match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
-                resource_class cls, match_settings settings,
-                std::vector<match_sink_actor> sinks, wait_limits limits);
 
 struct match_router_state {
   static inline const char* name = "match-router";
