@@ -23,31 +23,19 @@ void flush(writer_ptr self) {
   auto started = std::chrono::steady_clock::now();
   auto rows = st.pending.size();
   if (!st.pending.empty()) {
-    // Not reaching the server is always worth another try: the node
-    // checked the settings at start.
-    auto err = ensure_session(st.conn, st.settings,
-                              "flowmatch-matches-" + st.label);
-    bool lost = err.has_value();
-    if (!err) {
-      err = store::write_matches(st.conn, st.pending);
-      lost = err && err->retryable();
-    }
-    if (lost) {
-      st.conn = pg::connection{};
-      auto delay = st.schedule.retry_later(self);
-      log()->warn("{} lost the database ({}); retrying in {} ms", who,
-                  err->describe(), delay.count());
+    auto attempt = attempt_write(
+      self, st.schedule, st.conn, st.settings, "flowmatch-matches-" + st.label,
+      who, [&](pg::connection& c) { return store::write_matches(c, st.pending); });
+    if (attempt.retrying)
       return;
-    }
-    if (err) {
+    if (attempt.refused) {
       // Match rows come from validated flows; the database refusing one
       // is a bug or a schema change. Say so loudly and go on: the next
       // start repairs the stored matches from the rules.
       log()->critical("{} cannot store {} match changes: {}", who,
-                      st.pending.size(), err->describe());
+                      st.pending.size(), attempt.refused->describe());
     }
   }
-  st.schedule.succeeded();
   log()->debug("{} stored {} match changes in {:.1f} ms", who, rows,
                std::chrono::duration<double, std::milli>(
                  std::chrono::steady_clock::now() - started)

@@ -17,31 +17,23 @@ void write_pending(sink_ptr self) {
   auto& st = self->state;
   st.schedule.flushing();
   if (!st.pending.empty()) {
-    // Not reaching the server is always worth another try: the node
-    // checked the settings at start.
-    auto err = ensure_session(st.conn, st.settings, "flowmatch-dead-letters");
-    bool lost = err.has_value();
-    if (!err) {
-      err = store::insert_dead_letters(st.conn, st.pending);
-      lost = err && err->retryable();
-    }
-    if (lost) {
-      st.conn = pg::connection{};
-      auto delay = st.schedule.retry_later(self);
-      log()->warn("{} lost the database ({}); retrying in {} ms",
-                  self->name(), err->describe(), delay.count());
+    auto attempt = attempt_write(
+      self, st.schedule, st.conn, st.settings, "flowmatch-dead-letters",
+      self->name(), [&](pg::connection& c) {
+        return store::insert_dead_letters(c, st.pending);
+      });
+    if (attempt.retrying)
       return;
-    }
-    if (err) {
+    if (attempt.refused) {
       // Never lose a dead letter silently: say what could not be stored.
       log()->error("{} cannot store {} dead letters ({}); they follow here",
-                   self->name(), st.pending.size(), err->describe());
+                   self->name(), st.pending.size(),
+                   attempt.refused->describe());
       for (auto& dl : st.pending)
         log()->error("{} {} at {}:{} (event {}): {}", self->name(),
                      to_string(dl.reason), dl.origin.source, dl.origin.line,
                      dl.event_id, dl.detail);
     }
-    st.schedule.succeeded();
     st.written += st.pending.size();
     st.pending.clear();
   }

@@ -86,38 +86,38 @@ void flush(sync_ptr self) {
   auto started = std::chrono::steady_clock::now();
   auto changes = st.pending.changes();
   std::vector<store::refused> refusals;
-  auto err = ensure_session(st.conn, st.settings,
-                            "flowmatch-sync-" + std::to_string(st.index));
-  if (!err && !st.isolating) {
-    err = store::write(st.conn, st.pending);
-    if (err && !err->retryable()) {
-      log()->warn("{} the database refused a batch of {} changes ({}); "
-                  "writing them one by one to find the culprit",
-                  who(self), st.pending.changes(), err->describe());
-      st.isolating = true;
-      err = std::nullopt;
-    }
-  }
-  if (!err && st.isolating) {
-    auto r = store::write_isolating(st.conn, st.batches);
-    if (r.error)
-      err = r.error;
-    else {
-      err = std::nullopt;
+  // Nothing is committed unless all is, and every write is idempotent:
+  // after a lost connection the whole transaction is tried again later,
+  // with what arrived meanwhile.
+  auto attempt = attempt_write(
+    self, st.schedule, st.conn, st.settings,
+    "flowmatch-sync-" + std::to_string(st.index), who(self),
+    [&](pg::connection& c) -> std::optional<pg::db_error> {
+      if (!st.isolating) {
+        auto err = store::write(c, st.pending);
+        if (!err || err->retryable())
+          return err;
+        log()->warn("{} the database refused a batch of {} changes ({}); "
+                    "writing them one by one to find the culprit",
+                    who(self), st.pending.changes(), err->describe());
+        st.isolating = true;
+      }
+      auto r = store::write_isolating(c, st.batches);
+      if (r.error)
+        return r.error;
       refusals = std::move(*r.value);
-    }
-  }
-  if (err) {
-    // Nothing was committed and every write is idempotent: try the whole
-    // transaction again later; what arrives meanwhile joins it.
-    st.conn = pg::connection{};
+      return std::nullopt;
+    });
+  if (attempt.retrying)
+    return;
+  if (attempt.refused) {
+    // Each change has its own savepoint here: a failure of the whole is
+    // the connection's, whatever its code says. Try again.
     auto delay = st.schedule.retry_later(self);
-    log()->warn("{} lost the database during a batch ({}); reconnecting and "
-                "retrying in {} ms",
-                who(self), err->describe(), delay.count());
+    log()->warn("{} change-by-change write failed ({}); retrying in {} ms",
+                who(self), attempt.refused->describe(), delay.count());
     return;
   }
-  st.schedule.succeeded();
   st.isolating = false;
   ++st.transactions;
   log()->debug("{} committed {} changes of {} batches in {:.1f} ms", who(self),

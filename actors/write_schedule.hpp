@@ -15,6 +15,7 @@
 // schedule's generation; every flush starts a new generation, so a tick
 // that arrives after a flush it was meant to cause is ignored.
 
+#include "base/logging.hpp"
 #include "messages/type_ids.hpp"
 #include "storage/session.hpp"
 
@@ -22,6 +23,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <string>
 
 namespace flowmatch {
 
@@ -110,5 +113,44 @@ private:
   std::chrono::milliseconds delay_{0};
   uint64_t retries_ = 0;
 };
+
+/// What one write attempt gave.
+struct write_attempt {
+  /// The server could not be reached or the connection was lost: a retry
+  /// is scheduled; nothing was written.
+  bool retrying = false;
+  /// A permanent error of the write itself (the caller decides).
+  std::optional<pg::db_error> refused;
+};
+
+/// One attempt of a writer's transaction: opens the session when needed
+/// (not reaching the server is always worth another try: the node checked
+/// the settings at start), then runs `write(conn)`. A lost connection
+/// closes `conn` and schedules the retry, logged with `who`.
+template <class Self, class Write>
+write_attempt attempt_write(Self* self, write_schedule& schedule,
+                            pg::connection& conn,
+                            const postgis_settings& settings,
+                            const std::string& application_name,
+                            const std::string& who, Write&& write) {
+  write_attempt result;
+  auto err = ensure_session(conn, settings, application_name);
+  bool lost = err.has_value();
+  if (!err) {
+    err = write(conn);
+    lost = err && err->retryable();
+  }
+  if (lost) {
+    conn = pg::connection{};
+    auto delay = schedule.retry_later(self);
+    log()->warn("{} lost the database ({}); reconnecting in {} ms", who,
+                err->describe(), delay.count());
+    result.retrying = true;
+    return result;
+  }
+  schedule.succeeded();
+  result.refused = std::move(err);
+  return result;
+}
 
 } // namespace flowmatch
