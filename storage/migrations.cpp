@@ -163,8 +163,9 @@ pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
   for (const auto& m : migrations) {
     if (m.version <= current)
       continue;
-    if (auto r = conn.exec("BEGIN"); r.error)
-      return fail(*r.error);
+    pg::transaction tx{conn};
+    if (tx.begin_error())
+      return fail(*tx.begin_error());
     auto r = conn.exec(m.sql);
     if (!r.error) {
       if (auto e = conn.prepare("record_migration",
@@ -176,11 +177,11 @@ pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
                      {std::to_string(m.version), std::string{m.name}});
     }
     if (r.error) {
-      conn.exec("ROLLBACK");
+      tx.rollback(); // before the unlock, which an aborted transaction refuses
       return fail(*r.error);
     }
-    if (auto c = conn.exec("COMMIT"); c.error)
-      return fail(*c.error);
+    if (auto e = tx.commit())
+      return fail(*e);
     conn.exec("DEALLOCATE record_migration");
     log()->info("migrations applied version {} ({}) in schema {}", m.version,
                 m.name, schema);

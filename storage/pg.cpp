@@ -58,6 +58,11 @@ int64_t result::as_int64(int row, int col) const {
   return std::strtoll(PQgetvalue(res_.get(), row, col), nullptr, 10);
 }
 
+std::string_view result::command_tag() const {
+  const char* tag = res_ ? PQcmdStatus(res_.get()) : nullptr;
+  return tag ? std::string_view{tag} : std::string_view{};
+}
+
 int64_t result::affected() const {
   if (!res_)
     return 0;
@@ -455,6 +460,44 @@ std::vector<std::string> parse_text_array(std::string_view s) {
       ++i;
   }
   return out;
+}
+
+transaction::transaction(connection& conn) : conn_(&conn) {
+  if (auto r = conn.exec("BEGIN"); r.error) {
+    begin_error_ = std::move(r.error);
+    open_ = false;
+  }
+}
+
+transaction::~transaction() {
+  rollback();
+}
+
+std::optional<db_error> transaction::commit() {
+  if (!open_)
+    return db_error{error_kind::permanent, "", "no open transaction"};
+  auto r = conn_->exec("COMMIT");
+  open_ = false;
+  if (r.error) {
+    // A failed COMMIT ends the transaction too; make sure of it.
+    conn_->exec("ROLLBACK");
+    return r.error;
+  }
+  // COMMIT of a transaction a failed statement aborted succeeds as a
+  // ROLLBACK: nothing was stored, which the caller must hear.
+  if (r.value && r.value->command_tag() == "ROLLBACK")
+    return db_error{error_kind::permanent, "25P02",
+                    "the transaction was aborted by an earlier error and "
+                    "rolled back instead of committed"};
+  return std::nullopt;
+}
+
+void transaction::rollback() {
+  if (!open_)
+    return;
+  open_ = false;
+  // Also after a lost connection: then it fails, and the caller reconnects.
+  conn_->exec("ROLLBACK");
 }
 
 } // namespace flowmatch::pg

@@ -58,6 +58,8 @@ public:
   bool as_bool(int row, int col) const;
   /// Rows a DELETE, UPDATE or INSERT touched.
   int64_t affected() const;
+  /// The command tag ("INSERT 0 1", "COMMIT", "ROLLBACK", ...).
+  std::string_view command_tag() const;
 
 private:
   std::shared_ptr<pg_result> res_;
@@ -144,6 +146,43 @@ private:
   /// Turns a result into an outcome through the one error funnel.
   outcome<result> check(pg_result* r);
   pg_conn* conn_ = nullptr;
+};
+
+/// A transaction that rolls back unless committed: every early return (an
+/// error half way, an exception) leaves the connection ready for the next
+/// attempt, and no code writes BEGIN/COMMIT/ROLLBACK by hand.
+class transaction {
+public:
+  /// Sends BEGIN now; check `begin_error()`.
+  explicit transaction(connection& conn);
+  /// For a BEGIN that went out in a pipeline with the first statements.
+  struct begun_t {};
+  static constexpr begun_t already_begun{};
+  transaction(connection& conn, begun_t) : conn_(&conn) {
+  }
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+  ~transaction();
+
+  const std::optional<db_error>& begin_error() const {
+    return begin_error_;
+  }
+
+  /// COMMIT; on failure the transaction is rolled back.
+  std::optional<db_error> commit();
+
+  /// ROLLBACK now (also what the destructor does when not committed).
+  void rollback();
+
+  /// The COMMIT went out at the end of a pipeline that succeeded.
+  void committed_in_pipeline() {
+    open_ = false;
+  }
+
+private:
+  connection* conn_;
+  bool open_ = true;
+  std::optional<db_error> begin_error_;
 };
 
 /// Renders a text array literal for a `text[]` parameter.

@@ -391,14 +391,6 @@ std::optional<pg::db_error> begin_and_write(pg::connection& conn,
   return p.sync().error;
 }
 
-std::optional<pg::db_error> rollback_with(pg::connection& conn,
-                                          pg::db_error e) {
-  // The transaction is aborted (or the connection gone); make the
-  // connection usable for the next attempt.
-  conn.exec("ROLLBACK");
-  return e;
-}
-
 } // namespace
 
 std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
@@ -406,9 +398,12 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
   // many small rows). COPY cannot skip ids already there, which happens
   // only when a COMMIT went through but its answer was lost; then the
   // whole transaction is redone with INSERT ... ON CONFLICT DO NOTHING.
-  if (auto e = begin_and_write(conn, ws, false))
-    return rollback_with(conn, *e);
-  if (!ws.processed.empty()) {
+  {
+    pg::transaction tx{conn, pg::transaction::already_begun};
+    if (auto e = begin_and_write(conn, ws, false))
+      return e;
+    if (ws.processed.empty())
+      return tx.commit();
     std::string data;
     data.reserve(ws.processed.size() * 32);
     for (auto& [id, key] : ws.processed) {
@@ -420,17 +415,15 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
     auto e = conn.copy_in("COPY processed_events (event_id, routing_key) "
                           "FROM STDIN",
                           data);
-    if (e && e->sqlstate == "23505") {
-      conn.exec("ROLLBACK");
-      if (auto again = begin_and_write(conn, ws, true))
-        return rollback_with(conn, *again);
-    } else if (e) {
-      return rollback_with(conn, *e);
-    }
-  }
-  if (auto c = conn.exec("COMMIT"); c.error)
-    return rollback_with(conn, *c.error);
-  return std::nullopt;
+    if (!e)
+      return tx.commit();
+    if (e->sqlstate != "23505")
+      return e;
+  } // rolled back: some ids were stored already
+  pg::transaction again{conn, pg::transaction::already_begun};
+  if (auto e = begin_and_write(conn, ws, true))
+    return e;
+  return again.commit();
 }
 
 pg::outcome<std::vector<refused>>
@@ -439,13 +432,14 @@ write_isolating(pg::connection& conn,
   pg::outcome<std::vector<refused>> out;
   std::vector<refused> failures;
   std::unordered_set<std::string> failed_events;
+  pg::transaction tx{conn};
   auto abort = [&](pg::db_error e) {
-    conn.exec("ROLLBACK");
+    tx.rollback();
     out.error = std::move(e);
     return out;
   };
-  if (auto r = conn.exec("BEGIN"); r.error)
-    return abort(*r.error);
+  if (tx.begin_error())
+    return abort(*tx.begin_error());
   for (auto& batch : batches) {
     for (auto& c : batch.changes) {
       if (c.stored)
@@ -498,8 +492,8 @@ write_isolating(pg::connection& conn,
         r.error)
       return abort(*r.error);
   }
-  if (auto r = conn.exec("COMMIT"); r.error)
-    return abort(*r.error);
+  if (auto e = tx.commit())
+    return abort(*e);
   out.value = std::move(failures);
   return out;
 }
@@ -729,6 +723,7 @@ write_matches(pg::connection& conn, const std::vector<match_change>& changes) {
     std::vector<pg::param> fl(m.flags.begin(), m.flags.end());
     flags.emplace_back(pg::text_array(fl));
   }
+  pg::transaction tx{conn, pg::transaction::already_begun};
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
   if (!del_s.empty())
@@ -746,7 +741,8 @@ write_matches(pg::connection& conn, const std::vector<match_change>& changes) {
   p.add("COMMIT");
   auto r = p.sync();
   if (r.error)
-    return rollback_with(conn, *r.error);
+    return r.error; // the transaction rolls back
+  tx.committed_in_pipeline();
   return std::nullopt;
 }
 

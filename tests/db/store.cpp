@@ -275,3 +275,35 @@ TEST_CASE("the same dead letter again counts an attempt") {
         == 1);
   drop_schema(schema);
 }
+
+TEST_CASE("a transaction not committed rolls back when it goes out of scope") {
+  auto schema = fresh_schema("tx");
+  auto c = migrated(schema);
+  {
+    pg::transaction tx{c};
+    REQUIRE_FALSE(tx.begin_error());
+    REQUIRE_FALSE(c.exec("INSERT INTO sites (site_id, lat, lon, geog) VALUES "
+                         "('gone', 1, 1, 'POINT(1 1)')")
+                    .error);
+    // Leaves the scope without commit: an early return on an error.
+  }
+  CHECK(query_int(schema, "SELECT count(*) FROM sites") == 0);
+  // The connection is usable at once, and a commit keeps the row.
+  {
+    pg::transaction tx{c};
+    REQUIRE_FALSE(c.exec("INSERT INTO sites (site_id, lat, lon, geog) VALUES "
+                         "('kept', 1, 1, 'POINT(1 1)')")
+                    .error);
+    CHECK_FALSE(tx.commit());
+  }
+  CHECK(query_int(schema, "SELECT count(*) FROM sites") == 1);
+  // A statement failing inside aborts the transaction; the scope's end
+  // rolls it back and the next transaction works.
+  {
+    pg::transaction tx{c};
+    CHECK(c.exec("SELECT no_such_column FROM sites").error);
+    CHECK(tx.commit()); // refused: the transaction is aborted
+  }
+  CHECK_FALSE(c.exec("SELECT 1").error);
+  drop_schema(schema);
+}
