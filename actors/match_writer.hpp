@@ -8,7 +8,6 @@
 // (write_schedule.hpp).
 
 #include "actors/actors.hpp"
-#include "base/output_file.hpp"
 #include "actors/write_schedule.hpp"
 #include "storage/session.hpp"
 
@@ -32,18 +31,5 @@ using match_writer_actor
 match_writer_actor::behavior_type
 match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
              std::string label, postgis_settings settings);
-
-/// Match stream: writes `match_upserted` / `match_removed` lines to a file
-/// (or stdout for `-`) in the order the changes took effect.
-struct match_stream_state {
-  static inline const char* name = "match-stream";
-  std::string path;
-  output_file file;
-  uint64_t written = 0;
-};
-
-match_sink_actor::behavior_type
-match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
-             std::string path);
 
 } // namespace flowmatch

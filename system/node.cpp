@@ -4,6 +4,7 @@
 #include "actors/dispatcher.hpp"
 #include "actors/match_partition.hpp"
 #include "actors/match_router.hpp"
+#include "actors/match_stream.hpp"
 #include "actors/match_writer.hpp"
 #include "actors/ndjson_source.hpp"
 #include "base/output_file.hpp"
