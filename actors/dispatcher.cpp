@@ -39,10 +39,6 @@ namespace {
 using dispatcher_ptr = dispatcher_actor::stateful_pointer<dispatcher_state>;
 using group_t = dispatcher_state::group;
 
-uint32_t hash_slot(std::string_view key, size_t n) {
-  return routing_slot(key, n);
-}
-
 /// Takes a worker report's counters into the totals; the ids of events
 /// dead-lettered after admission go to the sources, which forget them.
 void take_stats(dispatcher_ptr self, registry_stats& stats) {
@@ -71,7 +67,7 @@ uint32_t worker_of_site(const group_t& g, const std::string& site_id) {
   if (!g.site_home.empty())
     if (auto i = g.site_home.find(site_id); i != g.site_home.end())
       return i->second;
-  return hash_slot(site_id, g.settings.workers);
+  return routing_slot(site_id, g.settings.workers);
 }
 
 /// Returned by pick_worker for an event that must wait for a hand-over.
@@ -122,7 +118,7 @@ uint32_t pick_worker(group_t& g, const event& ev,
       if (i != g.flow_owner.end())
         return i->second;
       if (ev.flow_data.site_id.empty())
-        return hash_slot(ev.target_id, n);
+        return routing_slot(ev.target_id, n);
       return worker_of_site(g, ev.flow_data.site_id);
     }
     default:
@@ -204,7 +200,7 @@ void ask_for_handover(dispatcher_ptr self) {
         auto& g = st.groups[h.group];
         auto n = g.settings.workers;
         for (auto& s : moved.site_ids) {
-          if (hash_slot(s, n) == h.to)
+          if (routing_slot(s, n) == h.to)
             g.site_home.erase(s);
           else
             g.site_home[s] = h.to;
@@ -371,9 +367,9 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       auto n = g.settings.workers;
       std::vector<registry_snapshot> parts(n);
       for (auto& s : state.sites)
-        parts[hash_slot(s.site_id, n)].sites.push_back(std::move(s));
+        parts[routing_slot(s.site_id, n)].sites.push_back(std::move(s));
       for (auto& f : state.flows) {
-        auto w = hash_slot(f.site_id, n);
+        auto w = routing_slot(f.site_id, n);
         g.flow_owner[f.flow_id] = w;
         parts[w].flows.push_back(std::move(f));
       }

@@ -87,7 +87,6 @@ public:
     delay_ = delay_.count() == 0 ? policy_.retry_initial
                                  : std::min(delay_ * 2, policy_.retry_max);
     backing_off_ = true;
-    ++retries_;
     self->delayed_send(self, delay_, tick_atom::value, generation_);
     return delay_;
   }
@@ -101,17 +100,12 @@ public:
     return backing_off_;
   }
 
-  uint64_t retries() const {
-    return retries_;
-  }
-
 private:
   write_policy policy_;
   uint64_t generation_ = 0;
   bool timer_armed_ = false;
   bool backing_off_ = false;
   std::chrono::milliseconds delay_{0};
-  uint64_t retries_ = 0;
 };
 
 /// What one write attempt gave.
