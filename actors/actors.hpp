@@ -19,8 +19,10 @@
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
 #include "messages/match.hpp"
+#include "messages/status.hpp"
 #include "messages/type_ids.hpp"
 
+#include <caf/actor_system_config.hpp>
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
@@ -40,11 +42,25 @@ struct wait_limits {
   std::chrono::milliseconds stall{std::chrono::minutes{15}};
 };
 
-/// Subscriber to accepted changes: the one typed interface the PostGIS sync
-/// and the match service implement.
+/// Anything that answers the status protocol (messages/status.hpp): every
+/// long-lived actor's interface includes this request, so its handle
+/// converts to this one for the telemetry actor.
+using status_source_actor = caf::typed_actor<
+  caf::replies_to<status_atom>::with<actor_status>>;
+
+/// A subscriber that watches accepted changes and holds nothing back (a
+/// metrics tap, a change log): batches do not wait for it.
 using change_sink_actor = caf::typed_actor<
   // Takes the changes of one worker batch, in the order they took effect.
   caf::reacts_to<change_batch>>;
+
+/// A subscriber that a batch's report waits for: the PostGIS sync (the
+/// entities are committed) and the match router (the matches are stored).
+/// The next issue's Redis acknowledger is one more.
+using commit_sink_actor = caf::typed_actor<
+  // Takes the changes of one worker batch (per worker, in the order they
+  // took effect); answers once they are durable in this subscriber.
+  caf::replies_to<change_batch>::with<commit_result>>;
 
 /// Dead-letter sink: keeps rejected events with their reason (an NDJSON
 /// file without a database; the `dead_letters` table with one).
@@ -81,6 +97,45 @@ using worker_pool_actor = caf::typed_actor<
   // with the ids of the sites and flows that moved.
   caf::replies_to<handover_atom, uint32_t, uint32_t,
                   std::string>::with<registry_part>>;
+
+/// What a worker's report to its pool says (see `done_atom` above), held
+/// by the commit coordinator until the batch's effects are durable.
+struct commit_ticket {
+  worker_pool_actor pool; ///< where the report goes
+  uint32_t worker = 0;
+  uint64_t seq = 0;      ///< the pool's batch sequence number
+  uint64_t count = 0;    ///< events of the batch done by this report
+  registry_stats stats;  ///< what the worker counted (refusals are added)
+  bool complete = false; ///< the batch is finished (not a partial report)
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, commit_ticket& x) {
+  return f(caf::meta::type_name("commit_ticket"), x.pool, x.worker, x.seq,
+           x.count, x.stats, x.complete);
+}
+
+/// Subscribers that see the batches of every worker (the scope of a
+/// subscription; otherwise a worker index).
+constexpr uint32_t all_workers = UINT32_MAX;
+
+/// The commit barrier between the registry workers and everything that
+/// stores their changes: a worker hands each batch's changes and report
+/// here; the coordinator passes the changes to every subscriber and sends
+/// the report to the pool once every committing subscriber has answered,
+/// per worker in order. So an event's credit returns only after its
+/// entities and its matches are stored, and the writes overlap instead of
+/// following each other.
+using commit_coordinator_actor = caf::typed_actor<
+  // From a worker: the changes of a batch and its report.
+  caf::reacts_to<commit_atom, commit_ticket, change_batch>,
+  // A subscriber the batches of `worker` (or `all_workers`) wait for.
+  // Takes effect for every batch that arrives after it.
+  caf::reacts_to<subscribe_atom, commit_sink_actor, uint32_t>,
+  // A subscriber that only watches the batches of `worker` (or all).
+  caf::reacts_to<subscribe_atom, change_sink_actor, uint32_t>,
+  // Counters, queue depth and the oldest waiting batch.
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// A worker in a pool. Its handler applies batches and reports each to the
 /// pool with `done`.
@@ -121,8 +176,10 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<release_atom>::with<registry_stats>,
   // The current entities of every worker, sorted by id.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
-  // In-flight accounting.
-  caf::replies_to<status_atom>::with<dispatch_status>,
+  // In-flight accounting, for the node's progress log and tests.
+  caf::replies_to<flight_atom>::with<dispatch_status>,
+  // The status protocol (see messages/status.hpp).
+  caf::replies_to<status_atom>::with<actor_status>,
   // Timer: ask again for a hand-over a restarting worker could not make.
   caf::reacts_to<handover_atom>,
   // At start-up, before any input: the entities loaded from the database,
@@ -151,26 +208,16 @@ using match_partition_actor = caf::typed_actor<
   // Number of current matches.
   caf::replies_to<matches_atom>::with<uint64_t>>;
 
-/// The match service's front. It is the committing subscriber of every
-/// registry worker: it hands each change batch to the partitions concerned
-/// and, at the same time, to the worker's PostGIS sync; once the matches
-/// are stored and the sync has committed (without a database: once the
-/// matches are computed), it reports the batch done to the pool, in order.
-/// So an event's credit returns only after its entities and its matches
-/// are stored, and the two writes overlap instead of following each other.
-using match_router_actor = change_sink_actor::extend<
+/// The match service's front, a committing subscriber of every worker: it
+/// hands each change batch to the partitions concerned and answers once
+/// the matches they caused are stored by every match sink.
+using match_router_actor = commit_sink_actor::extend<
   // At start-up: the stored entities and matches, for the partitions.
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
   // Number of current matches over all partitions.
   caf::replies_to<matches_atom>::with<uint64_t>,
-  // From a PostGIS sync: the batch `seq` of `worker` is committed (the
-  // commit report a pool takes, addressed to the router).
-  caf::reacts_to<done_atom, uint32_t, uint64_t, uint64_t, registry_stats,
-                 bool>,
-  // From a PostGIS sync: refused changes, passed on to the workers' pool.
-  caf::reacts_to<repair_atom, uint32_t, std::vector<change>,
-                 registry_snapshot>>;
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// Told by an ingest source when it has no more input.
 using source_listener_actor = caf::typed_actor<
@@ -206,5 +253,28 @@ using node_actor = caf::typed_actor<
   caf::reacts_to<connect_atom>,
   // Timer: log the progress of the run.
   caf::reacts_to<progress_atom>>;
+
+} // namespace flowmatch
+
+// Type ids of the messages that carry actor handles (the rest are in
+// messages/type_ids.hpp). Register both blocks with
+// `add_message_types(cfg)` below.
+CAF_BEGIN_TYPE_ID_BLOCK(flowmatch_actors, caf::id_block::flowmatch::end)
+
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::commit_ticket))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::commit_sink_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::change_sink_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::status_source_actor))
+
+CAF_END_TYPE_ID_BLOCK(flowmatch_actors)
+
+namespace flowmatch {
+
+/// Registers every message type of flowmatch with an actor system's
+/// configuration (the process, tests, benchmarks).
+inline void add_message_types(caf::actor_system_config& cfg) {
+  cfg.add_message_types<caf::id_block::flowmatch>();
+  cfg.add_message_types<caf::id_block::flowmatch_actors>();
+}
 
 } // namespace flowmatch

@@ -300,7 +300,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
           return caf::ok_atom::value;
       }
       auto rp = self->make_response_promise<caf::ok_atom>();
-      st.parked.push_back({std::move(shared), next, rp});
+      st.parked.push_back(
+        {std::move(shared), next, rp, std::chrono::steady_clock::now()});
       ask_for_handover(self);
       return rp;
     },
@@ -384,7 +385,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
       return rp;
     },
-    [self](status_atom) -> dispatch_status {
+    [self](flight_atom) -> dispatch_status {
       auto& st = self->state;
       dispatch_status s;
       for (auto& g : st.groups) {
@@ -395,6 +396,32 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       s.admitted = st.admitted;
       s.parked_batches = st.parked.size();
       s.totals = st.totals;
+      return s;
+    },
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = self->name();
+      s.counter("events_admitted", static_cast<double>(st.admitted))
+        .counter("events_applied", static_cast<double>(st.totals.applied))
+        .counter("events_stale", static_cast<double>(st.totals.stale))
+        .counter("events_dead_lettered",
+                 static_cast<double>(st.totals.dead_lettered()));
+      uint64_t handovers = 0;
+      for (auto& g : st.groups) {
+        s.gauge("in_flight_" + g.settings.name,
+                static_cast<double>(g.in_flight));
+        s.gauge("in_flight_budget_" + g.settings.name,
+                static_cast<double>(g.settings.max_in_flight));
+        handovers += g.handovers;
+      }
+      s.counter("handovers", static_cast<double>(handovers));
+      s.queue_depth = st.parked.size();
+      if (!st.parked.empty())
+        s.oldest_wait_seconds = std::chrono::duration<double>(
+                                  std::chrono::steady_clock::now()
+                                  - st.parked.front().since)
+                                  .count();
       return s;
     },
   };

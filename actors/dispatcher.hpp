@@ -99,6 +99,7 @@ struct dispatcher_state {
     std::shared_ptr<const std::vector<event>> events;
     size_t next = 0;
     caf::typed_response_promise<caf::ok_atom> promise;
+    std::chrono::steady_clock::time_point since;
   };
 
   /// The hand-over routing waits for: `site` moves from worker `from` to

@@ -7,33 +7,13 @@
 
 namespace flowmatch {
 
-namespace {
-
-using router_ptr = match_router_actor::stateful_pointer<match_router_state>;
-
-/// Reports every finished batch at the front to its pool, in arrival
-/// order.
-void pass_finished(router_ptr self) {
-  auto& q = self->state.in_progress;
-  while (!q.empty() && q.begin()->second.waiting == 0) {
-    auto& t = q.begin()->second.ticket;
-    self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
-               t.worker, t.seq, t.count, std::move(t.stats), t.complete);
-    q.erase(q.begin());
-  }
-}
-
-} // namespace
-
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
-             std::vector<match_partition_actor> partitions,
-             std::vector<change_sink_actor> syncs, wait_limits limits) {
+             std::vector<match_partition_actor> partitions, wait_limits limits) {
   self->state.partitions = std::move(partitions);
-  self->state.syncs = std::move(syncs);
   self->state.limits = limits;
   return {
-    [self](change_batch& batch) {
+    [self](change_batch& batch) -> caf::result<commit_result> {
       auto& st = self->state;
       auto n = st.partitions.size();
       std::vector<std::vector<change>> parts(n);
@@ -69,64 +49,38 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
           }
         }
       }
-      if (!batch.ticket)
-        return; // not the committer's copy: nothing to report
-      auto seq = st.next_seq++;
-      auto& entry = st.in_progress[seq];
-      entry.ticket = *batch.ticket;
-      if (!st.pool)
-        st.pool = batch.ticket->pool; // the workers' pool, for repairs
-      if (!st.syncs.empty()) {
-        // The entities go to the sync now, in this worker's order; its
-        // commit report comes back here.
-        auto& t = *batch.ticket;
-        st.at_sync[{t.worker, t.seq}] = seq;
-        t.pool = caf::actor_cast<caf::actor>(self);
-        ++entry.waiting;
-        self->send(st.syncs[t.worker % st.syncs.size()], std::move(batch));
-      }
-      for (size_t p = 0; p < n; ++p) {
-        if (parts[p].empty())
-          continue;
-        ++entry.waiting;
-        self->request(st.partitions[p], st.limits.stall, std::move(parts[p]))
-          .then(
-            [self, seq](caf::ok_atom) {
-              auto i = self->state.in_progress.find(seq);
-              if (i != self->state.in_progress.end() && i->second.waiting > 0)
-                --i->second.waiting;
-              pass_finished(self);
-            },
-            [self](caf::error& err) {
-              log()->critical("{} a match partition failed: {}",
-                              self->name(), self->system().render(err));
-              self->quit(err);
-            });
-      }
-      pass_finished(self);
-    },
-    [self](done_atom, uint32_t worker, uint64_t pool_seq, uint64_t,
-           registry_stats& stats, bool) {
-      auto& st = self->state;
-      auto k = st.at_sync.find({worker, pool_seq});
-      if (k == st.at_sync.end())
-        return;
-      auto i = st.in_progress.find(k->second);
-      st.at_sync.erase(k);
-      if (i == st.in_progress.end())
-        return;
-      // The sync's stats carry what the database refused.
-      i->second.ticket.stats = std::move(stats);
-      if (i->second.waiting > 0)
-        --i->second.waiting;
-      pass_finished(self);
-    },
-    [self](repair_atom, uint32_t worker, std::vector<change>& refused,
-           registry_snapshot& stored) {
-      if (self->state.pool)
-        self->send(caf::actor_cast<worker_pool_actor>(self->state.pool),
-                   repair_atom::value, worker, std::move(refused),
-                   std::move(stored));
+      ++st.batches;
+      std::vector<size_t> touched;
+      for (size_t p = 0; p < n; ++p)
+        if (!parts[p].empty())
+          touched.push_back(p);
+      if (touched.empty())
+        return commit_result{};
+      auto shared = std::make_shared<std::vector<std::vector<change>>>(
+        std::move(parts));
+      auto rp = self->make_response_promise<commit_result>();
+      ++st.in_progress;
+      gather<caf::ok_atom>(
+        touched.size(),
+        [self, shared, touched](size_t i) {
+          auto p = touched[i];
+          return self->request(self->state.partitions[p],
+                               self->state.limits.stall,
+                               std::move((*shared)[p]));
+        },
+        [](caf::ok_atom) {},
+        [self, rp]() mutable {
+          --self->state.in_progress;
+          rp.deliver(commit_result{});
+        },
+        [self, rp](caf::error& err) mutable {
+          --self->state.in_progress;
+          log()->critical("{} a match partition failed: {}", self->name(),
+                          self->system().render(err));
+          rp.deliver(err);
+          self->quit(err);
+        });
+      return rp;
     },
     [self](restore_atom, registry_snapshot& stored,
            std::vector<match>& stored_matches) -> caf::result<caf::ok_atom> {
@@ -166,6 +120,15 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         },
         [sum](uint64_t count) { *sum += count; }, [sum] { return *sum; });
       return rp;
+    },
+    [self](status_atom) {
+      actor_status s;
+      s.actor = self->name();
+      s.counter("batches", static_cast<double>(self->state.batches))
+        .gauge("flows_known",
+               static_cast<double>(self->state.flow_class.size()));
+      s.queue_depth = self->state.in_progress;
+      return s;
     },
   };
 }

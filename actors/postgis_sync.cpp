@@ -9,8 +9,7 @@
 
 namespace flowmatch {
 
-using sync_actor = change_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>;
-using sync_ptr = sync_actor::stateful_pointer<postgis_sync_state>;
+using sync_ptr = postgis_sync_actor::stateful_pointer<postgis_sync_state>;
 
 namespace {
 
@@ -38,12 +37,12 @@ dead_letter refusal_letter(const store::refused& r) {
 }
 
 /// Memory must not keep what the table refused: the worker gets the refused
-/// changes and the stored rows of their entities, and goes back to them
-/// where no later change of the entity was applied since.
-void repair_memory(sync_ptr self, const std::vector<store::refused>& refusals) {
+/// changes and the stored rows of their entities (in the answer, passed on
+/// as a repair by the coordinator), and goes back to them where no later
+/// change of the entity was applied since.
+void add_repair(sync_ptr self, const std::vector<store::refused>& refusals,
+                commit_result& answer) {
   auto& st = self->state;
-  if (st.tickets.empty())
-    return;
   std::vector<std::string> sites, flows;
   std::vector<change> refused;
   for (auto& r : refusals) {
@@ -72,15 +71,14 @@ void repair_memory(sync_ptr self, const std::vector<store::refused>& refusals) {
                  who(self), refused.size(), stored.error->describe());
     return;
   }
-  self->send(caf::actor_cast<worker_pool_actor>(st.tickets.front().pool),
-             repair_atom::value, st.index, std::move(refused),
-             std::move(*stored.value));
+  answer.refused = std::move(refused);
+  answer.stored = std::move(*stored.value);
 }
 
 void flush(sync_ptr self) {
   auto& st = self->state;
   st.schedule.flushing();
-  if (st.pending.empty() && st.tickets.empty())
+  if (st.pending.empty() && st.answers.empty())
     return;
   st.pending.collapse();
   auto started = std::chrono::steady_clock::now();
@@ -121,72 +119,73 @@ void flush(sync_ptr self) {
   st.isolating = false;
   ++st.transactions;
   log()->debug("{} committed {} changes of {} batches in {:.1f} ms", who(self),
-               changes, st.tickets.size(),
+               changes, st.answers.size(),
                std::chrono::duration<double, std::milli>(
                  std::chrono::steady_clock::now() - started)
                  .count());
-  registry_stats refused_stats;
+  commit_result first; // refusals are reported with the first batch
   if (!refusals.empty()) {
     std::vector<dead_letter> letters;
     for (auto& r : refusals) {
       log()->error("{} dead-lettering event {}: {}", who(self),
                    r.what.event_id, r.error.describe());
-      refused_stats.count_dead_letter(reject_reason::permanent_db_error);
-      refused_stats.rejected_ids.push_back(r.what.event_id);
+      first.refusals.count_dead_letter(reject_reason::permanent_db_error);
+      first.refusals.rejected_ids.push_back(r.what.event_id);
       letters.push_back(refusal_letter(r));
     }
     if (st.dead_letters)
       self->send(st.dead_letters, std::move(letters));
-    repair_memory(self, refusals);
+    add_repair(self, refusals, first);
   }
-  // Durable now: hand the tickets on, in order.
-  for (auto& t : st.tickets) {
-    t.stats += refused_stats;
-    refused_stats = registry_stats{};
-    self->send(caf::actor_cast<worker_pool_actor>(t.pool), done_atom::value,
-               t.worker, t.seq, t.count, std::move(t.stats), t.complete);
+  // Durable now: answer every batch, in order.
+  for (auto& rp : st.answers) {
+    rp.deliver(std::move(first));
+    first = commit_result{};
   }
-  st.tickets.clear();
+  st.answers.clear();
   st.batches.clear();
   st.pending.clear();
 }
 
 } // namespace
 
-sync_actor::behavior_type postgis_sync(sync_ptr self, uint32_t index,
-                                       postgis_settings settings,
-                                       dead_letter_sink_actor dead_letters) {
+postgis_sync_actor::behavior_type
+postgis_sync(sync_ptr self, uint32_t index, postgis_settings settings,
+             dead_letter_sink_actor dead_letters) {
   self->state.index = index;
   self->state.settings = std::move(settings);
   self->state.dead_letters = std::move(dead_letters);
   self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
   return {
-    [self](change_batch& batch) {
+    [self](change_batch& batch) -> caf::result<commit_result> {
       auto& st = self->state;
       bool carries_data = !batch.changes.empty() || !batch.event_ids.empty();
-      if (!carries_data && st.pending.empty() && st.tickets.empty()) {
-        // Nothing to write and nothing before it: pass the ticket on.
-        if (batch.ticket) {
-          auto& t = *batch.ticket;
-          self->send(caf::actor_cast<worker_pool_actor>(t.pool),
-                     done_atom::value, t.worker, t.seq, t.count,
-                     std::move(t.stats), t.complete);
-        }
-        return;
-      }
+      if (!carries_data && st.pending.empty() && st.answers.empty())
+        return commit_result{}; // nothing to write and nothing before it
       st.pending.add(batch);
-      if (batch.ticket)
-        st.tickets.push_back(std::move(*batch.ticket));
-      batch.ticket = caf::none;
+      auto rp = self->make_response_promise<commit_result>();
+      st.answers.push_back(rp);
       if (carries_data)
         st.batches.push_back(std::move(batch));
       st.schedule.added(self,
                         st.pending.changes() + st.pending.processed.size(),
                         [self] { flush(self); });
+      return rp;
     },
     [self](tick_atom, uint64_t generation) {
       if (self->state.schedule.current(generation))
         flush(self);
+    },
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = who(self);
+      s.counter("transactions", static_cast<double>(st.transactions))
+        .gauge("pending_changes", static_cast<double>(st.pending.changes()))
+        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
+      s.queue_depth = st.answers.size();
+      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+      return s;
     },
   };
 }

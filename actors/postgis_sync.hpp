@@ -5,9 +5,9 @@
 // in one transaction when enough have come (`batch_size`) or the oldest has
 // waited `max_age`: deletes and upserts as bulk statements plus
 // processed_events, sent as one pipeline, one round trip. Only after COMMIT
-// does it pass the batches' commit tickets back to the match router (which
-// reports to the pool once the matches are stored too), so the
-// dispatcher's credit returns for durable changes only.
+// does it answer the commit coordinator for each batch (which reports to
+// the pool once the matches are stored too), so the dispatcher's credit
+// returns for durable changes only.
 //
 // A lost connection (killed backend, restarted server) means reconnect with
 // backoff (delayed messages: see write_schedule.hpp) and retry the whole
@@ -35,7 +35,8 @@ struct postgis_sync_state {
   pg::connection conn;
   store::write_set pending;
   std::vector<change_batch> batches; ///< for the change-by-change path
-  std::vector<commit_ticket> tickets;
+  /// The coordinator's requests, answered after COMMIT, in order.
+  std::vector<caf::typed_response_promise<commit_result>> answers;
   write_schedule schedule;
   /// The database refused the pending batch: write it change by change,
   /// each in a savepoint, to find the culprit (kept across retries).
@@ -43,13 +44,16 @@ struct postgis_sync_state {
   uint64_t transactions = 0;
 };
 
+/// The sync's interface: a committing subscriber, its batch timer and the
+/// status protocol.
+using postgis_sync_actor = commit_sink_actor::extend<
+  caf::reacts_to<tick_atom, uint64_t>,
+  caf::replies_to<status_atom>::with<actor_status>>;
+
 /// Spawn detached. `index` names the worker whose share it writes.
-change_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>::behavior_type
-postgis_sync(
-  change_sink_actor::extend<caf::reacts_to<tick_atom, uint64_t>>::
-    stateful_pointer<postgis_sync_state>
-      self,
-  uint32_t index, postgis_settings settings,
-  dead_letter_sink_actor dead_letters);
+postgis_sync_actor::behavior_type
+postgis_sync(postgis_sync_actor::stateful_pointer<postgis_sync_state> self,
+             uint32_t index, postgis_settings settings,
+             dead_letter_sink_actor dead_letters);
 
 } // namespace flowmatch

@@ -12,41 +12,33 @@ namespace {
 
 using worker_ptr = worker_actor::stateful_pointer<registry_worker_state>;
 
-/// Sends what the registry produced and reports progress: changes to every
-/// subscriber; with a committer (the match router) the changes and the
-/// commit ticket go to it, and it reports to the pool once the matches are
-/// stored and the worker's sync has committed;
-/// without one the worker reports to the pool itself. Dead letters go to
-/// the sink.
+/// Sends what the registry produced and reports progress: with a commit
+/// coordinator, the changes and the report go to it (it tells the pool once
+/// the subscribers stored them); without one the worker reports to the
+/// pool itself. Dead letters go to the sink.
 void publish(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {
   auto& st = self->state;
   auto& out = st.out;
-  change_batch batch{std::move(out.changes), std::move(out.event_ids),
-                     std::move(out.event_keys), caf::none};
-  out.changes.clear();
-  out.event_ids.clear();
-  out.event_keys.clear();
-  if (!batch.changes.empty() || !batch.event_ids.empty())
-    for (auto& sub : st.subscribers)
-      self->send(sub, batch);
   if (!out.dead_letters.empty()) {
     if (st.dead_letters)
       self->send(st.dead_letters, std::move(out.dead_letters));
     out.dead_letters.clear();
   }
-  if (st.committer) {
-    batch.ticket = commit_ticket{caf::actor_cast<caf::actor>(st.pool),
-                                 st.index,
-                                 seq,
-                                 count,
-                                 std::move(out.stats),
-                                 complete};
-    self->send(st.committer, std::move(batch));
-  } else {
-    self->send(st.pool, done_atom::value, st.index, seq, count,
-               std::move(out.stats), complete);
-  }
+  commit_ticket ticket{st.pool, st.index, seq, count, std::move(out.stats),
+                       complete};
   out.stats = registry_stats{};
+  if (st.coordinator) {
+    change_batch batch{std::move(out.changes), std::move(out.event_ids),
+                       std::move(out.event_keys)};
+    self->send(st.coordinator, commit_atom::value, std::move(ticket),
+               std::move(batch));
+  } else {
+    self->send(st.pool, done_atom::value, ticket.worker, ticket.seq,
+               ticket.count, std::move(ticket.stats), ticket.complete);
+  }
+  out.changes.clear();
+  out.event_ids.clear();
+  out.event_keys.clear();
 }
 
 dead_letter poison_dead_letter(const event& ev, const event_batch& batch) {
@@ -67,16 +59,14 @@ worker_actor::behavior_type
 registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
                 std::shared_ptr<registry> state,
-                std::vector<change_sink_actor> subscribers,
-                change_sink_actor committer,
+                commit_coordinator_actor coordinator,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings) {
   auto& init = self->state;
-  init.committer = std::move(committer);
+  init.coordinator = std::move(coordinator);
   init.index = index;
   init.pool = std::move(pool);
   init.reg = std::move(state);
-  init.subscribers = std::move(subscribers);
   init.dead_letters = std::move(dead_letters);
   init.settings = std::move(settings);
   // Keep the exception's message in the exit reason: the pool logs it and
@@ -185,8 +175,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
 }
 
 worker_factory
-registry_worker_factory(std::vector<change_sink_actor> subscribers,
-                        std::vector<change_sink_actor> committers,
+registry_worker_factory(commit_coordinator_actor coordinator,
                         dead_letter_sink_actor dead_letters,
                         registry_worker_settings settings) {
   worker_factory f;
@@ -195,13 +184,10 @@ registry_worker_factory(std::vector<change_sink_actor> subscribers,
   };
   f.spawn = [=](worker_pool_actor::pointer pool, uint32_t index,
                 std::shared_ptr<registry> reg) {
-    change_sink_actor committer;
-    if (index < committers.size())
-      committer = committers[index];
     return pool->spawn<caf::linked>(registry_worker, index,
                                     caf::actor_cast<worker_pool_actor>(pool),
-                                    std::move(reg), subscribers, committer,
-                                    dead_letters, settings);
+                                    std::move(reg), coordinator, dead_letters,
+                                    settings);
   };
   return f;
 }

@@ -34,12 +34,11 @@ struct registry_worker_state {
   uint32_t index = 0;
   worker_pool_actor pool;
   std::shared_ptr<registry> reg;
-  std::vector<change_sink_actor> subscribers;
-  /// The subscriber that reports each batch to the pool once its effects
-  /// are stored: the match router, which waits for the matches and (with
-  /// a database) for the commit of this worker's PostGIS sync. None in
-  /// tests that run workers alone: then the worker reports itself.
-  change_sink_actor committer;
+  /// Where each batch's changes and report go: the coordinator passes the
+  /// changes to the subscribers and the report to the pool once they are
+  /// stored. None in tests that run workers alone: then the worker reports
+  /// to the pool itself.
+  commit_coordinator_actor coordinator;
   dead_letter_sink_actor dead_letters;
   registry_worker_settings settings;
   registry_output out;
@@ -49,16 +48,13 @@ worker_actor::behavior_type
 registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
                 std::shared_ptr<registry> reg,
-                std::vector<change_sink_actor> subscribers,
-                change_sink_actor committer,
+                commit_coordinator_actor coordinator,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings);
 
-/// The worker_factory of the registry group. `committers[i]`, when given,
-/// is worker i's committing subscriber.
-worker_factory registry_worker_factory(std::vector<change_sink_actor> subscribers,
-                        std::vector<change_sink_actor> committers,
-                        dead_letter_sink_actor dead_letters,
-                        registry_worker_settings settings);
+/// The worker_factory of the registry group (`coordinator` may be null).
+worker_factory registry_worker_factory(commit_coordinator_actor coordinator,
+                                       dead_letter_sink_actor dead_letters,
+                                       registry_worker_settings settings);
 
 } // namespace flowmatch

@@ -55,6 +55,8 @@ public:
   /// retry is scheduled it does nothing: the retry writes everything.
   template <class Self, class Flush>
   void added(Self* self, size_t pending, Flush&& flush) {
+    if (!waiting_since_)
+      waiting_since_ = std::chrono::steady_clock::now();
     if (backing_off_)
       return;
     if (pending >= policy_.batch_size) {
@@ -94,6 +96,16 @@ public:
   /// The write succeeded: the next failure starts the backoff afresh.
   void succeeded() {
     delay_ = std::chrono::milliseconds{0};
+    waiting_since_.reset();
+  }
+
+  /// How long the oldest unwritten work has waited (status protocol).
+  double oldest_wait_seconds() const {
+    if (!waiting_since_)
+      return 0;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now()
+                                         - *waiting_since_)
+      .count();
   }
 
   bool backing_off() const {
@@ -106,6 +118,7 @@ private:
   bool timer_armed_ = false;
   bool backing_off_ = false;
   std::chrono::milliseconds delay_{0};
+  std::optional<std::chrono::steady_clock::time_point> waiting_since_;
 };
 
 /// What one write attempt gave.

@@ -7,9 +7,7 @@
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
 
-#include <caf/actor.hpp>
 #include <caf/meta/type_name.hpp>
-#include <caf/optional.hpp>
 
 #include <algorithm>
 #include <memory>
@@ -161,26 +159,6 @@ typename Inspector::result_type inspect(Inspector& f, registry_stats& x) {
            x.dead_letters, x.rejected_ids);
 }
 
-/// What a worker reports to its pool when a batch (or part of one) is
-/// done. The worker hands the ticket to its committer (the match router),
-/// which sends it on once the batch's matches are stored and, with a
-/// database, the worker's PostGIS sync has committed its entities: credit
-/// returns only for durable changes.
-struct commit_ticket {
-  caf::actor pool; ///< the worker_pool_actor to tell
-  uint32_t worker = 0;
-  uint64_t seq = 0;
-  uint64_t count = 0;
-  registry_stats stats;
-  bool complete = false;
-};
-
-template <class Inspector>
-typename Inspector::result_type inspect(Inspector& f, commit_ticket& x) {
-  return f(caf::meta::type_name("commit_ticket"), x.pool, x.worker, x.seq,
-           x.count, x.stats, x.complete);
-}
-
 /// Changes of one worker batch, in the order they took effect. `event_ids`
 /// lists every event the batch took in (applied, stale or no-op) and
 /// `event_keys` their routing keys (site ids), so a subscriber can record
@@ -189,14 +167,12 @@ struct change_batch {
   std::vector<change> changes;
   std::vector<std::string> event_ids;
   std::vector<std::string> event_keys;
-  /// Set on the batch sent to the committing subscriber only.
-  caf::optional<commit_ticket> ticket;
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, change_batch& x) {
   return f(caf::meta::type_name("change_batch"), x.changes, x.event_ids,
-           x.event_keys, x.ticket);
+           x.event_keys);
 }
 
 /// The current sites and flows of a worker (or of all workers, merged).
@@ -227,6 +203,23 @@ struct registry_snapshot {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, registry_snapshot& x) {
   return f(caf::meta::type_name("registry_snapshot"), x.sites, x.flows);
+}
+
+/// A committing subscriber's answer for one change batch, once the batch's
+/// effects are durable in it: what it refused for good (dead letters it
+/// wrote, counted into the batch's report) and, when it refused something,
+/// the stored rows of the entities concerned, so the worker can bring its
+/// memory back to them (`refused` and `stored` go to the pool as a repair).
+struct commit_result {
+  registry_stats refusals;
+  std::vector<change> refused;
+  registry_snapshot stored;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, commit_result& x) {
+  return f(caf::meta::type_name("commit_result"), x.refusals, x.refused,
+           x.stored);
 }
 
 /// Sites handed from one worker to another with everything linked to them

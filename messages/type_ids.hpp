@@ -2,12 +2,13 @@
 
 // CAF type ids and atoms of every message type, in one block: the wire
 // format lives in this folder. Register with
-// `cfg.add_message_types<caf::id_block::flowmatch>()`.
+// `flowmatch::add_message_types(cfg)` (actors/actors.hpp).
 
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
 #include "messages/match.hpp"
+#include "messages/status.hpp"
 
 #include <caf/type_id.hpp>
 
@@ -25,11 +26,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::dead_letter))
   CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::dead_letter>))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::change))
-  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::commit_ticket))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::change_batch))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_stats))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_snapshot))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::registry_part))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::commit_result))
+  CAF_ADD_TYPE_ID(flowmatch, (flowmatch::actor_status))
+  CAF_ADD_TYPE_ID(flowmatch, (std::vector<flowmatch::actor_status>))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::source_stats))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::dispatch_status))
   CAF_ADD_TYPE_ID(flowmatch, (flowmatch::match))
@@ -64,5 +67,10 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, matches_atom, "matches")
   CAF_ADD_ATOM(flowmatch, flowmatch, progress_atom, "progress")
   CAF_ADD_ATOM(flowmatch, flowmatch, connect_atom, "connect")
+  CAF_ADD_ATOM(flowmatch, flowmatch, commit_atom, "commit")
+  CAF_ADD_ATOM(flowmatch, flowmatch, subscribe_atom, "subscribe")
+  CAF_ADD_ATOM(flowmatch, flowmatch, flight_atom, "flight")
+  CAF_ADD_ATOM(flowmatch, flowmatch, attach_atom, "attach")
+  CAF_ADD_ATOM(flowmatch, flowmatch, metrics_atom, "metrics")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   // Before any thread exists, so that only the bridge receives signals.
   block_signals();
   flowmatch_config cfg;
-  cfg.add_message_types<caf::id_block::flowmatch>();
+  flowmatch::add_message_types(cfg);
   // `--key=` (what the shell makes of `--key=""`) means an empty value;
   // CAF's parser wants the quotes, so give them back.
   std::vector<std::string> args;

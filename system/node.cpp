@@ -1,5 +1,6 @@
 #include "system/node.hpp"
 
+#include "actors/commit_coordinator.hpp"
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
 #include "actors/match_partition.hpp"
@@ -199,7 +200,7 @@ void arm_deadline(node_ptr self) {
 void abort_run(node_ptr self, int code, const std::string& why) {
   auto& st = self->state;
   log()->error("{} {}; stopping now", self->name(), why);
-  self->request(st.dispatcher, std::chrono::seconds{1}, status_atom::value)
+  self->request(st.dispatcher, std::chrono::seconds{1}, flight_atom::value)
     .then(
       [self, code](dispatch_status& s) {
         log()->error("{} unfinished: {} events in flight, {} batches "
@@ -264,15 +265,17 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     st.dead_letters = self->spawn<caf::detached + caf::linked>(
       dead_letter_file_sink, st.cfg.output_dead_letters);
   }
-  std::vector<change_sink_actor> syncs;
+  // The commit barrier: every worker batch waits for its worker's PostGIS
+  // sync (entities committed) and for the match router (matches stored).
+  st.coordinator = self->spawn<caf::linked>(commit_coordinator, st.cfg.limits);
   if (with_db)
     for (uint32_t i = 0; i < st.cfg.registry_workers; ++i)
-      syncs.push_back(caf::actor_cast<change_sink_actor>(
-        self->spawn<caf::detached + caf::linked>(postgis_sync, i,
-                                                 st.cfg.postgis,
-                                                 st.dead_letters)));
+      self->send(st.coordinator, subscribe_atom::value,
+                 commit_sink_actor{self->spawn<caf::detached + caf::linked>(
+                   postgis_sync, i, st.cfg.postgis, st.dead_letters)},
+                 i);
   // The match service: one partition per class, each with its sinks (the
-  // matches table, the match stream); the router commits for every worker.
+  // matches table, the match stream).
   if (!st.cfg.output_matches.empty())
     st.match_stream = self->spawn<caf::detached + caf::linked>(
       match_stream, st.cfg.output_matches);
@@ -290,9 +293,9 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
       match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits));
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
-                                        std::move(syncs), st.cfg.limits);
-  std::vector<change_sink_actor> committers(
-    st.cfg.registry_workers, caf::actor_cast<change_sink_actor>(st.matcher));
+                                        st.cfg.limits);
+  self->send(st.coordinator, subscribe_atom::value,
+             commit_sink_actor{st.matcher}, all_workers);
   group_settings registry_group;
   registry_group.name = "registry";
   registry_group.workers = st.cfg.registry_workers;
@@ -300,7 +303,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   registry_group.max_in_flight = st.cfg.registry_max_in_flight;
   registry_group.handles = contract_event_types();
   registry_group.factory = registry_worker_factory(
-    {}, std::move(committers), st.dead_letters, st.cfg.worker);
+    st.coordinator, st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;
   st.dispatcher = self->spawn<caf::linked>(
     dispatcher, std::vector<group_settings>{std::move(registry_group)});
@@ -545,7 +548,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       if (st.now == node_state::phase::running)
         self->send(st.source, stop_atom::value);
       // What the drain has to finish, for the operator.
-      self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
+      self->request(st.dispatcher, std::chrono::seconds{5}, flight_atom::value)
         .then(
           [self](dispatch_status& s) {
             log()->info("{} draining: {} events in flight, {} batches "
@@ -559,7 +562,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       if (st.now != node_state::phase::running
           && st.now != node_state::phase::draining)
         return;
-      self->request(st.dispatcher, std::chrono::seconds{5}, status_atom::value)
+      self->request(st.dispatcher, std::chrono::seconds{5}, flight_atom::value)
         .then([self](dispatch_status& s) { log_progress(self, s); },
               [](caf::error&) {});
       self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);

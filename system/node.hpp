@@ -29,6 +29,7 @@ struct node_state {
   dispatcher_actor dispatcher;
   dead_letter_sink_actor dead_letters;
   source_actor source;
+  commit_coordinator_actor coordinator;
   match_router_actor matcher;
   match_sink_actor match_stream;
   uint64_t matches = 0;

@@ -4,6 +4,7 @@
 // event builders, and small collector actors that stand in for peers.
 
 #include "actors/actors.hpp"
+#include "actors/commit_coordinator.hpp"
 #include "messages/type_ids.hpp"
 
 #include <caf/all.hpp>
@@ -19,7 +20,7 @@ namespace flowmatch::test {
 /// (the size of the machines this runs on).
 struct test_config : caf::actor_system_config {
   test_config() {
-    add_message_types<caf::id_block::flowmatch>();
+    flowmatch::add_message_types(*this);
     set("scheduler.max-threads", size_t{2});
   }
 };
@@ -159,6 +160,15 @@ Result ask(caf::scoped_actor& self, const Handle& h, Ts&&... xs) {
       });
   REQUIRE(answered);
   return result;
+}
+
+/// A commit coordinator that shows every batch to `watcher` and waits for
+/// no one: for tests that run workers without storage.
+inline commit_coordinator_actor
+watching_coordinator(caf::actor_system& sys, change_sink_actor watcher) {
+  auto c = sys.spawn(commit_coordinator, wait_limits{});
+  caf::anon_send(c, subscribe_atom::value, std::move(watcher), all_workers);
+  return c;
 }
 
 } // namespace flowmatch::test

@@ -106,7 +106,7 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
   while (outstanding > 0)
     await_one();
   drain(self, d);
-  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  auto status = ask<dispatch_status>(self, d, flight_atom::value);
   INFO("peak in flight " << status.peak_in_flight[0] << ", peak RSS growth "
                          << (peak_rss - baseline) / (1 << 20) << " MiB");
   CHECK(status.admitted == total);

@@ -193,6 +193,8 @@ struct node_under_test {
   caf::actor_system& sys;
   processed_recorder_actor processed = sys.spawn(processed_recorder);
   dead_letter_collector_actor dead = sys.spawn(dead_letter_collector);
+  commit_coordinator_actor coordinator = watching_coordinator(
+    sys, caf::actor_cast<change_sink_actor>(processed));
   dispatcher_actor d;
   uint64_t handovers = 0;
 
@@ -207,13 +209,13 @@ struct node_under_test {
     registry_worker_settings ws;
     ws.hold_timeout = std::chrono::hours{1}; // only the end releases
     g.factory = registry_worker_factory(
-      {caf::actor_cast<change_sink_actor>(processed)}, {},
-      caf::actor_cast<dead_letter_sink_actor>(dead), ws);
+      coordinator, caf::actor_cast<dead_letter_sink_actor>(dead), ws);
     d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   }
 
   ~node_under_test() {
     caf::anon_send_exit(d, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(coordinator, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(processed, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(dead, caf::exit_reason::user_shutdown);
   }
@@ -237,7 +239,7 @@ struct node_under_test {
   }
 
   outcome finish(caf::scoped_actor& self) {
-    handovers = ask<dispatch_status>(self, d, status_atom::value).handovers;
+    handovers = ask<dispatch_status>(self, d, flight_atom::value).handovers;
     ask<registry_stats>(self, d, release_atom::value);
     outcome o;
     o.state = ask<registry_snapshot>(self, d, snapshot_atom::value);
@@ -337,7 +339,7 @@ TEST_CASE("a reused id is a duplicate whatever its routing key") {
   for (uint32_t workers : {1u, 2u, 4u}) {
     node_under_test n{sys, workers};
     auto in = n.feed(self, path, 7);
-    auto status = ask<dispatch_status>(self, n.d, status_atom::value);
+    auto status = ask<dispatch_status>(self, n.d, flight_atom::value);
     INFO(workers << " workers");
     CHECK(status.totals.applied == 20);
     CHECK(in.duplicates == 20);

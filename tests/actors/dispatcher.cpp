@@ -25,6 +25,8 @@ struct fixture {
   caf::scoped_actor self{sys};
   change_collector_actor changes = sys.spawn(change_collector);
   dead_letter_collector_actor dead = sys.spawn(dead_letter_collector);
+  commit_coordinator_actor coordinator = watching_coordinator(
+    sys, caf::actor_cast<change_sink_actor>(changes));
 
   dispatcher_actor start(uint32_t workers, uint64_t max_in_flight = 4096) {
     group_settings g;
@@ -34,12 +36,12 @@ struct fixture {
     g.max_in_flight = max_in_flight;
     g.handles = contract_event_types();
     g.factory = registry_worker_factory(
-      {caf::actor_cast<change_sink_actor>(changes)}, {},
-      caf::actor_cast<dead_letter_sink_actor>(dead), {});
+      coordinator, caf::actor_cast<dead_letter_sink_actor>(dead), {});
     return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   }
 
   ~fixture() {
+    self->send_exit(coordinator, caf::exit_reason::user_shutdown);
     self->send_exit(changes, caf::exit_reason::user_shutdown);
     self->send_exit(dead, caf::exit_reason::user_shutdown);
   }
@@ -87,7 +89,7 @@ TEST_CASE_METHOD(fixture, "events of one site are applied in input order") {
   auto d = start(4, 512);
   ingest_all(self, d, std::move(input), 100);
   drain(self, d);
-  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  auto status = ask<dispatch_status>(self, d, flight_atom::value);
   CHECK(status.totals.applied == size_t{sites} * versions * 2);
   CHECK(status.totals.stale == 0);
   CHECK(status.totals.held == 0);
@@ -168,7 +170,7 @@ TEST_CASE_METHOD(fixture, "a stale move to a site on another worker changes noth
                 make_flow_event("e4", "mover", b, 2)});
     drain(self, d);
     auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
-    auto status = ask<dispatch_status>(self, d, status_atom::value);
+    auto status = ask<dispatch_status>(self, d, flight_atom::value);
     INFO(workers << " workers");
     REQUIRE(snap.flows.size() == 1);
     CHECK(snap.flows[0].site_id == a);
@@ -201,7 +203,7 @@ TEST_CASE_METHOD(fixture, "a move to a site not known yet waits there and the fl
   snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
   REQUIRE(snap.flows.size() == 1);
   CHECK(snap.flows[0].site_id == b);
-  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  auto status = ask<dispatch_status>(self, d, flight_atom::value);
   CHECK(status.totals.held_applied == 1);
   self->send_exit(d, caf::exit_reason::user_shutdown);
 }

@@ -52,7 +52,7 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
   g.workers = 2;
   g.handles = contract_event_types();
   g.factory = registry_worker_factory(
-    {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
+    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   ndjson_source_settings s;
   s.path = path;

@@ -55,7 +55,7 @@ dispatcher_actor start(caf::actor_system& sys, dead_letter_collector_actor dead,
   registry_worker_settings w;
   w.before_apply = std::move(hook);
   g.factory = registry_worker_factory(
-    {}, {}, caf::actor_cast<dead_letter_sink_actor>(dead), w);
+    {}, caf::actor_cast<dead_letter_sink_actor>(dead), w);
   g.supervision = sup;
   return sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
 }
@@ -88,7 +88,7 @@ TEST_CASE("a poison event is dead-lettered after N attempts while the rest compl
   }
   ingest_all(self, d, std::move(input), 250);
   drain(self, d);
-  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  auto status = ask<dispatch_status>(self, d, flight_atom::value);
   CHECK(status.totals.applied == 1999);
   auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
   CHECK(snap.sites.size() == 1999);
@@ -143,29 +143,28 @@ TEST_CASE("past the restart intensity the pool gives up and says why") {
 
 namespace {
 
-/// A committer that holds every batch's ticket until told to let go, like
-/// a PostGIS sync waiting for COMMIT.
-using holding_committer_actor = change_sink_actor::extend<
+/// A committing subscriber that holds every batch until told to let go,
+/// like a PostGIS sync waiting for COMMIT.
+using holding_committer_actor = commit_sink_actor::extend<
   caf::replies_to<caf::flush_atom>::with<uint64_t>>;
 
 struct holding_state {
   static inline const char* name = "holding-committer";
-  std::vector<commit_ticket> held;
+  std::vector<caf::typed_response_promise<commit_result>> held;
 };
 
 holding_committer_actor::behavior_type
 holding_committer(holding_committer_actor::stateful_pointer<holding_state> self) {
   return {
-    [self](change_batch& b) {
-      if (b.ticket)
-        self->state.held.push_back(std::move(*b.ticket));
+    [self](change_batch&) -> caf::result<commit_result> {
+      auto rp = self->make_response_promise<commit_result>();
+      self->state.held.push_back(rp);
+      return rp;
     },
     [self](caf::flush_atom) {
       auto n = self->state.held.size();
-      for (auto& t : self->state.held)
-        self->send(caf::actor_cast<worker_pool_actor>(t.pool),
-                   done_atom::value, t.worker, t.seq, t.count,
-                   std::move(t.stats), t.complete);
+      for (auto& rp : self->state.held)
+        rp.deliver(commit_result{});
       self->state.held.clear();
       return static_cast<uint64_t>(n);
     },
@@ -184,6 +183,9 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   caf::scoped_actor self{sys};
   auto dead = sys.spawn(dead_letter_collector);
   auto committer = sys.spawn(holding_committer);
+  auto coordinator = sys.spawn(commit_coordinator, wait_limits{});
+  self->send(coordinator, subscribe_atom::value, commit_sink_actor{committer},
+             all_workers);
   fault_plan faults;
   group_settings g;
   g.name = "registry";
@@ -193,8 +195,7 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   registry_worker_settings w;
   w.before_apply = faults.hook();
   g.factory = registry_worker_factory(
-    {}, {caf::actor_cast<change_sink_actor>(committer)},
-    caf::actor_cast<dead_letter_sink_actor>(dead), w);
+    coordinator, caf::actor_cast<dead_letter_sink_actor>(dead), w);
   g.supervision.backoff_initial = std::chrono::milliseconds{1};
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   auto batch_of = [](int from, int to, bool flaky_last) {
@@ -212,7 +213,7 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   // Wait until the crash happened and the worker was restarted and has
   // finished batch 3: three tickets (batch 3 partly twice) are held.
   for (int round = 0; round < 1000; ++round) {
-    auto status = ask<dispatch_status>(self, d, status_atom::value);
+    auto status = ask<dispatch_status>(self, d, flight_atom::value);
     if (*faults.flaky_failures >= 2)
       break;
     REQUIRE(status.in_flight[0] > 0);
@@ -222,7 +223,7 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   // Let the committer go, repeatedly, until everything is credited back.
   for (int round = 0; round < 1000; ++round) {
     ask<uint64_t>(self, committer, caf::flush_atom::value);
-    auto status = ask<dispatch_status>(self, d, status_atom::value);
+    auto status = ask<dispatch_status>(self, d, flight_atom::value);
     // More credit back than was taken would wrap the count around.
     REQUIRE(status.in_flight[0] <= status.admitted);
     if (status.in_flight[0] == 0)
@@ -230,7 +231,7 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
     std::this_thread::sleep_for(std::chrono::milliseconds{2});
   }
   drain(self, d);
-  auto status = ask<dispatch_status>(self, d, status_atom::value);
+  auto status = ask<dispatch_status>(self, d, flight_atom::value);
   CHECK(status.in_flight[0] == 0);
   CHECK(status.admitted == 300);
   CHECK(status.totals.applied == 300);
@@ -239,4 +240,5 @@ TEST_CASE("a crash does not replay batches whose reports are still on their way"
   self->send_exit(d, caf::exit_reason::user_shutdown);
   self->send_exit(dead, caf::exit_reason::user_shutdown);
   self->send_exit(committer, caf::exit_reason::user_shutdown);
+  self->send_exit(coordinator, caf::exit_reason::user_shutdown);
 }

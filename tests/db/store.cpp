@@ -131,7 +131,7 @@ TEST_CASE("written entities load back exactly") {
   fl.accepts_hazardous = true;
   fl.max_transport_km = 80;
   fl.version = int64_t{2};
-  change_batch b{{s, f}, {"ev-s1", "ev-f1"}, {"s1", "s1"}, caf::none};
+  change_batch b{{s, f}, {"ev-s1", "ev-f1"}, {"s1", "s1"}};
   store::write_set ws;
   ws.add(b);
   ws.collapse();
@@ -169,15 +169,13 @@ TEST_CASE("collapsing again after more changes keeps what the first kept") {
   ws.add(change_batch{{site_change("s1", 1, 1), site_change("s2", 2, 2),
                        site_change("s3", 3, 3)},
                       {},
-                      {},
-                      caf::none});
+                      {}});
   ws.collapse();
   REQUIRE(ws.site_upserts.size() == 3);
   // Later: s2 deleted, s3 moved, s4 new.
   ws.add(change_batch{{del, site_change("s3", 5, 5), site_change("s4", 4, 4)},
                       {},
-                      {},
-                      caf::none});
+                      {}});
   ws.collapse();
   std::vector<std::string> kept;
   for (auto& s : ws.site_upserts)
@@ -202,8 +200,7 @@ TEST_CASE("a batch writes its net effect") {
   change_batch b{{site_change("s1", 1, 1), site_change("s1", 2, 2), del1,
                   site_change("s2", 3, 3), del2, site_change("s2", 4, 4)},
                  {},
-                 {},
-                 caf::none};
+                 {}};
   store::write_set ws;
   ws.add(b);
   ws.collapse();
@@ -232,8 +229,7 @@ TEST_CASE("a refused change is isolated and the rest commits") {
   change_batch b{{site_change("a", 1, 1), site_change("bad", 2, 2),
                   site_change("c", 3, 3)},
                  {"ev-a", "ev-bad", "ev-c"},
-                 {"a", "bad", "c"},
-                 caf::none};
+                 {"a", "bad", "c"}};
   store::write_set ws;
   ws.add(b);
   ws.collapse();

@@ -173,45 +173,40 @@ double run_sync(const options& o, const std::vector<site>& sites,
 
 /// The deployed sync path: one postgis_sync actor (own connection) per
 /// registry worker, fed the batches of the sites key-hash routing gives
-/// it; the clock stops when every commit ticket came back.
+/// it; the clock stops when every batch's commit answer came back.
 double run_sync_actors(const options& o, const std::vector<site>& sites,
                        const std::vector<resource_flow>& flows,
                        uint32_t workers) {
   fresh(o);
   auto batches = worker_batches(sites, flows);
   caf::actor_system_config cfg;
-  cfg.add_message_types<caf::id_block::flowmatch>();
+  flowmatch::add_message_types(cfg);
   cfg.set("scheduler.max-threads", size_t{2});
   caf::actor_system sys{cfg};
-  caf::scoped_actor pool{sys};
+  caf::scoped_actor self{sys};
   postgis_settings ps;
   ps.dsn = o.dsn;
   ps.schema = "bench";
-  std::vector<change_sink_actor> syncs;
+  std::vector<postgis_sync_actor> syncs;
   for (uint32_t w = 0; w < workers; ++w)
-    syncs.push_back(caf::actor_cast<change_sink_actor>(
-      sys.spawn<caf::detached>(postgis_sync, w, ps, dead_letter_sink_actor{})));
+    syncs.push_back(
+      sys.spawn<caf::detached>(postgis_sync, w, ps, dead_letter_sink_actor{}));
   auto start = clock_type::now();
-  uint64_t expected = 0;
+  // Sent, not requested: each answer comes back as a plain message.
   for (auto& b : batches) {
     auto w = routing_slot(b.changes.front().site_data.site_id, workers);
-    b.ticket = commit_ticket{caf::actor_cast<caf::actor>(pool), w, 0,
-                             b.event_ids.size(), {}, false};
-    expected += b.event_ids.size();
-    pool->send(syncs[w], std::move(b));
+    self->send(syncs[w], std::move(b));
   }
-  uint64_t done = 0;
-  while (done < expected)
-    pool->receive(
-      [&](done_atom, uint32_t, uint64_t, uint64_t count, registry_stats&,
-          bool) { done += count; },
-      caf::after(std::chrono::seconds{120}) >> [&] {
-        std::fprintf(stderr, "bench-persistence: sync actors stalled\n");
-        std::exit(1);
-      });
+  for (size_t answers = 0; answers < batches.size(); ++answers)
+    self->receive([](commit_result&) {},
+                  caf::after(std::chrono::seconds{120}) >> [&] {
+                    std::fprintf(stderr,
+                                 "bench-persistence: sync actors stalled\n");
+                    std::exit(1);
+                  });
   auto elapsed = seconds(start, clock_type::now());
   for (auto& a : syncs)
-    pool->send_exit(a, caf::exit_reason::user_shutdown);
+    self->send_exit(a, caf::exit_reason::user_shutdown);
   return elapsed;
 }
 

@@ -19,6 +19,7 @@
 // report; the file is a generated event log (tools/generate_events.py).
 
 #include "tools/bench/bench_common.hpp"
+#include "actors/commit_coordinator.hpp"
 #include "actors/dead_letter_file_sink.hpp"
 #include "actors/dispatcher.hpp"
 #include "core/event_id_window.hpp"
@@ -240,22 +241,22 @@ std::vector<event> make_updates(const workload& w, size_t n, size_t first) {
   return out;
 }
 
-/// Where an event's latency ends. The probe stands in front of the match
-/// service as the registry workers' committer: it passes each batch on
-/// with its commit ticket addressed to itself, and records the batch's
-/// events when the report comes back, which is when the pool would get
-/// it (changes applied, matches computed, and with PostGIS matches and
-/// entities committed); then it hands the report on to the pool. The
-/// baseline's no-op workers send it their ids directly.
+/// Where an event's latency ends. The probe stands between the registry
+/// workers and the commit coordinator: it passes each batch on with its
+/// report addressed to itself, and records the batch's events when the
+/// report comes back, which is when the pool would get it (changes
+/// applied, matches computed, and with PostGIS matches and entities
+/// committed); then it hands the report on to the pool. The baseline's
+/// no-op workers send it their ids directly.
 struct probe_log {
   std::vector<int64_t> done_ns; ///< by update index; 0 = not seen
 };
 
 caf::behavior probe(caf::event_based_actor* self,
                     std::shared_ptr<probe_log> log,
-                    std::shared_ptr<change_sink_actor> next) {
+                    std::shared_ptr<commit_coordinator_actor> next) {
   struct pending {
-    caf::actor pool;
+    worker_pool_actor pool;
     std::vector<std::string> ids;
   };
   auto waiting = std::make_shared<std::map<std::pair<uint32_t, uint64_t>,
@@ -270,15 +271,11 @@ caf::behavior probe(caf::event_based_actor* self,
       }
   };
   return {
-    [=](change_batch& b) {
-      if (!b.ticket) { // the baseline's no-op worker
-        record(b.event_ids);
-        return;
-      }
-      auto& t = *b.ticket;
+    [=](change_batch& b) { record(b.event_ids); }, // the baseline
+    [=](commit_atom, commit_ticket& t, change_batch& b) {
       (*waiting)[{t.worker, t.seq}] = pending{t.pool, b.event_ids};
-      t.pool = caf::actor_cast<caf::actor>(self);
-      self->send(*next, std::move(b));
+      t.pool = caf::actor_cast<worker_pool_actor>(self);
+      self->send(*next, commit_atom::value, std::move(t), std::move(b));
     },
     [=](done_atom, uint32_t worker, uint64_t seq, uint64_t count,
         registry_stats& stats, bool complete) {
@@ -286,9 +283,8 @@ caf::behavior probe(caf::event_based_actor* self,
       if (i == waiting->end())
         return;
       record(i->second.ids);
-      self->send(caf::actor_cast<worker_pool_actor>(i->second.pool),
-                 done_atom::value, worker, seq, count, std::move(stats),
-                 complete);
+      self->send(i->second.pool, done_atom::value, worker, seq, count,
+                 std::move(stats), complete);
       waiting->erase(i);
     },
     [](caf::get_atom) { return caf::ok_atom::value; },
@@ -318,16 +314,17 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
   pg.dsn = dsn;
   pg.schema = schema;
   pg.max_age = max_batch_age;
-  std::vector<change_sink_actor> syncs;
+  auto coordinator = sys.spawn(commit_coordinator, wait_limits{});
+  p.others.push_back(caf::actor_cast<caf::actor>(coordinator));
   if (!dsn.empty())
     for (uint32_t i = 0; i < workers; ++i) {
-      auto s = caf::actor_cast<change_sink_actor>(
-        sys.spawn<caf::detached>(postgis_sync, i, pg, dead));
+      auto s = sys.spawn<caf::detached>(postgis_sync, i, pg, dead);
       p.others.push_back(caf::actor_cast<caf::actor>(s));
-      syncs.push_back(s);
+      caf::anon_send(coordinator, subscribe_atom::value, commit_sink_actor{s},
+                     i);
     }
-  auto next = std::make_shared<change_sink_actor>();
-  p.probe_actor = sys.spawn(probe, log, next);
+  p.probe_actor = sys.spawn(
+    probe, log, std::make_shared<commit_coordinator_actor>(coordinator));
   std::vector<match_partition_actor> partitions;
   for (auto cls : {resource_class::heat, resource_class::water,
                    resource_class::material, resource_class::co2}) {
@@ -343,21 +340,20 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     p.others.push_back(caf::actor_cast<caf::actor>(part));
     partitions.push_back(part);
   }
-  p.router = sys.spawn(match_router, std::move(partitions), std::move(syncs),
-                       wait_limits{});
-  // Set before any event flows: the probe passes batches to the router.
-  *next = caf::actor_cast<change_sink_actor>(p.router);
+  p.router = sys.spawn(match_router, std::move(partitions), wait_limits{});
+  caf::anon_send(coordinator, subscribe_atom::value,
+                 commit_sink_actor{p.router}, all_workers);
   group_settings g;
   g.name = "registry";
   g.workers = workers;
   g.policy = routing_policy::key_hash;
   g.max_in_flight = 65536;
   g.handles = contract_event_types();
+  // The workers report to the probe, which passes everything on to the
+  // coordinator.
   g.factory = registry_worker_factory(
-    {},
-    std::vector<change_sink_actor>(
-      workers, caf::actor_cast<change_sink_actor>(p.probe_actor)),
-    dead, registry_worker_settings{});
+    caf::actor_cast<commit_coordinator_actor>(p.probe_actor), dead,
+    registry_worker_settings{});
   p.dispatcher = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
   return p;
 }
@@ -367,7 +363,8 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
 pipeline make_noop_pipeline(caf::actor_system& sys,
                             std::shared_ptr<probe_log> log) {
   pipeline p;
-  p.probe_actor = sys.spawn(probe, log, std::make_shared<change_sink_actor>());
+  p.probe_actor = sys.spawn(probe, log,
+                            std::make_shared<commit_coordinator_actor>());
   auto probe_actor = p.probe_actor;
   auto g = bench::bench_group(
     "noop", workers, routing_policy::key_hash,
@@ -754,7 +751,7 @@ int main(int argc, char** argv) {
     }
   }
   caf::actor_system_config cfg;
-  cfg.add_message_types<caf::id_block::flowmatch>();
+  flowmatch::add_message_types(cfg);
   cfg.set("scheduler.max-threads", size_t{2});
   caf::actor_system sys{cfg};
   std::string json = "{\"benchmark\":\"pipeline\"";

@@ -161,7 +161,7 @@ int main(int argc, char** argv) {
   // An even split for the pool baselines' completion count.
   o.events -= o.events % (o.workers * 64);
   caf::actor_system_config cfg;
-  cfg.add_message_types<caf::id_block::flowmatch>();
+  flowmatch::add_message_types(cfg);
   cfg.set("scheduler.max-threads", size_t{2});
   caf::actor_system sys{cfg};
   auto events = make_events(o.events);
