@@ -225,8 +225,9 @@ using source_listener_actor = caf::typed_actor<
   // it sent was admitted.
   caf::reacts_to<eof_atom, source_stats>>;
 
-/// An ingest source: reads, decodes and validates events, sends them to the
-/// dispatcher in batches and waits for admission (backpressure).
+/// The ingest driver (ingest_source.hpp): takes lines from a reader,
+/// decodes and validates events, sends them to the dispatcher in batches
+/// and waits for admission (backpressure).
 using source_actor = caf::typed_actor<
   // Self-message: read and send more.
   caf::reacts_to<read_atom>,
@@ -236,7 +237,8 @@ using source_actor = caf::typed_actor<
   // all; their ids leave the dedup window (a corrected resend applies).
   caf::reacts_to<forget_atom, std::vector<std::string>>,
   // Timer: ids older than the retention leave the window, a shard a time.
-  caf::reacts_to<expire_atom>>;
+  caf::reacts_to<expire_atom>,
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// The root of a node: starts the stages, turns signals into a graceful
 /// drain, and reports the run.

@@ -271,7 +271,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
       return bad("ingest.ndjson: '" + cfg.ingest_ndjson
                  + "' is a directory, not an NDJSON file");
   }
-  s.source.path = cfg.ingest_ndjson;
+  s.source.reader.path = cfg.ingest_ndjson;
   if (cfg.ingest_batch_size < 1 || cfg.ingest_batch_size > 1'000'000)
     return bad("ingest.batch-size must be within 1..1000000");
   s.source.batch_size = cfg.ingest_batch_size;
@@ -280,7 +280,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.source.max_outstanding = cfg.ingest_max_outstanding;
   if (cfg.ingest_poll_interval.count() <= 0)
     return bad("ingest.poll-interval must be positive");
-  s.source.poll_interval = to_ms(cfg.ingest_poll_interval);
+  s.source.reader.poll_interval = to_ms(cfg.ingest_poll_interval);
   s.output_state = cfg.output_state;
   if (!s.output_state.empty() && !can_replace(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");

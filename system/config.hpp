@@ -7,7 +7,7 @@
 
 #include "actors/dispatcher.hpp"
 #include "core/match_rules.hpp"
-#include "actors/ndjson_source.hpp"
+#include "actors/ingest_source.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
 #include "actors/worker_pool.hpp"
@@ -50,9 +50,9 @@ public:
   caf::timespan log_progress_interval = std::chrono::seconds{2};
   // [ingest]
   std::string ingest_ndjson;
-  size_t ingest_batch_size = ndjson_source_settings{}.batch_size;
-  size_t ingest_max_outstanding = ndjson_source_settings{}.max_outstanding;
-  caf::timespan ingest_poll_interval = ndjson_source_settings{}.poll_interval;
+  size_t ingest_batch_size = ingest_settings{}.batch_size;
+  size_t ingest_max_outstanding = ingest_settings{}.max_outstanding;
+  caf::timespan ingest_poll_interval = reader_settings{}.poll_interval;
   // [output]
   std::string output_state;
   std::string output_dead_letters;
@@ -91,7 +91,7 @@ public:
 /// Everything the node needs, validated.
 struct settings {
   size_t threads = 1;
-  ndjson_source_settings source;
+  ingest_settings source;
   std::string output_state;
   std::string output_dead_letters;
   /// The match stream file (`-` for stdout); empty: none.

@@ -7,7 +7,7 @@
 #include "actors/match_router.hpp"
 #include "actors/match_stream.hpp"
 #include "actors/match_writer.hpp"
-#include "actors/ndjson_source.hpp"
+#include "actors/ingest_source.hpp"
 #include "base/output_file.hpp"
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
@@ -79,7 +79,7 @@ bool write_state(node_ptr self, const registry_snapshot& snap) {
 void report_and_finish(node_ptr self, int code) {
   auto& st = self->state;
   auto secs = seconds_since(st.started, st.drained);
-  std::string summary = format_summary(st.cfg.source.path, st.input,
+  std::string summary = format_summary(st.cfg.source.reader.path, st.input,
                                        st.totals, st.dead_letters_written,
                                        secs, st.matches);
   std::fwrite(summary.data(), 1, summary.size(), stdout);
@@ -243,7 +243,7 @@ void start_source(node_ptr self) {
     self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);
   }
   st.source = self->spawn<caf::detached + caf::linked>(
-    ndjson_source, st.cfg.source, st.dispatcher,
+    ingest_source, st.cfg.source, st.dispatcher,
     caf::actor_cast<source_listener_actor>(self), st.dead_letters,
     std::move(st.already_applied));
   st.already_applied = processed_ids{};
@@ -308,7 +308,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   st.dispatcher = self->spawn<caf::linked>(
     dispatcher, std::vector<group_settings>{std::move(registry_group)});
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
-              self->name(), st.cfg.source.path, st.cfg.registry_workers,
+              self->name(), st.cfg.source.reader.path, st.cfg.registry_workers,
               st.cfg.threads,
               with_db ? ", PostGIS schema " + st.cfg.postgis.schema : "");
   if (!stored) {

@@ -11,7 +11,7 @@
 // non-zero exit code and a log of what was unfinished.
 
 #include "actors/actors.hpp"
-#include "actors/ndjson_source.hpp"
+#include "actors/ingest_source.hpp"
 #include "system/config.hpp"
 #include "storage/pg.hpp"
 

@@ -18,7 +18,7 @@
 // FLOWMATCH_PROPERTY_SEEDS=N runs N logs (default 25, a few seconds).
 
 #include "actors/dispatcher.hpp"
-#include "actors/ndjson_source.hpp"
+#include "actors/ingest_source.hpp"
 #include "actors/registry_worker.hpp"
 
 #include "../test_helpers.hpp"
@@ -224,10 +224,10 @@ struct node_under_test {
   /// `applied` already in its window; returns what it counted.
   source_stats feed(caf::scoped_actor& self, const std::string& path,
                     size_t batch, processed_ids applied = {}) {
-    ndjson_source_settings s;
-    s.path = path;
+    ingest_settings s;
+    s.reader.path = path;
     s.batch_size = batch;
-    sys.spawn<caf::detached>(ndjson_source, s, d,
+    sys.spawn<caf::detached>(ingest_source, s, d,
                              caf::actor_cast<source_listener_actor>(self),
                              caf::actor_cast<dead_letter_sink_actor>(dead),
                              std::move(applied));

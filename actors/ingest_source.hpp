@@ -1,11 +1,13 @@
 #pragma once
 
-// Ingest source for NDJSON from a file or stdin. Reads in large chunks,
-// splits lines (\n or \r\n), rejects over-long lines without buffering them
-// whole, decodes and validates each line, and sends the events to the
-// dispatcher in batches. At most `max_outstanding` batches wait for
-// admission at once: when the dispatcher withholds its answer (no credit),
-// the source stops reading. Runs detached, since reading a pipe blocks.
+// The ingest driver: the one source actor, whatever the transport. A reader
+// (line_reader.hpp: a file, stdin, next a Redis stream) yields lines and
+// their positions; the driver owns everything else: it decodes and
+// validates each line, deduplicates by event id, sends the events to the
+// dispatcher in batches, keeps at most `max_outstanding` batches waiting
+// for admission (when the dispatcher withholds its answer, for lack of
+// credit, the driver stops reading), dead-letters what it rejects, stops
+// when told and reports the end of input. Runs detached: readers block.
 //
 // Deduplication by event id (events.md v1.1) happens here, the one place
 // that sees every event of this input in order: an id within the window is
@@ -13,29 +15,27 @@
 // admission come back as `forget` from the dispatcher.
 
 #include "actors/actors.hpp"
+#include "actors/line_reader.hpp"
 #include "core/event_id_window.hpp"
 #include "messages/decoder.hpp"
 
 #include <chrono>
+#include <deque>
+#include <memory>
 #include <string>
 #include <vector>
 
 namespace flowmatch {
 
-struct ndjson_source_settings {
-  /// A file path, or `-` for stdin.
-  std::string path = "-";
+struct ingest_settings {
+  /// What to read (selects the reader).
+  reader_settings reader;
   /// Events per batch sent to the dispatcher.
   size_t batch_size = 1024;
   /// Batches awaiting admission at once.
   size_t max_outstanding = 2;
-  /// Bytes per read call.
-  size_t read_size = 256 * 1024;
-  /// How long one wait for pipe input lasts before the source looks at its
-  /// mailbox again (a stop request, say).
-  std::chrono::milliseconds poll_interval{100};
   /// How long a batch may wait for admission (backpressure) before the
-  /// source takes the dispatcher for broken and stops.
+  /// driver takes the dispatcher for broken and stops.
   std::chrono::milliseconds admission_timeout{std::chrono::minutes{15}};
   /// How long an applied event id is remembered.
   std::chrono::milliseconds dedup_retention = default_dedup_retention;
@@ -48,48 +48,34 @@ struct processed_ids {
   std::vector<int64_t> applied_ms;
 };
 
-struct ndjson_source_state {
-  static inline const char* name = "ndjson-source";
-  ndjson_source_settings settings;
-  std::string source_name;
+struct ingest_source_state {
+  static inline const char* name = "ingest-source";
+  ingest_settings settings;
+  std::unique_ptr<line_reader> reader;
   dispatcher_actor dispatcher;
   source_listener_actor listener;
   dead_letter_sink_actor dead_letters;
-  int fd = -1;
-  bool owns_fd = false;
-  bool is_stream = false;
-  std::vector<char> buf;
-  size_t begin = 0;
-  size_t end = 0;
-  /// Set while discarding the rest of an over-long line.
-  bool skipping = false;
-  std::string skip_prefix;
-  size_t skip_bytes = 0;
-  uint64_t line_no = 0;
-  bool eof = false;
   bool stopping = false;
-  /// The line being decoded is the rest of a stream at a stop: its end
-  /// may not have arrived yet.
-  bool last_line_cut = false;
   bool input_done = false;
   bool reported = false;
   bool read_scheduled = false;
   size_t outstanding = 0;
+  /// When each batch waiting for admission was sent, oldest first.
+  std::deque<std::chrono::steady_clock::time_point> sent_at;
   event_decoder decoder;
   std::vector<event> batch;
   std::vector<dead_letter> rejects;
   source_stats stats;
   event_id_window seen{default_dedup_retention.count()};
-  /// Wall-clock ms, read once per chunk of lines (not per line).
+  /// Wall-clock ms, read once per read round (not per line).
   int64_t now_ms = 0;
-  ~ndjson_source_state();
 };
 
 /// Spawn with `spawn<caf::detached>`; starts reading at once. Tells
 /// `listener` `eof` after the last batch was admitted.
 source_actor::behavior_type
-ndjson_source(source_actor::stateful_pointer<ndjson_source_state> self,
-              ndjson_source_settings settings, dispatcher_actor dispatcher,
+ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
+              ingest_settings settings, dispatcher_actor dispatcher,
               source_listener_actor listener,
               dead_letter_sink_actor dead_letters,
               processed_ids already_applied);

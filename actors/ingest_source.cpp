@@ -1,0 +1,262 @@
+#include "actors/ingest_source.hpp"
+
+#include "base/logging.hpp"
+
+#include <caf/all.hpp>
+
+#include <algorithm>
+#include <chrono>
+
+namespace flowmatch {
+
+namespace {
+
+using source_ptr = source_actor::stateful_pointer<ingest_source_state>;
+
+bool all_blank(std::string_view text) {
+  return std::all_of(text.begin(), text.end(),
+                     [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
+}
+
+void reject(source_ptr self, dead_letter dl) {
+  auto& st = self->state;
+  st.stats.count_rejection(dl.reason);
+  st.rejects.push_back(std::move(dl));
+}
+
+/// Decodes one line; a valid event not seen before joins the batch.
+void take_line(source_ptr self, const input_item& item) {
+  auto& st = self->state;
+  ++st.stats.lines;
+  if (all_blank(item.text)) {
+    ++st.stats.blank_lines; // they separate nothing and carry nothing
+    return;
+  }
+  // The reader leaves decoder_padding readable bytes after the line.
+  auto result = st.decoder.decode(item.text, item.origin, true);
+  if (auto* ev = std::get_if<event>(&result)) {
+    ++st.stats.events;
+    if (!st.seen.admit(ev->id, st.now_ms)) {
+      ++st.stats.duplicates;
+      return;
+    }
+    st.batch.push_back(std::move(*ev));
+    return;
+  }
+  auto& dl = std::get<dead_letter>(result);
+  if (item.cut)
+    // The producer was likely still writing it: say so, so an operator
+    // knows to send it again rather than fix it.
+    dl.detail = "the last line was cut short: intake stopped before its "
+                "line end arrived (" + dl.detail + ")";
+  reject(self, std::move(dl));
+}
+
+void take_too_long(source_ptr self, const input_item& item) {
+  ++self->state.stats.lines;
+  dead_letter dl;
+  dl.origin = item.origin;
+  dl.reason = reject_reason::line_too_long;
+  dl.detail = "line has " + std::to_string(item.bytes) + " bytes, at most "
+              + std::to_string(max_line_bytes) + " allowed; kept the first "
+              + std::to_string(item.text.size());
+  dl.payload = std::string{item.text};
+  reject(self, std::move(dl));
+}
+
+void flush_rejects(source_ptr self) {
+  auto& st = self->state;
+  if (st.rejects.empty())
+    return;
+  if (st.dead_letters)
+    self->send(st.dead_letters, std::move(st.rejects));
+  st.rejects.clear();
+}
+
+void maybe_report(source_ptr self) {
+  auto& st = self->state;
+  if (!st.input_done || st.outstanding > 0 || st.reported)
+    return;
+  flush_rejects(self);
+  st.reported = true;
+  uint64_t rejected = 0;
+  for (auto n : st.stats.rejected)
+    rejected += n;
+  log()->info("{} {}: {} lines, {} events, {} rejected", self->name(),
+              st.reader->name(), st.stats.lines, st.stats.events, rejected);
+  self->send(st.listener, eof_atom::value, st.stats);
+  self->quit();
+}
+
+void schedule_read(source_ptr self);
+
+void send_batch(source_ptr self) {
+  auto& st = self->state;
+  flush_rejects(self);
+  if (st.batch.empty())
+    return;
+  ++st.outstanding;
+  st.sent_at.push_back(std::chrono::steady_clock::now());
+  std::vector<event> batch;
+  batch.swap(st.batch);
+  st.batch.reserve(st.settings.batch_size);
+  // Waiting here is the backpressure; it lasts as long as the slowest
+  // stage needs (a database outage), up to the stall limit.
+  self->request(st.dispatcher, st.settings.admission_timeout,
+                ingest_atom::value, std::move(batch))
+    .then(
+      [self](caf::ok_atom) {
+        --self->state.outstanding;
+        self->state.sent_at.pop_front(); // admitted in the order sent
+        schedule_read(self);
+        maybe_report(self);
+      },
+      [self](caf::error& err) {
+        log()->critical("{} the dispatcher refused a batch: {}",
+                        self->name(), self->system().render(err));
+        self->quit(err);
+      });
+}
+
+/// The reader has nothing more: send what is left and report once it is
+/// admitted.
+void finish_input(source_ptr self) {
+  auto& st = self->state;
+  if (st.input_done)
+    return;
+  if (!st.reader->error().empty()) {
+    st.stats.read_error = st.reader->error();
+    log()->error("{} {}", self->name(), st.stats.read_error);
+  }
+  send_batch(self);
+  st.input_done = true;
+  maybe_report(self);
+}
+
+void schedule_read(source_ptr self) {
+  auto& st = self->state;
+  if (st.read_scheduled || st.input_done
+      || st.outstanding >= st.settings.max_outstanding)
+    return;
+  st.read_scheduled = true;
+  self->send(self, read_atom::value);
+}
+
+int64_t wall_clock_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+/// Takes items from the reader until the credit for batches is used up,
+/// the reader has nothing yet, or the input ends. After a stop, everything
+/// the reader still yields is taken at once.
+void on_read(source_ptr self) {
+  auto& st = self->state;
+  st.read_scheduled = false;
+  st.now_ms = wall_clock_ms();
+  while (!st.input_done
+         && (st.stopping || st.outstanding < st.settings.max_outstanding)) {
+    if (st.batch.size() >= st.settings.batch_size) {
+      send_batch(self);
+      continue;
+    }
+    // Wait for input only when there is nothing to send meanwhile; with a
+    // partial batch, send it rather than sit on it.
+    auto item = st.reader->next(st.batch.empty() && !st.stopping);
+    switch (item.kind) {
+      case input_item::line:
+        take_line(self, item);
+        break;
+      case input_item::too_long:
+        take_too_long(self, item);
+        break;
+      case input_item::nothing_yet:
+        send_batch(self);
+        schedule_read(self);
+        return;
+      case input_item::end:
+        finish_input(self);
+        return;
+    }
+  }
+  schedule_read(self);
+}
+
+void on_stop(source_ptr self) {
+  auto& st = self->state;
+  if (st.stopping || st.input_done)
+    return;
+  st.stopping = true;
+  st.reader->stop();
+  log()->info("{} stopping intake of {} after {} lines", self->name(),
+              st.reader->name(), st.stats.lines);
+  on_read(self);
+}
+
+} // namespace
+
+source_actor::behavior_type
+ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
+              ingest_settings settings, dispatcher_actor dispatcher,
+              source_listener_actor listener,
+              dead_letter_sink_actor dead_letters,
+              processed_ids already_applied) {
+  auto& st = self->state;
+  st.settings = std::move(settings);
+  st.reader = open_reader(st.settings.reader);
+  st.seen = event_id_window{st.settings.dedup_retention.count()};
+  st.now_ms = wall_clock_ms();
+  for (size_t i = 0; i < already_applied.ids.size(); ++i)
+    st.seen.remember(already_applied.ids[i],
+                     i < already_applied.applied_ms.size()
+                       ? already_applied.applied_ms[i]
+                       : st.now_ms);
+  // Old ids leave the window one shard per tick: a full sweep takes 64
+  // ticks, so an id outlives its retention by at most that much.
+  auto sweep = std::clamp(st.settings.dedup_retention
+                            / static_cast<int>(event_id_window::shard_count),
+                          std::chrono::milliseconds{1},
+                          std::chrono::milliseconds{1000});
+  st.dispatcher = std::move(dispatcher);
+  st.listener = std::move(listener);
+  st.dead_letters = std::move(dead_letters);
+  st.batch.reserve(st.settings.batch_size);
+  schedule_read(self);
+  log()->info("{} reading {}", self->name(), st.reader->name());
+  self->delayed_send(self, sweep, expire_atom::value);
+  return {
+    [self](read_atom) { on_read(self); },
+    [self](stop_atom) { on_stop(self); },
+    [self](forget_atom, const std::vector<std::string>& ids) {
+      for (auto& id : ids)
+        self->state.seen.forget(id);
+    },
+    [self, sweep](expire_atom) {
+      self->state.seen.expire_next_shard(wall_clock_ms());
+      self->delayed_send(self, sweep, expire_atom::value);
+    },
+    [self](status_atom) {
+      auto& now = self->state;
+      uint64_t rejected = 0;
+      for (auto n : now.stats.rejected)
+        rejected += n;
+      actor_status s;
+      s.actor = std::string{self->name()} + " " + now.reader->name();
+      s.counter("lines_read", static_cast<double>(now.stats.lines))
+        .counter("events_decoded", static_cast<double>(now.stats.events))
+        .counter("duplicates", static_cast<double>(now.stats.duplicates))
+        .counter("rejected", static_cast<double>(rejected))
+        .gauge("dedup_window_ids", static_cast<double>(now.seen.size()));
+      s.queue_depth = now.outstanding;
+      if (!now.sent_at.empty())
+        s.oldest_wait_seconds = std::chrono::duration<double>(
+                                  std::chrono::steady_clock::now()
+                                  - now.sent_at.front())
+                                  .count();
+      return s;
+    },
+  };
+}
+
+} // namespace flowmatch

@@ -1,0 +1,182 @@
+// The ingest driver with the file reader on real files and pipes: line
+// ends, blank lines, an over-long line in the middle, a last line without
+// line end, bad lines mixed in, and a stop that takes what a pipe holds.
+
+#include "actors/ingest_source.hpp"
+
+#include "actors/dispatcher.hpp"
+#include "actors/registry_worker.hpp"
+
+#include "../test_helpers.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <unistd.h>
+
+using namespace flowmatch;
+using namespace flowmatch::test;
+
+namespace {
+
+std::string temp_path(const char* tag) {
+  return "/tmp/flowmatch-test-" + std::string{tag} + "-"
+         + std::to_string(::getpid()) + ".ndjson";
+}
+
+std::string site_line(const std::string& id, const std::string& site) {
+  return R"({"id":")" + id + R"(","type":"site_created","data":{"site_id":")"
+         + site + R"(","lat":1,"lon":2}})";
+}
+
+} // namespace
+
+TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
+  auto path = temp_path("source");
+  {
+    std::ofstream out{path, std::ios::binary};
+    out << site_line("e1", "a") << "\r\n";               // CRLF
+    out << "\n   \n";                                    // blank lines
+    out << "{\"id\":\"e2\"," << std::string(2 << 20, ' ') // 2 MiB line
+        << "}\n";
+    out << "{not json\n";
+    out << site_line("e3", "b") << "\n";
+    out << site_line("e4", "c");                         // no line end
+  }
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto dead = sys.spawn(dead_letter_collector);
+  group_settings g;
+  g.name = "registry";
+  g.workers = 2;
+  g.handles = contract_event_types();
+  g.factory = registry_worker_factory(
+    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  ingest_settings s;
+  s.reader.path = path;
+  s.batch_size = 2; // several batches even for this small file
+  s.reader.read_size = 4096; // the long line spans many reads
+  sys.spawn<caf::detached>(ingest_source, s, d,
+                           caf::actor_cast<source_listener_actor>(self),
+                           caf::actor_cast<dead_letter_sink_actor>(dead),
+                           processed_ids{});
+  source_stats stats;
+  self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
+                caf::after(test_timeout) >> [&] { FAIL("no eof"); });
+  CHECK(stats.lines == 7);
+  CHECK(stats.events == 3);
+  drain(self, d);
+  auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  REQUIRE(snap.sites.size() == 3);
+  CHECK(snap.sites[0].site_id == "a");
+  CHECK(snap.sites[2].site_id == "c");
+  auto letters = ask<std::vector<dead_letter>>(self, dead,
+                                               caf::get_atom::value);
+  REQUIRE(letters.size() == 2);
+  CHECK(letters[0].reason == reject_reason::line_too_long);
+  CHECK(letters[0].origin.line == 4);
+  CHECK(letters[0].payload.size() == over_long_payload_prefix);
+  CHECK(letters[1].reason == reject_reason::malformed_json);
+  CHECK(letters[1].origin.line == 5);
+  CHECK(letters[1].origin.source == path);
+  std::remove(path.c_str());
+  self->send_exit(d, caf::exit_reason::user_shutdown);
+  self->send_exit(dead, caf::exit_reason::user_shutdown);
+}
+
+namespace {
+
+/// Every item a reader yields until `end` (nothing_yet is not expected
+/// from a file).
+std::vector<input_item> read_all(line_reader& r,
+                                 std::vector<std::string>& texts) {
+  std::vector<input_item> items;
+  for (;;) {
+    auto item = r.next(true);
+    texts.emplace_back(item.text);
+    items.push_back(item);
+    if (item.kind == input_item::end)
+      return items;
+    REQUIRE(items.size() < 100); // a reader that never ends
+  }
+}
+
+} // namespace
+
+TEST_CASE("the file reader yields lines with positions and nothing else") {
+  auto path = temp_path("reader");
+  {
+    std::ofstream out{path, std::ios::binary};
+    out << "one\r\n\ntwo\n" << std::string(2 * max_line_bytes, 'x')
+        << "\nlast";
+  }
+  reader_settings s;
+  s.path = path;
+  s.read_size = 4096;
+  auto r = open_reader(s);
+  CHECK(r->name() == path);
+  std::vector<std::string> texts;
+  auto items = read_all(*r, texts);
+  REQUIRE(items.size() == 6);
+  CHECK(texts[0] == "one"); // \r\n framing
+  CHECK(items[0].origin.line == 1);
+  CHECK(items[0].origin.source == path);
+  CHECK(texts[1].empty()); // blank lines are the driver's to count
+  CHECK(texts[2] == "two");
+  CHECK(items[3].kind == input_item::too_long);
+  CHECK(items[3].bytes == 2 * max_line_bytes);
+  CHECK(texts[3].size() == over_long_payload_prefix);
+  CHECK(items[3].origin.line == 4);
+  CHECK(texts[4] == "last"); // no line end at the end of a file
+  CHECK_FALSE(items[4].cut);
+  CHECK(items[5].kind == input_item::end);
+  CHECK(r->error().empty());
+  std::remove(path.c_str());
+}
+
+TEST_CASE("a file reader that cannot open its input ends at once, saying "
+          "why") {
+  reader_settings s;
+  s.path = "/nonexistent/flowmatch-input.ndjson";
+  auto r = open_reader(s);
+  CHECK(r->next(true).kind == input_item::end);
+  CHECK_THAT(r->error(), Catch::Contains("cannot open"));
+}
+
+TEST_CASE("a stopped pipe reader yields what the pipe held, marks a cut "
+          "last line, and ends") {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::string held = "a\nb\npart";
+  REQUIRE(::write(fds[1], held.data(), held.size())
+          == static_cast<ssize_t>(held.size()));
+  // stdin is the pipe for the reader's lifetime.
+  int saved = ::dup(STDIN_FILENO);
+  REQUIRE(::dup2(fds[0], STDIN_FILENO) >= 0);
+  {
+    reader_settings s;
+    s.path = "-";
+    s.poll_interval = std::chrono::milliseconds{10};
+    auto r = open_reader(s);
+    CHECK(r->name() == "stdin");
+    auto first = r->next(true);
+    CHECK(first.kind == input_item::line);
+    CHECK(first.text == "a");
+    // The producer is still connected; the stop takes what it wrote.
+    r->stop();
+    std::vector<std::string> texts;
+    auto items = read_all(*r, texts);
+    REQUIRE(items.size() == 3);
+    CHECK(texts[0] == "b");
+    CHECK(texts[1] == "part");
+    CHECK(items[1].cut);
+    CHECK(items[2].kind == input_item::end);
+  }
+  ::dup2(saved, STDIN_FILENO);
+  ::close(saved);
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
