@@ -68,7 +68,8 @@ using dead_letter_sink_actor = caf::typed_actor<
   // Stores rejected events.
   caf::reacts_to<std::vector<dead_letter>>,
   // Makes everything stored so far durable; answers with the total count.
-  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+  caf::replies_to<caf::flush_atom>::with<uint64_t>,
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// Supervisor of one worker-pool group: owns the workers, restarts a dead
 /// one with backoff and redelivers the batches it had not finished.
@@ -81,8 +82,9 @@ using worker_pool_actor = caf::typed_actor<
                  bool>,
   // Timer: restart worker `index` after its backoff.
   caf::reacts_to<respawn_atom, uint32_t>,
-  // From the PostGIS sync: the database refused these changes of worker
-  // `index` for good; the stored rows of their entities follow.
+  // From the commit coordinator: a subscriber (the PostGIS sync) refused
+  // these changes of worker `index` for good; the stored rows of their
+  // entities follow.
   caf::reacts_to<repair_atom, uint32_t, std::vector<change>,
                  registry_snapshot>,
   // End of input: every worker dead-letters what it still holds.
@@ -96,7 +98,8 @@ using worker_pool_actor = caf::typed_actor<
   // everything linked to it from worker `from` to worker `to`; answers
   // with the ids of the sites and flows that moved.
   caf::replies_to<handover_atom, uint32_t, uint32_t,
-                  std::string>::with<registry_part>>;
+                  std::string>::with<registry_part>,
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// What a worker's report to its pool says (see `done_atom` above), held
 /// by the commit coordinator until the batch's effects are durable.
@@ -193,7 +196,8 @@ using match_sink_actor = caf::typed_actor<
   // are stored (the writer: after COMMIT) or written out (the stream).
   caf::replies_to<std::vector<match_change>>::with<caf::ok_atom>,
   // Makes everything so far durable; answers with the count so far.
-  caf::replies_to<caf::flush_atom>::with<uint64_t>>;
+  caf::replies_to<caf::flush_atom>::with<uint64_t>,
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// One partition of the match service: the spatial index, flows and
 /// matches of one resource class.
@@ -206,7 +210,8 @@ using match_partition_actor = caf::typed_actor<
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
   // Number of current matches.
-  caf::replies_to<matches_atom>::with<uint64_t>>;
+  caf::replies_to<matches_atom>::with<uint64_t>,
+  caf::replies_to<status_atom>::with<actor_status>>;
 
 /// The match service's front, a committing subscriber of every worker: it
 /// hands each change batch to the partitions concerned and answers once

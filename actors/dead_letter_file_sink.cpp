@@ -32,6 +32,13 @@ dead_letter_sink_actor::behavior_type dead_letter_file_sink(
     // with the filesystem, so say so and stop the node.
     self->quit(write_failed(self));
   return {
+    [self](status_atom) {
+      actor_status s;
+      s.actor = self->name();
+      s.counter("dead_letters_written",
+                static_cast<double>(self->state.written));
+      return s;
+    },
     [self](std::vector<dead_letter>& letters) {
       auto& st = self->state;
       for (auto& dl : letters) {

@@ -280,6 +280,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
                                       caf::actor_cast<dispatcher_actor>(self),
                                       g.settings.factory,
                                       g.settings.supervision);
+    if (g.settings.on_pool_started)
+      g.settings.on_pool_started(g.pool);
     log()->info("{} group {}: {} workers, policy {}, at most {} events in "
                 "flight",
                 self->name(), g.settings.name, g.settings.workers,

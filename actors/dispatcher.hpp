@@ -39,6 +39,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -60,6 +61,9 @@ struct group_settings {
   std::vector<event_type> handles;
   worker_factory factory;
   supervision_settings supervision;
+  /// Called with the group's pool once it is spawned (the node attaches
+  /// it to telemetry); may be empty.
+  std::function<void(const worker_pool_actor&)> on_pool_started;
 };
 
 /// The six event types of the contract: what a group handling every input

@@ -50,6 +50,14 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
   self->state.sinks = std::move(sinks);
   self->state.limits = limits;
   return {
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = std::string{self->name()} + " " + std::string{to_string(st.cls)};
+      s.gauge("flows", static_cast<double>(st.index->flow_count()))
+        .gauge("matches", static_cast<double>(st.index->match_count()));
+      return s;
+    },
     [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {
       std::vector<match_change> out;
       self->state.index->apply(changes, out);

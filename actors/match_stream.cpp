@@ -27,6 +27,13 @@ match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
   if (!init.file.open(init.path, output_file::stream))
     self->quit(stream_failed(self));
   return {
+    [self](status_atom) {
+      actor_status s;
+      s.actor = self->name();
+      s.counter("match_changes_written",
+                static_cast<double>(self->state.written));
+      return s;
+    },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       std::string line;

@@ -57,6 +57,16 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
   self->state.settings = std::move(settings);
   self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
   return {
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = std::string{self->name()} + " " + st.label;
+      s.counter("match_changes_written", static_cast<double>(st.written))
+        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
+      s.queue_depth = st.pending.size();
+      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+      return s;
+    },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       for (auto& c : changes)

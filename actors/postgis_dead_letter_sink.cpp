@@ -57,6 +57,16 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
   policy.max_age = dead_letter_max_age;
   self->state.schedule = write_schedule{policy};
   return {
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = self->name();
+      s.counter("dead_letters_written", static_cast<double>(st.written))
+        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
+      s.queue_depth = st.pending.size();
+      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+      return s;
+    },
     [self](std::vector<dead_letter>& letters) {
       auto& st = self->state;
       for (auto& dl : letters) {

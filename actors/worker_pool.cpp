@@ -121,6 +121,21 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       self->quit(msg.reason);
   });
   return {
+    [self](status_atom) {
+      auto& st = self->state;
+      actor_status s;
+      s.actor = std::string{self->name()} + " " + st.group;
+      uint64_t restarting = 0;
+      for (auto& slot : st.slots) {
+        s.queue_depth += slot.unacked.size();
+        if (slot.restarting)
+          ++restarting;
+      }
+      s.gauge("workers", static_cast<double>(st.slots.size()))
+        .gauge("workers_restarting", static_cast<double>(restarting))
+        .counter("restarts", static_cast<double>(st.total_restarts));
+      return s;
+    },
     [self](deliver_atom, uint32_t index, event_batch& batch) {
       auto& slot = self->state.slots[index];
       batch.seq = slot.next_seq++;

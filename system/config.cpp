@@ -110,6 +110,9 @@ flowmatch_config::flowmatch_config() {
     .add(supervision_stall_timeout, "stall-timeout",
          "how long a stage waits for the next to take work (backpressure, "
          "a database outage) before the node stops with an error");
+  opt_group{custom_options_, "telemetry"}.add(
+    telemetry_interval, "interval",
+    "how often the telemetry actor asks every stage for its status");
   opt_group{custom_options_, "shutdown"}.add(
     shutdown_grace_period, "grace-period",
     "time from the first signal or end of input to a forced exit");
@@ -349,6 +352,9 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.limits.reply = s.supervision.reply_timeout;
   s.limits.stall = to_ms(cfg.supervision_stall_timeout);
   s.source.admission_timeout = s.limits.stall;
+  if (cfg.telemetry_interval.count() <= 0)
+    return bad("telemetry.interval must be positive");
+  s.telemetry.interval = to_ms(cfg.telemetry_interval);
   if (cfg.shutdown_grace_period.count() <= 0)
     return bad("shutdown.grace-period must be positive");
   s.grace_period = to_ms(cfg.shutdown_grace_period);

@@ -10,6 +10,7 @@
 #include "actors/ingest_source.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
+#include "actors/telemetry.hpp"
 #include "actors/worker_pool.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -77,6 +78,8 @@ public:
     = supervision_settings{}.restart_window;
   caf::timespan supervision_reply_timeout = wait_limits{}.reply;
   caf::timespan supervision_stall_timeout = wait_limits{}.stall;
+  // [telemetry]
+  caf::timespan telemetry_interval = telemetry_settings{}.interval;
   // [shutdown]
   caf::timespan shutdown_grace_period = std::chrono::seconds{30};
   // [postgis]
@@ -114,6 +117,7 @@ struct settings {
   std::chrono::milliseconds progress_interval{2000};
   /// Empty dsn: no database.
   postgis_settings postgis;
+  telemetry_settings telemetry;
 };
 
 /// Checks every option; the error names the key and the allowed values.

@@ -12,6 +12,7 @@
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
+#include "actors/telemetry.hpp"
 #include "messages/encoder.hpp"
 #include "base/logging.hpp"
 #include "storage/migrations.hpp"
@@ -220,7 +221,8 @@ void abort_run(node_ptr self, int code, const std::string& why) {
 
 /// One line a few seconds apart while the node runs: what came in, what is
 /// applied, what waits, and the rate since the last line.
-void log_progress(node_ptr self, const dispatch_status& s) {
+void log_progress(node_ptr self, const dispatch_status& s,
+                  const std::vector<actor_status>& stages) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
   auto secs = seconds_since(st.progress_at, now);
@@ -228,10 +230,22 @@ void log_progress(node_ptr self, const dispatch_status& s) {
                                                - st.progress_applied)
                              / secs
                          : 0.0;
+  // The stage whose oldest item has waited longest (from telemetry): where
+  // to look when the rate drops.
+  std::string slowest;
+  const actor_status* worst = nullptr;
+  for (auto& stage : stages)
+    if (stage.oldest_wait_seconds > 0
+        && (!worst || stage.oldest_wait_seconds > worst->oldest_wait_seconds))
+      worst = &stage;
+  if (worst)
+    slowest = fmt::format("; longest wait: {} ({} waiting, oldest {:.1f} s)",
+                          worst->actor, worst->queue_depth,
+                          worst->oldest_wait_seconds);
   log()->info("{} progress: {} events admitted, {} applied, {} in flight, "
-              "{} dead-lettered by the registry; {:.0f} applied/s",
+              "{} dead-lettered by the registry; {:.0f} applied/s{}",
               self->name(), s.admitted, s.totals.applied, s.total_in_flight(),
-              s.totals.dead_lettered(), rate);
+              s.totals.dead_lettered(), rate, slowest);
   st.progress_applied = s.totals.applied;
   st.progress_at = now;
 }
@@ -246,6 +260,8 @@ void start_source(node_ptr self) {
     ingest_source, st.cfg.source, st.dispatcher,
     caf::actor_cast<source_listener_actor>(self), st.dead_letters,
     std::move(st.already_applied));
+  self->send(st.telemetry, attach_atom::value,
+             status_source_actor{st.source});
   st.already_applied = processed_ids{};
 }
 
@@ -254,6 +270,11 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   auto& st = self->state;
   st.now = node_state::phase::running;
   bool with_db = !st.cfg.postgis.dsn.empty();
+  // Every stage is attached to telemetry as it starts.
+  st.telemetry = self->spawn<caf::linked>(telemetry, st.cfg.telemetry);
+  auto watch = [self](status_source_actor stage) {
+    self->send(self->state.telemetry, attach_atom::value, std::move(stage));
+  };
   if (with_db) {
     if (!st.cfg.output_dead_letters.empty())
       log()->warn("{} a database is configured: dead letters go to the "
@@ -265,35 +286,45 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     st.dead_letters = self->spawn<caf::detached + caf::linked>(
       dead_letter_file_sink, st.cfg.output_dead_letters);
   }
+  watch(st.dead_letters);
   // The commit barrier: every worker batch waits for its worker's PostGIS
   // sync (entities committed) and for the match router (matches stored).
   st.coordinator = self->spawn<caf::linked>(commit_coordinator, st.cfg.limits);
+  watch(st.coordinator);
   if (with_db)
-    for (uint32_t i = 0; i < st.cfg.registry_workers; ++i)
+    for (uint32_t i = 0; i < st.cfg.registry_workers; ++i) {
+      auto sync = self->spawn<caf::detached + caf::linked>(
+        postgis_sync, i, st.cfg.postgis, st.dead_letters);
+      watch(sync);
       self->send(st.coordinator, subscribe_atom::value,
-                 commit_sink_actor{self->spawn<caf::detached + caf::linked>(
-                   postgis_sync, i, st.cfg.postgis, st.dead_letters)},
-                 i);
+                 commit_sink_actor{sync}, i);
+    }
   // The match service: one partition per class, each with its sinks (the
   // matches table, the match stream).
-  if (!st.cfg.output_matches.empty())
+  if (!st.cfg.output_matches.empty()) {
     st.match_stream = self->spawn<caf::detached + caf::linked>(
       match_stream, st.cfg.output_matches);
+    watch(st.match_stream);
+  }
   std::vector<match_partition_actor> partitions;
   for (auto cls : {resource_class::heat, resource_class::water,
                    resource_class::material, resource_class::co2}) {
     std::vector<match_sink_actor> sinks;
-    if (with_db)
-      sinks.push_back(caf::actor_cast<match_sink_actor>(
-        self->spawn<caf::detached + caf::linked>(
-          match_writer, std::string{to_string(cls)}, st.cfg.postgis)));
+    if (with_db) {
+      auto writer = self->spawn<caf::detached + caf::linked>(
+        match_writer, std::string{to_string(cls)}, st.cfg.postgis);
+      watch(writer);
+      sinks.push_back(writer);
+    }
     if (st.match_stream)
       sinks.push_back(st.match_stream);
     partitions.push_back(self->spawn<caf::linked>(
       match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits));
+    watch(partitions.back());
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
                                         st.cfg.limits);
+  watch(st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);
   group_settings registry_group;
@@ -305,8 +336,12 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   registry_group.factory = registry_worker_factory(
     st.coordinator, st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;
+  registry_group.on_pool_started = [watch](const worker_pool_actor& pool) {
+    watch(pool);
+  };
   st.dispatcher = self->spawn<caf::linked>(
     dispatcher, std::vector<group_settings>{std::move(registry_group)});
+  watch(st.dispatcher);
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
               self->name(), st.cfg.source.reader.path, st.cfg.registry_workers,
               st.cfg.threads,
@@ -562,9 +597,18 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       if (st.now != node_state::phase::running
           && st.now != node_state::phase::draining)
         return;
-      self->request(st.dispatcher, std::chrono::seconds{5}, flight_atom::value)
-        .then([self](dispatch_status& s) { log_progress(self, s); },
-              [](caf::error&) {});
+      auto timeout = st.cfg.progress_interval;
+      self->request(st.dispatcher, timeout, flight_atom::value)
+        .then(
+          [self, timeout](dispatch_status& s) {
+            self->request(self->state.telemetry, timeout, metrics_atom::value)
+              .then(
+                [self, s](std::vector<actor_status>& stages) {
+                  log_progress(self, s, stages);
+                },
+                [self, s](caf::error&) { log_progress(self, s, {}); });
+          },
+          [](caf::error&) {});
       self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);
     },
     [self](deadline_atom) {

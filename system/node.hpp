@@ -12,6 +12,7 @@
 
 #include "actors/actors.hpp"
 #include "actors/ingest_source.hpp"
+#include "actors/telemetry.hpp"
 #include "system/config.hpp"
 #include "storage/pg.hpp"
 
@@ -30,6 +31,7 @@ struct node_state {
   dead_letter_sink_actor dead_letters;
   source_actor source;
   commit_coordinator_actor coordinator;
+  telemetry_actor telemetry;
   match_router_actor matcher;
   match_sink_actor match_stream;
   uint64_t matches = 0;

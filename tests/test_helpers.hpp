@@ -108,6 +108,13 @@ inline dead_letter_collector_actor::behavior_type dead_letter_collector(
     [self](caf::flush_atom) {
       return static_cast<uint64_t>(self->state.letters.size());
     },
+    [self](status_atom) {
+      actor_status s;
+      s.actor = self->name();
+      s.counter("dead_letters_written",
+                static_cast<double>(self->state.letters.size()));
+      return s;
+    },
     [self](caf::get_atom) { return self->state.letters; },
   };
 }

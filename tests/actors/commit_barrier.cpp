@@ -43,6 +43,12 @@ held_sink(match_sink_actor::stateful_pointer<held_sink_state> self) {
       self->state.held.clear();
       return self->state.changes;
     },
+    [self](status_atom) {
+      actor_status s;
+      s.actor = self->name();
+      s.queue_depth = self->state.held.size();
+      return s;
+    },
   };
 }
 

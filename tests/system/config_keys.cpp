@@ -22,7 +22,8 @@ namespace {
 /// The sections flowmatch owns (the rest are CAF's own).
 const std::set<std::string> our_sections{"system", "log",         "ingest",
                                          "output", "match",       "registry",
-                                         "supervision", "postgis", "shutdown"};
+                                         "supervision", "postgis", "shutdown",
+                                         "telemetry"};
 
 /// Every key of our sections, with the value the options hold now.
 std::map<std::string, std::string> option_values(flowmatch_config& cfg) {
