@@ -26,7 +26,10 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include <caf/allowed_unsafe_message_type.hpp>
+
 #include <chrono>
+#include <memory>
 #include <cstdint>
 #include <vector>
 
@@ -71,6 +74,25 @@ using dead_letter_sink_actor = caf::typed_actor<
   caf::replies_to<caf::flush_atom>::with<uint64_t>,
   caf::replies_to<status_atom>::with<actor_status>>;
 
+/// What one worker slot keeps across the incarnations of its worker (for
+/// the registry group: the sites, flows and held flows). It belongs to one
+/// actor at a time, never shared: the worker while it lives; after a crash
+/// the failing worker hands it to the pool in its last message
+/// (`worker_crash`), and the pool hands it to the next incarnation.
+struct worker_memory {
+  virtual ~worker_memory() = default;
+};
+
+/// A worker's last message before it dies of an exception: where it was
+/// (batch `seq`, event `next_index` failed) and its memory. Local only: it
+/// never crosses nodes.
+struct worker_crash {
+  uint32_t worker = 0;
+  uint64_t seq = 0;
+  uint64_t next_index = 0;
+  std::shared_ptr<worker_memory> memory;
+};
+
 /// Supervisor of one worker-pool group: owns the workers, restarts a dead
 /// one with backoff and redelivers the batches it had not finished.
 using worker_pool_actor = caf::typed_actor<
@@ -82,6 +104,8 @@ using worker_pool_actor = caf::typed_actor<
                  bool>,
   // Timer: restart worker `index` after its backoff.
   caf::reacts_to<respawn_atom, uint32_t>,
+  // From a worker about to die of an exception.
+  caf::reacts_to<worker_crash>,
   // From the commit coordinator: a subscriber (the PostGIS sync) refused
   // these changes of worker `index` for good; the stored rows of their
   // entities follow.
@@ -272,8 +296,12 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch_actors, caf::id_block::flowmatch::end)
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::commit_sink_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::change_sink_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::status_source_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::worker_crash))
 
 CAF_END_TYPE_ID_BLOCK(flowmatch_actors)
+
+// A worker's memory is handed over, not serialized (worker_crash is local).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(flowmatch::worker_crash)
 
 namespace flowmatch {
 

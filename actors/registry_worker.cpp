@@ -58,7 +58,7 @@ dead_letter poison_dead_letter(const event& ev, const event_batch& batch) {
 worker_actor::behavior_type
 registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
-                std::shared_ptr<registry> state,
+                std::shared_ptr<registry_memory> memory,
                 commit_coordinator_actor coordinator,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings) {
@@ -66,13 +66,22 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
   init.coordinator = std::move(coordinator);
   init.index = index;
   init.pool = std::move(pool);
-  init.reg = std::move(state);
+  init.memory = std::move(memory);
   init.dead_letters = std::move(dead_letters);
   init.settings = std::move(settings);
-  // Keep the exception's message in the exit reason: the pool logs it and
-  // puts it into the poison dead letter.
+  // Before dying, hand the memory and the cursor (which event failed) to
+  // the pool, and keep the exception's message in the exit reason: the pool
+  // logs it and puts it into the poison dead letter.
   self->set_exception_handler(
-    [](caf::scheduled_actor*, std::exception_ptr& ptr) -> caf::error {
+    [self](caf::scheduled_actor*, std::exception_ptr& ptr) -> caf::error {
+      auto& st = self->state;
+      if (st.memory) {
+        auto& cursor = st.memory->reg.progress;
+        self->send(st.pool, worker_crash{st.index, cursor.seq,
+                                         cursor.next_index,
+                                         std::move(st.memory)});
+        st.memory = nullptr;
+      }
       try {
         std::rethrow_exception(ptr);
       } catch (const std::exception& e) {
@@ -86,7 +95,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
   return {
     [self](deliver_atom, const event_batch& batch) {
       auto& st = self->state;
-      auto& reg = *st.reg;
+      auto& reg = st.memory->reg;
       if (batch.seq <= reg.progress.applied_through)
         return; // applied before a crash; its own report is on its way
       if (reg.progress.seq != batch.seq) {
@@ -123,9 +132,10 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     },
     [self](expire_atom) {
       auto& st = self->state;
-      if (st.reg->held_count() > 0) {
-        st.reg->expire_held(registry::clock::now() - st.settings.hold_timeout,
-                            st.out);
+      auto& reg = st.memory->reg;
+      if (reg.held_count() > 0) {
+        reg.expire_held(registry::clock::now() - st.settings.hold_timeout,
+                        st.out);
         if (!st.out.dead_letters.empty())
           publish(self, 0, 0, false);
       }
@@ -134,24 +144,24 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     },
     [self](release_atom) -> registry_stats {
       auto& st = self->state;
-      st.reg->release_all_held(st.out);
+      st.memory->reg.release_all_held(st.out);
       if (!st.out.dead_letters.empty() && st.dead_letters)
         self->send(st.dead_letters, std::move(st.out.dead_letters));
       st.out.dead_letters.clear();
       auto stats = std::move(st.out.stats);
       st.out.stats = registry_stats{};
-      stats.sites = st.reg->site_count();
-      stats.flows = st.reg->flow_count();
+      stats.sites = st.memory->reg.site_count();
+      stats.flows = st.memory->reg.flow_count();
       return stats;
     },
     [self](snapshot_atom) -> registry_snapshot {
-      return self->state.reg->snapshot();
+      return self->state.memory->reg.snapshot();
     },
     [self](repair_atom, const std::vector<change>& refused,
            const registry_snapshot& stored) {
       auto& st = self->state;
       for (auto& c : refused)
-        st.reg->repair(c, stored, st.out);
+        st.memory->reg.repair(c, stored, st.out);
       if (!st.out.changes.empty()) {
         log()->warn("{} {}: {} changes bring memory back to the table after "
                     "the database refused {}",
@@ -161,14 +171,14 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
       }
     },
     [self](restore_atom, registry_snapshot& stored) -> caf::ok_atom {
-      self->state.reg->restore(std::move(stored));
+      self->state.memory->reg.restore(std::move(stored));
       return caf::ok_atom::value;
     },
     [self](handover_atom, const std::string& site) -> registry_part {
-      return self->state.reg->hand_over(site);
+      return self->state.memory->reg.hand_over(site);
     },
     [self](takeover_atom, registry_part& part) -> caf::ok_atom {
-      self->state.reg->take_over(std::move(part));
+      self->state.memory->reg.take_over(std::move(part));
       return caf::ok_atom::value;
     },
   };
@@ -179,15 +189,15 @@ registry_worker_factory(commit_coordinator_actor coordinator,
                         dead_letter_sink_actor dead_letters,
                         registry_worker_settings settings) {
   worker_factory f;
-  f.make_state = [limit = settings.hold_limit] {
-    return std::make_shared<registry>(limit);
+  f.make_memory = [limit = settings.hold_limit] {
+    return std::make_shared<registry_memory>(limit);
   };
   f.spawn = [=](worker_pool_actor::pointer pool, uint32_t index,
-                std::shared_ptr<registry> reg) {
-    return pool->spawn<caf::linked>(registry_worker, index,
-                                    caf::actor_cast<worker_pool_actor>(pool),
-                                    std::move(reg), coordinator, dead_letters,
-                                    settings);
+                std::shared_ptr<worker_memory> memory) {
+    return pool->spawn<caf::linked>(
+      registry_worker, index, caf::actor_cast<worker_pool_actor>(pool),
+      std::static_pointer_cast<registry_memory>(std::move(memory)),
+      coordinator, dead_letters, settings);
   };
   return f;
 }

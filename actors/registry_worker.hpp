@@ -29,11 +29,19 @@ struct registry_worker_settings {
   std::function<void(const event&)> before_apply;
 };
 
+/// A registry worker's memory: its share of the registry, which survives
+/// the worker's crashes (see `worker_memory`).
+struct registry_memory : worker_memory {
+  explicit registry_memory(size_t hold_limit) : reg(hold_limit) {
+  }
+  registry reg;
+};
+
 struct registry_worker_state {
   static inline const char* name = "registry-worker";
   uint32_t index = 0;
   worker_pool_actor pool;
-  std::shared_ptr<registry> reg;
+  std::shared_ptr<registry_memory> memory;
   /// Where each batch's changes and report go: the coordinator passes the
   /// changes to the subscribers and the report to the pool once they are
   /// stored. None in tests that run workers alone: then the worker reports
@@ -47,7 +55,7 @@ struct registry_worker_state {
 worker_actor::behavior_type
 registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                 uint32_t index, worker_pool_actor pool,
-                std::shared_ptr<registry> reg,
+                std::shared_ptr<registry_memory> memory,
                 commit_coordinator_actor coordinator,
                 dead_letter_sink_actor dead_letters,
                 registry_worker_settings settings);

@@ -15,8 +15,11 @@ using pool_ptr = worker_pool_actor::stateful_pointer<worker_pool_state>;
 
 void start_worker(pool_ptr self, uint32_t index) {
   auto& slot = self->state.slots[index];
-  slot.worker = self->state.factory.spawn(self, index, slot.state);
+  slot.worker = self->state.factory.spawn(self, index, std::move(slot.memory));
+  slot.memory = nullptr;
   slot.restarting = false;
+  slot.exit_reason = caf::none;
+  slot.crash = caf::none;
   for (auto& batch : slot.unacked)
     self->send(slot.worker, deliver_atom::value, batch);
 }
@@ -30,37 +33,43 @@ caf::optional<uint32_t> slot_of(pool_ptr self, const caf::actor_addr& addr) {
   return caf::none;
 }
 
-void on_worker_crash(pool_ptr self, uint32_t index, const caf::error& reason) {
+/// Handles a worker's death once its exit and (for a worker that keeps
+/// memory) its crash report are both in.
+void on_worker_crash(pool_ptr self, uint32_t index) {
   auto& st = self->state;
   auto& slot = st.slots[index];
-  auto what = self->system().render(reason);
-  slot.worker = nullptr;
+  if (!slot.exit_reason || (slot.keeps_memory && !slot.crash))
+    return;
+  auto what = self->system().render(*slot.exit_reason);
   ++st.total_restarts;
   ++slot.consecutive_crashes;
-  // Which event was it? The registry's cursor says how far the batch got.
-  if (!slot.unacked.empty()) {
+  // Which event was it? The crash report says how far the batch got.
+  if (!slot.unacked.empty() && slot.crash
+      && slot.crash->seq == slot.unacked.front().seq) {
     auto& front = slot.unacked.front();
-    auto& cur = slot.state->progress;
-    if (cur.seq == front.seq) {
-      auto key = std::make_pair(front.seq, cur.next_index);
-      auto n = ++slot.attempts[key];
-      log()->warn("{} {}: worker {} crashed on event {} of batch {} "
-                  "(attempt {} of {}): {}",
-                  self->name(), st.group, index, cur.next_index, front.seq, n,
-                  st.supervision.max_attempts, what);
-      if (n >= st.supervision.max_attempts) {
-        front.poison_index = static_cast<int64_t>(cur.next_index);
-        front.poison_attempts = n;
-        front.poison_error = what;
-      }
-    } else {
-      log()->warn("{} {}: worker {} crashed between batches: {}",
-                  self->name(), st.group, index, what);
+    auto next_index = slot.crash->next_index;
+    auto key = std::make_pair(front.seq, static_cast<size_t>(next_index));
+    auto n = ++slot.attempts[key];
+    log()->warn("{} {}: worker {} crashed on event {} of batch {} "
+                "(attempt {} of {}): {}",
+                self->name(), st.group, index, next_index, front.seq, n,
+                st.supervision.max_attempts, what);
+    if (n >= st.supervision.max_attempts) {
+      front.poison_index = static_cast<int64_t>(next_index);
+      front.poison_attempts = n;
+      front.poison_error = what;
     }
+  } else if (!slot.unacked.empty()) {
+    log()->warn("{} {}: worker {} crashed between batches: {}",
+                self->name(), st.group, index, what);
   } else {
     log()->warn("{} {}: worker {} crashed while idle: {}", self->name(),
                 st.group, index, what);
   }
+  if (slot.crash)
+    slot.memory = std::move(slot.crash->memory);
+  slot.crash = caf::none;
+  slot.exit_reason = caf::none;
   // Intensity limit over a sliding window.
   auto now = std::chrono::steady_clock::now();
   slot.restarts.push_back(now);
@@ -107,14 +116,28 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
   init.supervision = supervision;
   init.slots.resize(size);
   for (uint32_t i = 0; i < size; ++i) {
-    init.slots[i].state = init.factory.make_state();
+    auto& slot = init.slots[i];
+    if (init.factory.make_memory)
+      slot.memory = init.factory.make_memory();
+    slot.keeps_memory = slot.memory != nullptr;
     start_worker(self, i);
   }
   // Workers are linked: trap their exits to restart them. An exit from
   // anyone else (the dispatcher) ends the pool too.
   self->set_exit_handler([self](caf::exit_msg& msg) {
     if (auto index = slot_of(self, msg.source)) {
-      on_worker_crash(self, *index, msg.reason);
+      auto& slot = self->state.slots[*index];
+      slot.worker = nullptr;
+      slot.exit_reason = msg.reason;
+      slot.exited_at = std::chrono::steady_clock::now();
+      if (slot.keeps_memory && !slot.crash) {
+        // The crash report is on its way, or the worker died without one
+        // (killed): the respawn check below tells the two apart.
+        slot.restarting = true;
+        self->delayed_send(self, self->state.supervision.reply_timeout,
+                           respawn_atom::value, *index);
+      }
+      on_worker_crash(self, *index);
       return;
     }
     if (msg.reason)
@@ -159,10 +182,37 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       self->send(st.dispatcher, done_atom::value, st.group_index, index,
                  count, std::move(stats));
     },
+    [self](worker_crash& crash) {
+      auto index = crash.worker;
+      if (index >= self->state.slots.size())
+        return;
+      self->state.slots[index].crash = std::move(crash);
+      on_worker_crash(self, index);
+    },
     [self](respawn_atom, uint32_t index) {
+      auto& st = self->state;
+      auto& slot = st.slots[index];
+      if (slot.worker || !slot.restarting)
+        return; // restarted already
+      if (slot.keeps_memory && !slot.memory) {
+        auto waited = std::chrono::steady_clock::now() - slot.exited_at;
+        if (slot.exit_reason && !slot.crash
+            && waited >= st.supervision.reply_timeout) {
+          // The worker died without handing back its memory: what it held
+          // is gone, and a restart would start empty. Stop; a restart of
+          // the node restores from the database.
+          log()->critical("{} {}: worker {} exited ({}) without handing "
+                          "back its memory",
+                          self->name(), st.group, index,
+                          self->system().render(*slot.exit_reason));
+          self->quit(caf::make_error(caf::sec::runtime_error,
+                                     "worker memory lost in pool "
+                                       + st.group));
+        }
+        return; // the crash report is still to come
+      }
       log()->info("{} {}: restarting worker {} with {} unfinished batches",
-                  self->name(), self->state.group, index,
-                  self->state.slots[index].unacked.size());
+                  self->name(), st.group, index, slot.unacked.size());
       start_worker(self, index);
     },
     [self](release_atom) -> caf::result<registry_stats> {

@@ -10,7 +10,6 @@
 // beyond one event: the pool stops with an error, which stops the node.
 
 #include "actors/actors.hpp"
-#include "core/registry.hpp"
 
 #include <chrono>
 #include <deque>
@@ -35,13 +34,14 @@ struct supervision_settings {
   std::chrono::milliseconds reply_timeout = wait_limits{}.reply;
 };
 
-/// How a pool makes its workers.
+/// How a pool makes its workers; knows nothing of what they do.
 struct worker_factory {
-  /// Creates the state of one worker slot, which outlives its incarnations.
-  std::function<std::shared_ptr<registry>()> make_state;
-  /// Spawns worker `index`, linked to the pool, around that state.
+  /// Creates the memory of one worker slot, which outlives the worker's
+  /// incarnations (see `worker_memory`). Empty: workers keep nothing.
+  std::function<std::shared_ptr<worker_memory>()> make_memory;
+  /// Spawns worker `index`, linked to the pool, with that memory.
   std::function<worker_actor(worker_pool_actor::pointer pool, uint32_t index,
-                             std::shared_ptr<registry> state)>
+                             std::shared_ptr<worker_memory> memory)>
     spawn;
 };
 
@@ -50,10 +50,17 @@ struct worker_pool_state {
 
   struct slot {
     worker_actor worker;
-    /// The worker's state. Owned by the worker while it lives; the pool only
-    /// keeps the pointer to hand it to the next incarnation and reads it
-    /// after the worker is gone (the exit message orders the two).
-    std::shared_ptr<registry> state;
+    /// The slot's memory while no worker holds it (between a crash and the
+    /// restart); null while the worker lives.
+    std::shared_ptr<worker_memory> memory;
+    /// Whether the worker keeps memory (and so hands it back when it
+    /// crashes).
+    bool keeps_memory = false;
+    /// A crash is handled once both the exit and the worker's crash report
+    /// are in (they may come in either order).
+    caf::optional<caf::error> exit_reason;
+    caf::optional<worker_crash> crash;
+    std::chrono::steady_clock::time_point exited_at;
     std::deque<event_batch> unacked;
     uint64_t next_seq = 1;
     bool restarting = false;

@@ -72,9 +72,8 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
   g.policy = routing_policy::round_robin;
   g.max_in_flight = max_in_flight;
   g.handles = contract_event_types();
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [](worker_pool_actor::pointer pool, uint32_t index,
-                       std::shared_ptr<registry>) {
+                       std::shared_ptr<worker_memory>) {
     return pool->spawn<caf::detached + caf::linked>(
       slow_worker, index, caf::actor_cast<worker_pool_actor>(pool));
   };

@@ -280,9 +280,8 @@ std::map<std::string, size_t> route_with(fixture& fx, routing_policy policy,
   g.max_in_flight = 1u << 20;
   g.handles = contract_event_types();
   auto tally = caf::actor_cast<change_sink_actor>(fx.changes);
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [tally](worker_pool_actor::pointer pool, uint32_t index,
-                            std::shared_ptr<registry>) {
+                            std::shared_ptr<worker_memory>) {
     return pool->spawn<caf::detached + caf::linked>(
       tally_worker, index, caf::actor_cast<worker_pool_actor>(pool), tally);
   };

@@ -83,9 +83,8 @@ inline group_settings bench_group(std::string name, uint32_t workers,
   g.policy = policy;
   g.max_in_flight = 1 << 16;
   g.handles = contract_event_types();
-  g.factory.make_state = [] { return std::make_shared<registry>(); };
   g.factory.spawn = [hook, detached](worker_pool_actor::pointer pool,
-                                     uint32_t index, std::shared_ptr<registry>) {
+                                     uint32_t index, std::shared_ptr<worker_memory>) {
     auto handle = caf::actor_cast<worker_pool_actor>(pool);
     return detached ? pool->spawn<caf::detached + caf::linked>(
                         bench_worker, index, handle, hook)
