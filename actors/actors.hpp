@@ -280,8 +280,6 @@ using node_actor = caf::typed_actor<
   caf::reacts_to<eof_atom, source_stats>,
   // Timer: the shutdown grace period is over.
   caf::reacts_to<deadline_atom>,
-  // Timer: try the database again.
-  caf::reacts_to<connect_atom>,
   // Timer: log the progress of the run.
   caf::reacts_to<progress_atom>>;
 

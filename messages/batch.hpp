@@ -6,6 +6,7 @@
 
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
+#include "messages/match.hpp"
 
 #include <caf/meta/type_name.hpp>
 
@@ -220,6 +221,22 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, commit_result& x) {
   return f(caf::meta::type_name("commit_result"), x.refusals, x.refused,
            x.stored);
+}
+
+/// Everything a restarted node needs, as the database holds it: sites,
+/// flows, matches, and the processed event ids with the times they were
+/// applied (ms since the Unix epoch).
+struct stored_state {
+  registry_snapshot snapshot;
+  std::vector<std::string> event_ids;
+  std::vector<int64_t> event_applied_ms;
+  std::vector<match> matches;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, stored_state& x) {
+  return f(caf::meta::type_name("stored_state"), x.snapshot, x.event_ids,
+           x.event_applied_ms, x.matches);
 }
 
 /// Sites handed from one worker to another with everything linked to them

@@ -77,14 +77,8 @@ struct refused {
 pg::outcome<std::vector<refused>>
 write_isolating(pg::connection& conn, const std::vector<change_batch>& batches);
 
-/// Everything a restarted node needs: sites, flows and processed event ids
-/// with the times they were applied (ms since the Unix epoch).
-struct stored_state {
-  registry_snapshot snapshot;
-  std::vector<std::string> event_ids;
-  std::vector<int64_t> event_applied_ms;
-  std::vector<match> matches;
-};
+/// Everything a restarted node needs (messages/batch.hpp).
+using stored_state = flowmatch::stored_state;
 
 /// Every stored site and flow, sorted by id.
 pg::outcome<registry_snapshot> load_entities(pg::connection& conn);

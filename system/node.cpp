@@ -7,25 +7,21 @@
 #include "actors/match_router.hpp"
 #include "actors/match_stream.hpp"
 #include "actors/match_writer.hpp"
-#include "actors/ingest_source.hpp"
-#include "base/output_file.hpp"
 #include "actors/postgis_dead_letter_sink.hpp"
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
-#include "actors/telemetry.hpp"
-#include "messages/encoder.hpp"
 #include "base/logging.hpp"
-#include "storage/migrations.hpp"
-#include "storage/store.hpp"
+#include "system/state_file.hpp"
+#include "system/summary.hpp"
 
 #include <caf/all.hpp>
 
 #include <fmt/format.h>
 
-#include <cerrno>
-#include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <optional>
 
 namespace flowmatch {
 
@@ -38,155 +34,166 @@ double seconds_since(std::chrono::steady_clock::time_point start,
   return std::chrono::duration<double>(end - start).count();
 }
 
+/// The text of an error made with a message (ours), else CAF's rendering.
+std::string error_text(node_ptr self, const caf::error& err) {
+  auto& ctx = err.context();
+  if (ctx.size() == 1 && ctx.match_element<std::string>(0))
+    return ctx.get_as<std::string>(0);
+  return self->system().render(err);
+}
+
+/// Stops the stages in reverse order of start, then the node itself.
 void finish(node_ptr self, int code) {
   auto& st = self->state;
   if (st.now == node_state::phase::finished)
     return;
   st.now = node_state::phase::finished;
   st.done.deliver(code);
-  // user_shutdown (not normal) so that linked stages stop too.
+  for (auto i = st.components.rbegin(); i != st.components.rend(); ++i)
+    self->send_exit(i->handle, caf::exit_reason::user_shutdown);
   self->quit(caf::exit_reason::user_shutdown);
 }
 
-/// Writes the state file whole: under a temporary name, renamed into place
-/// once every byte is on disk. A failure names the file and the cause.
-bool write_state(node_ptr self, const registry_snapshot& snap) {
-  auto& path = self->state.cfg.output_state;
-  output_file out;
-  bool ok = out.open(path, output_file::whole);
-  // Sites first, so the snapshot read back in order never holds a flow.
-  std::string line;
-  for (size_t i = 0; ok && i < snap.sites.size(); ++i) {
-    line = site_snapshot_line(snap.sites[i]);
-    line.push_back('\n');
-    ok = out.write(line);
-  }
-  for (size_t i = 0; ok && i < snap.flows.size(); ++i) {
-    line = flow_snapshot_line(snap.flows[i]);
-    line.push_back('\n');
-    ok = out.write(line);
-  }
-  ok = out.commit() && ok;
-  if (!ok)
-    log()->error("{} cannot write the state file: {}", self->name(),
-                 out.error());
-  else
-    log()->info("{} wrote {} sites and {} flows to {}", self->name(),
-                snap.sites.size(), snap.flows.size(), path);
-  return ok;
+/// Adds a started stage to the component table and, when it answers the
+/// status protocol, attaches it to telemetry.
+template <class Handle>
+Handle& started(node_ptr self, std::string name, Handle& handle) {
+  auto& st = self->state;
+  st.components.push_back({std::move(name),
+                           caf::actor_cast<caf::actor>(handle)});
+  if constexpr (caf::detail::tl_subset_of<status_source_actor::signatures,
+                                          typename Handle::signatures>::value)
+    if (st.telemetry)
+      self->send(st.telemetry, attach_atom::value,
+                 status_source_actor{handle});
+  return handle;
 }
 
-/// Prints the summary, then ends the run with `code`.
-void report_and_finish(node_ptr self, int code) {
+// -- drain -------------------------------------------------------------------
+
+/// One step of the drain: asks a stage, keeps what it answers, and calls
+/// `next`; a failure ends the run, naming the step.
+struct drain_step {
+  const char* what;
+  std::function<void(node_ptr, std::function<void()> next)> run;
+};
+
+void step_failed(node_ptr self, const char* what, const caf::error& err) {
+  log()->error("{} {} failed: {}", self->name(), what,
+               self->system().render(err));
+  finish(self, exit_failure);
+}
+
+/// Prints the summary, then ends the run with its exit code.
+void report(node_ptr self) {
   auto& st = self->state;
-  auto secs = seconds_since(st.started, st.drained);
-  std::string summary = format_summary(st.cfg.source.reader.path, st.input,
-                                       st.totals, st.dead_letters_written,
-                                       secs, st.matches);
+  auto summary = format_summary(st.cfg.source.reader.path, st.input,
+                                st.totals, st.dead_letters_written,
+                                seconds_since(st.started, st.drained),
+                                st.matches);
   std::fwrite(summary.data(), 1, summary.size(), stdout);
   std::fflush(stdout);
+  // The run's counts are true either way; a lost output or an input that
+  // could not be read to its end is a failure.
+  int code = exit_ok;
+  if (!st.input.read_error.empty()) {
+    log()->error("{} the input was not read to its end: {}", self->name(),
+                 st.input.read_error);
+    code = exit_input;
+  }
+  if (!st.state_written)
+    code = exit_failure;
   finish(self, code);
 }
 
-void flush_dead_letters(node_ptr self, bool state_ok) {
-  auto& st = self->state;
-  self->request(st.dead_letters, st.cfg.supervision.reply_timeout,
-                caf::flush_atom::value)
-    .then(
-      [self, state_ok](uint64_t n) {
-        self->state.dead_letters_written = n;
-        // The run's counts are true either way; a lost output or an input
-        // that could not be read to its end is a failure.
-        int code = exit_ok;
-        if (!self->state.input.read_error.empty()) {
-          log()->error("{} the input was not read to its end: {}",
-                       self->name(), self->state.input.read_error);
-          code = exit_input;
-        }
-        if (!state_ok)
-          code = exit_failure;
-        report_and_finish(self, code);
-      },
-      [self](caf::error& err) {
-        log()->error("{} dead-letter flush failed: {}", self->name(),
-                     self->system().render(err));
-        finish(self, exit_failure);
-      });
-}
-
-/// Counts the current matches and flushes the match stream, then `next`.
-template <class F>
-void count_matches(node_ptr self, F next) {
-  auto& st = self->state;
-  self->request(st.matcher, st.cfg.supervision.reply_timeout,
-                matches_atom::value)
-    .then(
-      [self, next](uint64_t n) {
-        self->state.matches = n;
-        if (!self->state.match_stream) {
-          next();
-          return;
-        }
-        self->request(self->state.match_stream,
-                      self->state.cfg.supervision.reply_timeout,
-                      caf::flush_atom::value)
-          .then([next](uint64_t) { next(); },
-                [self](caf::error& err) {
-                  log()->error("{} match stream flush failed: {}",
-                               self->name(), self->system().render(err));
-                  finish(self, exit_failure);
-                });
-      },
-      [self](caf::error& err) {
-        log()->error("{} match count failed: {}", self->name(),
-                     self->system().render(err));
-        finish(self, exit_failure);
-      });
-}
-
-/// Steps 2..5 of the drain; step 1 (stop intake) happened before eof.
-void drain(node_ptr self) {
+std::vector<drain_step> drain_steps(node_ptr self) {
   auto& st = self->state;
   // Longer than the grace period: when the drain is slow, the deadline
   // (exit 3) speaks first, not a request timeout (exit 4).
-  auto timeout = st.cfg.grace_period + st.cfg.supervision.reply_timeout;
-  self->request(st.dispatcher, timeout, drain_atom::value)
-    .then(
-      [self, timeout](caf::ok_atom) {
-        self->state.drained = std::chrono::steady_clock::now();
-        self->request(self->state.dispatcher, timeout, release_atom::value)
-          .then(
-            [self, timeout](registry_stats& totals) {
-              self->state.totals = std::move(totals);
-              count_matches(self, [self, timeout] {
-              if (self->state.cfg.output_state.empty()) {
-                flush_dead_letters(self, true);
-                return;
-              }
-              self->request(self->state.dispatcher, timeout,
-                            snapshot_atom::value)
-                .then(
-                  [self](registry_snapshot& snap) {
-                    flush_dead_letters(self, write_state(self, snap));
-                  },
-                  [self](caf::error& err) {
-                    log()->error("{} snapshot failed: {}", self->name(),
-                                 self->system().render(err));
-                    finish(self, exit_failure);
-                  });
+  auto long_wait = st.cfg.grace_period + st.cfg.limits.reply;
+  auto reply = st.cfg.limits.reply;
+  std::vector<drain_step> steps;
+  steps.push_back({"draining the dispatcher", [long_wait](node_ptr s,
+                                                          auto next) {
+    s->request(s->state.dispatcher, long_wait, drain_atom::value)
+      .then(
+        [s, next](caf::ok_atom) {
+          s->state.drained = std::chrono::steady_clock::now();
+          next();
+        },
+        [s](caf::error& err) { step_failed(s, "draining the dispatcher", err); });
+  }});
+  steps.push_back({"releasing held flows", [long_wait](node_ptr s, auto next) {
+    s->request(s->state.dispatcher, long_wait, release_atom::value)
+      .then(
+        [s, next](registry_stats& totals) {
+          s->state.totals = std::move(totals);
+          next();
+        },
+        [s](caf::error& err) { step_failed(s, "releasing held flows", err); });
+  }});
+  steps.push_back({"counting matches", [reply](node_ptr s, auto next) {
+    s->request(s->state.matcher, reply, matches_atom::value)
+      .then(
+        [s, next](uint64_t n) {
+          s->state.matches = n;
+          next();
+        },
+        [s](caf::error& err) { step_failed(s, "counting matches", err); });
+  }});
+  if (st.match_stream)
+    steps.push_back({"flushing the match stream", [reply](node_ptr s,
+                                                          auto next) {
+      s->request(s->state.match_stream, reply, caf::flush_atom::value)
+        .then([next](uint64_t) { next(); },
+              [s](caf::error& err) {
+                step_failed(s, "flushing the match stream", err);
               });
-            },
-            [self](caf::error& err) {
-              log()->error("{} release failed: {}", self->name(),
-                           self->system().render(err));
-              finish(self, exit_failure);
-            });
-      },
-      [self](caf::error& err) {
-        log()->error("{} drain failed: {}", self->name(),
-                     self->system().render(err));
-        finish(self, exit_failure);
-      });
+    }});
+  if (!st.cfg.output_state.empty())
+    steps.push_back({"writing the state file", [long_wait](node_ptr s,
+                                                           auto next) {
+      s->request(s->state.dispatcher, long_wait, snapshot_atom::value)
+        .then(
+          [s, next](registry_snapshot& snap) {
+            auto& path = s->state.cfg.output_state;
+            auto err = write_state_file(path, snap);
+            s->state.state_written = err.empty();
+            if (err.empty())
+              log()->info("{} wrote {} sites and {} flows to {}", s->name(),
+                          snap.sites.size(), snap.flows.size(), path);
+            else
+              log()->error("{} cannot write the state file: {}", s->name(),
+                           err);
+            next();
+          },
+          [s](caf::error& err) {
+            step_failed(s, "writing the state file", err);
+          });
+    }});
+  steps.push_back({"flushing dead letters", [reply](node_ptr s, auto next) {
+    s->request(s->state.dead_letters, reply, caf::flush_atom::value)
+      .then(
+        [s, next](uint64_t n) {
+          s->state.dead_letters_written = n;
+          next();
+        },
+        [s](caf::error& err) { step_failed(s, "flushing dead letters", err); });
+  }});
+  return steps;
+}
+
+/// Runs the drain steps in order, then reports.
+void run_drain(node_ptr self, std::shared_ptr<std::vector<drain_step>> steps,
+               size_t i) {
+  if (self->state.now == node_state::phase::finished)
+    return;
+  if (i == steps->size()) {
+    report(self);
+    return;
+  }
+  log()->debug("{} drain: {}", self->name(), (*steps)[i].what);
+  (*steps)[i].run(self, [self, steps, i] { run_drain(self, steps, i + 1); });
 }
 
 void arm_deadline(node_ptr self) {
@@ -250,6 +257,8 @@ void log_progress(node_ptr self, const dispatch_status& s,
   st.progress_at = now;
 }
 
+// -- start -------------------------------------------------------------------
+
 void start_source(node_ptr self) {
   auto& st = self->state;
   if (st.cfg.progress_interval.count() > 0) {
@@ -260,21 +269,18 @@ void start_source(node_ptr self) {
     ingest_source, st.cfg.source, st.dispatcher,
     caf::actor_cast<source_listener_actor>(self), st.dead_letters,
     std::move(st.already_applied));
-  self->send(st.telemetry, attach_atom::value,
-             status_source_actor{st.source});
+  started(self, "ingest source", st.source);
   st.already_applied = processed_ids{};
 }
 
-/// Spawns the stages; with a database, first restores the stored state.
-void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
+/// Starts the stages in order (the component table); with a database, the
+/// stored state goes into them before the source starts.
+void start_stages(node_ptr self, std::optional<stored_state> stored) {
   auto& st = self->state;
   st.now = node_state::phase::running;
   bool with_db = !st.cfg.postgis.dsn.empty();
-  // Every stage is attached to telemetry as it starts.
   st.telemetry = self->spawn<caf::linked>(telemetry, st.cfg.telemetry);
-  auto watch = [self](status_source_actor stage) {
-    self->send(self->state.telemetry, attach_atom::value, std::move(stage));
-  };
+  started(self, "telemetry", st.telemetry);
   if (with_db) {
     if (!st.cfg.output_dead_letters.empty())
       log()->warn("{} a database is configured: dead letters go to the "
@@ -286,16 +292,16 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     st.dead_letters = self->spawn<caf::detached + caf::linked>(
       dead_letter_file_sink, st.cfg.output_dead_letters);
   }
-  watch(st.dead_letters);
+  started(self, "dead-letter sink", st.dead_letters);
   // The commit barrier: every worker batch waits for its worker's PostGIS
   // sync (entities committed) and for the match router (matches stored).
   st.coordinator = self->spawn<caf::linked>(commit_coordinator, st.cfg.limits);
-  watch(st.coordinator);
+  started(self, "commit coordinator", st.coordinator);
   if (with_db)
     for (uint32_t i = 0; i < st.cfg.registry_workers; ++i) {
       auto sync = self->spawn<caf::detached + caf::linked>(
         postgis_sync, i, st.cfg.postgis, st.dead_letters);
-      watch(sync);
+      started(self, fmt::format("PostGIS sync {}", i), sync);
       self->send(st.coordinator, subscribe_atom::value,
                  commit_sink_actor{sync}, i);
     }
@@ -304,7 +310,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   if (!st.cfg.output_matches.empty()) {
     st.match_stream = self->spawn<caf::detached + caf::linked>(
       match_stream, st.cfg.output_matches);
-    watch(st.match_stream);
+    started(self, "match stream", st.match_stream);
   }
   std::vector<match_partition_actor> partitions;
   for (auto cls : {resource_class::heat, resource_class::water,
@@ -313,18 +319,20 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
     if (with_db) {
       auto writer = self->spawn<caf::detached + caf::linked>(
         match_writer, std::string{to_string(cls)}, st.cfg.postgis);
-      watch(writer);
-      sinks.push_back(writer);
+      sinks.push_back(started(self, fmt::format("match writer {}",
+                                                to_string(cls)),
+                              writer));
     }
     if (st.match_stream)
       sinks.push_back(st.match_stream);
-    partitions.push_back(self->spawn<caf::linked>(
-      match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits));
-    watch(partitions.back());
+    auto partition = self->spawn<caf::linked>(
+      match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits);
+    partitions.push_back(started(
+      self, fmt::format("match partition {}", to_string(cls)), partition));
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
                                         st.cfg.limits);
-  watch(st.matcher);
+  started(self, "match router", st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);
   group_settings registry_group;
@@ -336,15 +344,17 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
   registry_group.factory = registry_worker_factory(
     st.coordinator, st.dead_letters, st.cfg.worker);
   registry_group.supervision = st.cfg.supervision;
-  registry_group.on_pool_started = [watch](const worker_pool_actor& pool) {
-    watch(pool);
+  registry_group.on_pool_started = [self](const worker_pool_actor& pool) {
+    // The dispatcher stops its pools; telemetry still watches them.
+    self->send(self->state.telemetry, attach_atom::value,
+               status_source_actor{pool});
   };
   st.dispatcher = self->spawn<caf::linked>(
     dispatcher, std::vector<group_settings>{std::move(registry_group)});
-  watch(st.dispatcher);
+  started(self, "dispatcher", st.dispatcher);
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
-              self->name(), st.cfg.source.reader.path, st.cfg.registry_workers,
-              st.cfg.threads,
+              self->name(), st.cfg.source.reader.path,
+              st.cfg.registry_workers, st.cfg.threads,
               with_db ? ", PostGIS schema " + st.cfg.postgis.schema : "");
   if (!stored) {
     start_source(self);
@@ -361,7 +371,7 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
                     self->system().render(err));
     finish(self, exit_failure);
   };
-  auto timeout = st.cfg.supervision.reply_timeout;
+  auto timeout = st.cfg.limits.reply;
   // The match service first (it gets a copy), then the registry.
   self->request(st.matcher, timeout, restore_atom::value, stored->snapshot,
                 std::move(stored->matches))
@@ -382,142 +392,28 @@ void start_stages(node_ptr self, std::optional<store::stored_state> stored) {
       failed);
 }
 
-/// The advisory lock that makes a node the one writer of its schema
-/// (storage.md v1.1): two int4 keys, a constant and the schema's FNV-1a.
-std::string owner_lock_keys(const std::string& schema) {
-  uint32_t h = 2166136261u;
-  for (unsigned char c : schema) {
-    h ^= c;
-    h *= 16777619u;
-  }
-  return fmt::format("7274311, {}", static_cast<int32_t>(h));
-}
-
-/// Takes the schema's owner lock on the node's own connection, held while
-/// the node runs. Answers a message naming the running owner when another
-/// node holds it, nothing when the lock is ours.
-std::optional<std::string> take_owner_lock(pg::connection& conn,
-                                           const std::string& schema,
-                                           std::optional<pg::db_error>& err) {
-  auto keys = owner_lock_keys(schema);
-  auto r = conn.exec("SELECT pg_try_advisory_lock(" + keys + ")");
-  if (r.error) {
-    err = r.error;
-    return std::nullopt;
-  }
-  if (r.value->as_bool(0, 0))
-    return std::nullopt;
-  // Name the owner for the operator.
-  auto who = conn.exec(
-    "SELECT a.pid, coalesce(a.client_addr::text, 'local'), "
-    "a.application_name, a.backend_start FROM pg_locks l JOIN "
-    "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
-    "l.granted AND (l.classid::bigint, l.objid::bigint) = (" + keys
-    + ") LIMIT 1");
-  std::string owner = "another node";
-  if (!who.error && who.value->rows() > 0)
-    owner = fmt::format("a node (backend pid {}, {}, {}, since {})",
-                        who.value->text(0, 0), who.value->text(0, 1),
-                        who.value->text(0, 2), who.value->text(0, 3));
-  return fmt::format("schema {} is owned by {}: one writer per schema until "
-                     "cluster mode (storage.md v1.1); stop that node or use "
-                     "another postgis.schema",
-                     schema, owner);
-}
-
-/// One attempt to reach the database, migrate it and load its state; on a
-/// retryable failure, tries again after a growing delay.
-void connect_database(node_ptr self) {
+/// With a database: the schema owner migrates and owns the schema and
+/// loads what it holds (waiting for a database that is down at start);
+/// then the stages start.
+void open_database(node_ptr self) {
   auto& st = self->state;
-  auto& pgs = st.cfg.postgis;
-  auto conn = pg::connection::open(pgs.dsn, "flowmatch-node");
-  std::optional<pg::db_error> err = conn.error;
-  std::optional<store::stored_state> stored;
-  if (!err) {
-    auto m = migrate(*conn.value, pgs.schema);
-    if (m.error) {
-      err = m.error;
-    } else if (auto taken = take_owner_lock(*conn.value, pgs.schema, err)) {
-      log()->critical("{} {}", self->name(), *taken);
-      finish(self, exit_config);
-      return;
-    } else if (!err) {
-      auto loaded = store::load(*conn.value, st.cfg.dedup_retention);
-      if (loaded.error)
-        err = loaded.error;
-      else
-        stored = std::move(loaded.value);
-    }
-  }
-  if (!err) {
-    // The connection keeps the owner lock for the node's lifetime.
-    st.owner_conn = std::move(*conn.value);
-    start_stages(self, std::move(stored));
-    return;
-  }
-  if (!err->retryable()) {
-    // Wrong password, unknown database or role, a malformed conninfo, no
-    // rights: retrying cannot help, so say so at once.
-    log()->critical("{} cannot use the database (postgis.dsn, "
-                    "postgis.schema): {}",
-                    self->name(), err->describe());
-    finish(self, exit_config);
-    return;
-  }
-  log()->warn("{} database unreachable at start: {}; retrying in {} ms",
-              self->name(), err->describe(), st.connect_delay.count());
-  self->delayed_send(self, st.connect_delay, connect_atom::value);
-  st.connect_delay = std::min(st.connect_delay * 2, pgs.retry_max);
+  st.now = node_state::phase::connecting;
+  st.owner = self->spawn<caf::detached + caf::linked>(
+    schema_owner, st.cfg.postgis, st.cfg.dedup_retention);
+  started(self, "schema owner", st.owner);
+  self->request(st.owner, st.cfg.limits.stall, connect_atom::value)
+    .then(
+      [self](stored_state& stored) {
+        if (self->state.now == node_state::phase::connecting)
+          start_stages(self, std::move(stored));
+      },
+      [self](caf::error& err) {
+        log()->critical("{} {}", self->name(), error_text(self, err));
+        finish(self, exit_config);
+      });
 }
 
 } // namespace
-
-std::string format_summary(const std::string& input, const source_stats& in,
-                           const registry_stats& t,
-                           uint64_t dead_letters_written, double seconds,
-                           uint64_t matches) {
-  std::string out;
-  auto row = [&](std::string_view label, auto value) {
-    fmt::format_to(std::back_inserter(out), "  {:<24}{}\n", label, value);
-  };
-  out += "flowmatch run summary\n";
-  row("input", input == "-" ? std::string{"stdin"} : input);
-  row("lines read", in.lines);
-  if (in.blank_lines > 0)
-    row("  of which blank", in.blank_lines);
-  row("events decoded", in.events);
-  row("applied", t.applied);
-  row("  of which held first", t.held_applied);
-  row("duplicates skipped", in.duplicates);
-  row("stale versions ignored", t.stale);
-  if (t.superseded > 0)
-    row("held, then deleted", t.superseded);
-  uint64_t rejected = 0;
-  std::vector<uint64_t> by_reason(reject_reason_count, 0);
-  for (size_t i = 0; i < in.rejected.size(); ++i)
-    by_reason[i] += in.rejected[i];
-  for (size_t i = 0; i < t.dead_letters.size(); ++i)
-    by_reason[i] += t.dead_letters[i];
-  for (auto n : by_reason)
-    rejected += n;
-  row("dead-lettered", rejected);
-  for (size_t i = 0; i < by_reason.size(); ++i)
-    if (by_reason[i] > 0)
-      row(fmt::format("  {}", to_string(static_cast<reject_reason>(i))),
-          by_reason[i]);
-  if (dead_letters_written != rejected)
-    row("dead letters written", dead_letters_written);
-  row("sites", t.sites);
-  row("flows", t.flows);
-  row("matches", matches);
-  row("elapsed", fmt::format("{:.3f} s", seconds));
-  if (!in.read_error.empty())
-    row("input error", in.read_error);
-  row("rate", fmt::format("{:.0f} events/s",
-                          seconds > 0 ? static_cast<double>(in.events) / seconds
-                                      : 0.0));
-  return out;
-}
 
 node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                                settings cfg) {
@@ -536,18 +432,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       auto& st = self->state;
       st.done = self->make_response_promise<int>();
       st.started = std::chrono::steady_clock::now();
-      if (st.cfg.postgis.dsn.empty()) {
+      if (st.cfg.postgis.dsn.empty())
         start_stages(self, std::nullopt);
-      } else {
-        st.now = node_state::phase::connecting;
-        st.connect_delay = st.cfg.postgis.retry_initial;
-        connect_database(self);
-      }
+      else
+        open_database(self);
       return st.done;
-    },
-    [self](connect_atom) {
-      if (self->state.now == node_state::phase::connecting)
-        connect_database(self);
     },
     [self](eof_atom, source_stats& stats) {
       auto& st = self->state;
@@ -557,7 +446,9 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         return;
       st.now = node_state::phase::draining;
       arm_deadline(self);
-      drain(self);
+      run_drain(self,
+                std::make_shared<std::vector<drain_step>>(drain_steps(self)),
+                0);
     },
     [self](signal_atom, int sig) {
       auto& st = self->state;

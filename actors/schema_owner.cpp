@@ -1,0 +1,124 @@
+#include "actors/schema_owner.hpp"
+
+#include "base/logging.hpp"
+#include "storage/migrations.hpp"
+#include "storage/store.hpp"
+
+#include <caf/all.hpp>
+
+#include <fmt/format.h>
+
+#include <optional>
+
+namespace flowmatch {
+
+namespace {
+
+using owner_ptr = schema_owner_actor::stateful_pointer<schema_owner_state>;
+
+/// The advisory lock that makes a node the one writer of its schema
+/// (storage.md v1.1): two int4 keys, a constant and the schema's FNV-1a.
+std::string owner_lock_keys(const std::string& schema) {
+  uint32_t h = 2166136261u;
+  for (unsigned char c : schema) {
+    h ^= c;
+    h *= 16777619u;
+  }
+  return fmt::format("7274311, {}", static_cast<int32_t>(h));
+}
+
+/// Takes the schema's owner lock on the node's own connection, held while
+/// the node runs. Answers a message naming the running owner when another
+/// node holds it, nothing when the lock is ours.
+std::optional<std::string> take_owner_lock(pg::connection& conn,
+                                           const std::string& schema,
+                                           std::optional<pg::db_error>& err) {
+  auto keys = owner_lock_keys(schema);
+  auto r = conn.exec("SELECT pg_try_advisory_lock(" + keys + ")");
+  if (r.error) {
+    err = r.error;
+    return std::nullopt;
+  }
+  if (r.value->as_bool(0, 0))
+    return std::nullopt;
+  // Name the owner for the operator.
+  auto who = conn.exec(
+    "SELECT a.pid, coalesce(a.client_addr::text, 'local'), "
+    "a.application_name, a.backend_start FROM pg_locks l JOIN "
+    "pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND "
+    "l.granted AND (l.classid::bigint, l.objid::bigint) = (" + keys
+    + ") LIMIT 1");
+  std::string owner = "another node";
+  if (!who.error && who.value->rows() > 0)
+    owner = fmt::format("a node (backend pid {}, {}, {}, since {})",
+                        who.value->text(0, 0), who.value->text(0, 1),
+                        who.value->text(0, 2), who.value->text(0, 3));
+  return fmt::format("schema {} is owned by {}: one writer per schema until "
+                     "cluster mode (storage.md v1.1); stop that node or use "
+                     "another postgis.schema",
+                     schema, owner);
+}
+
+/// One attempt to reach the database, migrate it, own it and load its
+/// state; on a retryable failure, tries again after a growing delay.
+void attempt(owner_ptr self) {
+  auto& st = self->state;
+  auto& pgs = st.settings;
+  auto conn = pg::connection::open(pgs.dsn, "flowmatch-node");
+  std::optional<pg::db_error> err = conn.error;
+  if (!err) {
+    auto m = migrate(*conn.value, pgs.schema);
+    if (m.error) {
+      err = m.error;
+    } else if (auto taken = take_owner_lock(*conn.value, pgs.schema, err)) {
+      st.answer.deliver(caf::make_error(caf::sec::runtime_error, *taken));
+      return;
+    } else if (!err) {
+      auto loaded = store::load(*conn.value, st.dedup_retention);
+      if (!loaded.error) {
+        // The connection keeps the owner lock for the actor's lifetime.
+        st.conn = std::move(*conn.value);
+        st.answer.deliver(std::move(*loaded.value));
+        return;
+      }
+      err = loaded.error;
+    }
+  }
+  if (!err->retryable()) {
+    // Wrong password, unknown database or role, a malformed conninfo, no
+    // rights: retrying cannot help, so say so at once.
+    st.answer.deliver(caf::make_error(
+      caf::sec::runtime_error,
+      "cannot use the database (postgis.dsn, postgis.schema): "
+        + err->describe()));
+    return;
+  }
+  log()->warn("{} database unreachable at start: {}; retrying in {} ms",
+              self->name(), err->describe(), st.delay.count());
+  self->delayed_send(self, st.delay, tick_atom::value);
+  st.delay = std::min(st.delay * 2, pgs.retry_max);
+}
+
+} // namespace
+
+schema_owner_actor::behavior_type
+schema_owner(schema_owner_actor::stateful_pointer<schema_owner_state> self,
+             postgis_settings settings,
+             std::chrono::milliseconds dedup_retention) {
+  self->state.settings = std::move(settings);
+  self->state.dedup_retention = dedup_retention;
+  self->state.delay = self->state.settings.retry_initial;
+  return {
+    [self](connect_atom) -> caf::result<stored_state> {
+      self->state.answer = self->make_response_promise<stored_state>();
+      attempt(self);
+      return self->state.answer;
+    },
+    [self](tick_atom) {
+      if (self->state.answer.pending())
+        attempt(self);
+    },
+  };
+}
+
+} // namespace flowmatch
