@@ -190,7 +190,7 @@ void ask_for_handover(dispatcher_ptr self) {
     return;
   pending->asked = true;
   self
-    ->request(group.pool, group.settings.supervision.reply_timeout,
+    ->request(group.pool, group.settings.supervision.limits.reply,
               handover_atom::value, pending->from, pending->to,
               pending->site)
     .then(
@@ -258,7 +258,7 @@ void admit_parked(dispatcher_ptr self) {
 }
 
 std::chrono::milliseconds reply_timeout(dispatcher_ptr self) {
-  return self->state.groups.front().settings.supervision.reply_timeout;
+  return self->state.groups.front().settings.supervision.limits.reply;
 }
 
 } // namespace

@@ -97,7 +97,7 @@ void on_worker_crash(pool_ptr self, uint32_t index) {
 template <class... Ts>
 auto ask_worker(pool_ptr self, size_t index, Ts&&... xs) {
   return self->request(self->state.slots[index].worker,
-                       self->state.supervision.reply_timeout,
+                       self->state.supervision.limits.reply,
                        std::forward<Ts>(xs)...);
 }
 
@@ -134,7 +134,7 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
         // The crash report is on its way, or the worker died without one
         // (killed): the respawn check below tells the two apart.
         slot.restarting = true;
-        self->delayed_send(self, self->state.supervision.reply_timeout,
+        self->delayed_send(self, self->state.supervision.limits.reply,
                            respawn_atom::value, *index);
       }
       on_worker_crash(self, *index);
@@ -197,7 +197,7 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       if (slot.keeps_memory && !slot.memory) {
         auto waited = std::chrono::steady_clock::now() - slot.exited_at;
         if (slot.exit_reason && !slot.crash
-            && waited >= st.supervision.reply_timeout) {
+            && waited >= st.supervision.limits.reply) {
           // The worker died without handing back its memory: what it held
           // is gone, and a restart would start empty. Stop; a restart of
           // the node restores from the database.
@@ -235,7 +235,7 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
            registry_snapshot& state) -> caf::result<caf::ok_atom> {
       auto rp = self->make_response_promise<caf::ok_atom>();
       self->request(self->state.slots[index].worker,
-                    self->state.supervision.reply_timeout,
+                    self->state.supervision.limits.reply,
                     restore_atom::value, std::move(state))
         .then([=](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); },
               [=](caf::error& err) mutable { rp.deliver(err); });
@@ -252,7 +252,7 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
         return caf::make_error(caf::sec::request_receiver_down,
                                "a worker of the hand-over is restarting");
       auto rp = self->make_response_promise<registry_part>();
-      auto timeout = st.supervision.reply_timeout;
+      auto timeout = st.supervision.limits.reply;
       self->request(st.slots[from].worker, timeout, handover_atom::value,
                     std::move(site))
         .then(

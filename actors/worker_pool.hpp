@@ -30,8 +30,9 @@ struct supervision_settings {
   /// Intensity limit: at most this many restarts within the window.
   uint32_t max_restarts = 50;
   std::chrono::milliseconds restart_window{10000};
-  /// How long the pool waits for a worker's answer to release/snapshot.
-  std::chrono::milliseconds reply_timeout = wait_limits{}.reply;
+  /// How long the pool waits for a worker's answer (release, snapshot,
+  /// hand-over) and for a crashed worker's memory: the node's limits.
+  wait_limits limits;
 };
 
 /// How a pool makes its workers; knows nothing of what they do.

@@ -346,11 +346,11 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.supervision.restart_window = to_ms(cfg.supervision_restart_window);
   if (cfg.supervision_reply_timeout.count() <= 0)
     return bad("supervision.reply-timeout must be positive");
-  s.supervision.reply_timeout = to_ms(cfg.supervision_reply_timeout);
+  s.limits.reply = to_ms(cfg.supervision_reply_timeout);
   if (cfg.supervision_stall_timeout.count() <= 0)
     return bad("supervision.stall-timeout must be positive");
-  s.limits.reply = s.supervision.reply_timeout;
   s.limits.stall = to_ms(cfg.supervision_stall_timeout);
+  s.supervision.limits = s.limits;
   s.source.admission_timeout = s.limits.stall;
   if (cfg.telemetry_interval.count() <= 0)
     return bad("telemetry.interval must be positive");
