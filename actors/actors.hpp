@@ -3,17 +3,22 @@
 // Every actor interface of flowmatch in one place. Peers hold each other by
 // these typed handles, so the compiler checks every message.
 //
-// The path of one event (the source decodes, validates and deduplicates by
-// event id; the dispatcher routes):
+// The path of one event (the ingest driver decodes, validates and
+// deduplicates by event id; the dispatcher routes; the coordinator holds
+// each batch's report until its effects are stored):
 //
-//   ndjson_source --ingest--> dispatcher --deliver--> worker_pool --> worker
+//   ingest_source --ingest--> dispatcher --deliver--> worker_pool --> worker
 //        |                       ^   (routes by key,      (supervises,   |
-//        |                       |    keeps credits)       redelivers)   |
-//        |                       +-------------- done (credit) ----------+
-//        v                                                               v
-//   dead_letter_sink <------------------ rejected events --------- change_sink
-//                                                            (PostGIS sync,
-//                                                             match service)
+//        |                       |    keeps credits)       redelivers)   | commit
+//        |                       |                                       v
+//        |                       +---- done (credit) ---- pool <-- commit_coordinator
+//        v                                                        |  (asks every
+//   dead_letter_sink <--- rejected events                         |   committing
+//                                                                 v   subscriber)
+//                                           postgis_sync (worker i), match_router
+//
+// Every long-lived actor also answers `status` (messages/status.hpp) for
+// the telemetry actor.
 
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"
