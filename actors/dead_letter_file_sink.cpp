@@ -33,11 +33,8 @@ dead_letter_sink_actor::behavior_type dead_letter_file_sink(
     self->quit(write_failed(self));
   return {
     [self](status_atom) {
-      actor_status s;
-      s.actor = self->name();
-      s.counter("dead_letters_written",
-                static_cast<double>(self->state.written));
-      return s;
+      return actor_status{self->name()}.counter(
+        "dead_letters_written", static_cast<double>(self->state.written));
     },
     [self](std::vector<dead_letter>& letters) {
       auto& st = self->state;

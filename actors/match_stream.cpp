@@ -28,11 +28,8 @@ match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
     self->quit(stream_failed(self));
   return {
     [self](status_atom) {
-      actor_status s;
-      s.actor = self->name();
-      s.counter("match_changes_written",
-                static_cast<double>(self->state.written));
-      return s;
+      return actor_status{self->name()}.counter(
+        "match_changes_written", static_cast<double>(self->state.written));
     },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
