@@ -87,6 +87,11 @@ commit_coordinator_actor::behavior_type commit_coordinator(
       gather<commit_result>(
         asked.size(),
         [self, shared, asked](size_t i) {
+          // Each subscriber gets its own copy; the last one takes the
+          // batch itself (gather asks in order, at once).
+          if (i + 1 == asked.size())
+            return self->request(asked[i], self->state.limits.stall,
+                                 std::move(*shared));
           return self->request(asked[i], self->state.limits.stall, *shared);
         },
         [self, worker, id](commit_result& r) {
