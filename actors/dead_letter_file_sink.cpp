@@ -33,7 +33,7 @@ dead_letter_sink_actor::behavior_type dead_letter_file_sink(
     self->quit(write_failed(self));
   return {
     [self](status_atom) {
-      return actor_status{self->name()}.counter(
+      return actor_status::of(self->name()).counter(
         "dead_letters_written", static_cast<double>(self->state.written));
     },
     [self](std::vector<dead_letter>& letters) {

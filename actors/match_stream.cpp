@@ -28,7 +28,7 @@ match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
     self->quit(stream_failed(self));
   return {
     [self](status_atom) {
-      return actor_status{self->name()}.counter(
+      return actor_status::of(self->name()).counter(
         "match_changes_written", static_cast<double>(self->state.written));
     },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {

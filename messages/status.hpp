@@ -38,6 +38,13 @@ struct actor_status {
   /// How long the oldest of them has waited, in seconds (0 when none).
   double oldest_wait_seconds = 0;
 
+  /// A status of `actor` with nothing in it yet.
+  static actor_status of(std::string actor) {
+    actor_status s;
+    s.actor = std::move(actor);
+    return s;
+  }
+
   actor_status& counter(std::string name, double value) {
     metrics.push_back(status_metric{std::move(name), true, value});
     return *this;
