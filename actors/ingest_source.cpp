@@ -155,20 +155,37 @@ void on_read(source_ptr self) {
   auto& st = self->state;
   st.read_scheduled = false;
   st.now_ms = wall_clock_ms();
+  auto round = token_bucket::clock::now();
   while (!st.input_done
          && (st.stopping || st.outstanding < st.settings.max_outstanding)) {
     if (st.batch.size() >= st.settings.batch_size) {
       send_batch(self);
       continue;
     }
+    if (st.bucket.limited() && !st.stopping
+        && st.bucket.available(round) < 1) {
+      // Over the rate: send what is read and read on once a batch's worth
+      // of tokens (at most the burst) is back; the backlog stays in the
+      // input. A stop is not held back.
+      send_batch(self);
+      ++st.rate_waits;
+      st.read_scheduled = true;
+      self->delayed_send(self,
+                         st.bucket.wait_for(
+                           static_cast<double>(st.settings.batch_size), round),
+                         read_atom::value);
+      return;
+    }
     // Wait for input only when there is nothing to send meanwhile; with a
     // partial batch, send it rather than sit on it.
     auto item = st.reader->next(st.batch.empty() && !st.stopping);
     switch (item.kind) {
       case input_item::line:
+        st.bucket.take(1, round);
         take_line(self, item);
         break;
       case input_item::too_long:
+        st.bucket.take(1, round);
         take_too_long(self, item);
         break;
       case input_item::nothing_yet:
@@ -206,6 +223,10 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
   st.settings = std::move(settings);
   st.reader = open_reader(st.settings.reader);
   st.seen = event_id_window{st.settings.dedup_retention.count()};
+  st.bucket = token_bucket{
+    st.settings.max_rate,
+    static_cast<double>(st.settings.burst > 0 ? st.settings.burst
+                                              : st.settings.batch_size)};
   st.now_ms = wall_clock_ms();
   for (size_t i = 0; i < already_applied.ids.size(); ++i)
     st.seen.remember(already_applied.ids[i],
@@ -247,6 +268,7 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
         .counter("events_decoded", static_cast<double>(now.stats.events))
         .counter("duplicates", static_cast<double>(now.stats.duplicates))
         .counter("rejected", static_cast<double>(rejected))
+        .counter("rate_limit_pauses", static_cast<double>(now.rate_waits))
         .gauge("dedup_window_ids", static_cast<double>(now.seen.size()));
       s.queue_depth = now.outstanding;
       if (!now.sent_at.empty())

@@ -17,6 +17,7 @@
 #include "actors/actors.hpp"
 #include "actors/line_reader.hpp"
 #include "core/event_id_window.hpp"
+#include "core/token_bucket.hpp"
 #include "messages/decoder.hpp"
 
 #include <chrono>
@@ -39,6 +40,10 @@ struct ingest_settings {
   std::chrono::milliseconds admission_timeout{std::chrono::minutes{15}};
   /// How long an applied event id is remembered.
   std::chrono::milliseconds dedup_retention = default_dedup_retention;
+  /// Lines per second read at most (0: no limit), and how many may come at
+  /// once after a pause (0: one batch). See core/token_bucket.hpp.
+  double max_rate = 0;
+  size_t burst = 0;
 };
 
 /// Event ids already applied (from processed_events at a restart), with
@@ -67,6 +72,9 @@ struct ingest_source_state {
   std::vector<dead_letter> rejects;
   source_stats stats;
   event_id_window seen{default_dedup_retention.count()};
+  token_bucket bucket;
+  /// Times the rate limit made the driver pause.
+  uint64_t rate_waits = 0;
   /// Wall-clock ms, read once per read round (not per line).
   int64_t now_ms = 0;
 };

@@ -36,7 +36,11 @@ flowmatch_config::flowmatch_config() {
     .add(ingest_max_outstanding, "max-outstanding",
          "batches a source may have waiting for admission")
     .add(ingest_poll_interval, "poll-interval",
-         "longest wait for pipe input before the source checks for a stop");
+         "longest wait for pipe input before the source checks for a stop")
+    .add(ingest_max_rate, "max-rate",
+         "lines read per second at most; 0 means no limit")
+    .add(ingest_burst, "burst",
+         "lines that may come at once after a pause; 0 means one batch");
   opt_group{custom_options_, "output"}
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
@@ -284,6 +288,12 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.ingest_poll_interval.count() <= 0)
     return bad("ingest.poll-interval must be positive");
   s.source.reader.poll_interval = to_ms(cfg.ingest_poll_interval);
+  if (!(cfg.ingest_max_rate >= 0) || cfg.ingest_max_rate > 1e9)
+    return bad("ingest.max-rate must be within 0..1000000000 (0: no limit)");
+  s.source.max_rate = cfg.ingest_max_rate;
+  if (cfg.ingest_burst > 100'000'000)
+    return bad("ingest.burst must be within 0..100000000 (0: one batch)");
+  s.source.burst = cfg.ingest_burst;
   s.output_state = cfg.output_state;
   if (!s.output_state.empty() && !can_replace(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");

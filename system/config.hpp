@@ -54,6 +54,8 @@ public:
   size_t ingest_batch_size = ingest_settings{}.batch_size;
   size_t ingest_max_outstanding = ingest_settings{}.max_outstanding;
   caf::timespan ingest_poll_interval = reader_settings{}.poll_interval;
+  double ingest_max_rate = ingest_settings{}.max_rate;
+  size_t ingest_burst = ingest_settings{}.burst;
   // [output]
   std::string output_state;
   std::string output_dead_letters;

@@ -180,3 +180,48 @@ TEST_CASE("a stopped pipe reader yields what the pipe held, marks a cut "
   ::close(fds[0]);
   ::close(fds[1]);
 }
+
+TEST_CASE("ingest.max-rate holds the driver to its rate and loses nothing") {
+  auto path = temp_path("rate");
+  {
+    std::ofstream out{path};
+    for (int i = 0; i < 600; ++i)
+      out << site_line("r" + std::to_string(i), "s" + std::to_string(i))
+          << "\n";
+  }
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  auto dead = sys.spawn(dead_letter_collector);
+  group_settings g;
+  g.name = "registry";
+  g.workers = 2;
+  g.handles = contract_event_types();
+  g.factory = registry_worker_factory(
+    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
+  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  ingest_settings s;
+  s.reader.path = path;
+  s.batch_size = 50;
+  s.max_rate = 2000; // lines per second
+  s.burst = 100;
+  auto started = std::chrono::steady_clock::now();
+  sys.spawn<caf::detached>(ingest_source, s, d,
+                           caf::actor_cast<source_listener_actor>(self),
+                           caf::actor_cast<dead_letter_sink_actor>(dead),
+                           processed_ids{});
+  source_stats stats;
+  self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
+                caf::after(test_timeout) >> [&] { FAIL("no eof"); });
+  auto took = std::chrono::steady_clock::now() - started;
+  // A limiter cannot be faster than its rate: after the burst of 100, the
+  // other 500 lines need at least 250 ms at 2,000 lines/s.
+  CHECK(took >= std::chrono::milliseconds{250});
+  CHECK(stats.events == 600);
+  drain(self, d);
+  auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  CHECK(snap.sites.size() == 600);
+  std::remove(path.c_str());
+  self->send_exit(d, caf::exit_reason::user_shutdown);
+  self->send_exit(dead, caf::exit_reason::user_shutdown);
+}
