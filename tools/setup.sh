@@ -14,9 +14,12 @@ packages=(
   libgeographiclib-dev  # WGS84 geodesic distance (matching)
   libabsl-dev           # Abseil flat hash maps (match index)
   libpq-dev             # PostgreSQL client library
+  libhiredis-dev        # Redis client library (the stream ingest)
   catch2                # tests (Catch2 v2)
   # services and tools
   postgresql-15 postgresql-15-postgis-3 postgresql-client-15
+  redis-server redis-tools  # the event stream (tools/redis.sh)
+  python3-redis         # a publisher flowmatch did not write (wire tests)
   gnuplot-nox           # map picture and benchmark plots
   python3               # the event generator (tools/generate_events.py)
   python3-yaml          # scenario files (tools/scenario.py)
