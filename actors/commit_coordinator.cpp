@@ -18,7 +18,7 @@ using coordinator_ptr
 /// pool, in order.
 void report_finished(coordinator_ptr self, uint32_t worker) {
   auto& q = self->state.queues[worker];
-  while (!q.empty() && q.front().waiting == 0) {
+  while (!q.empty() && !q.front().waiting) {
     auto& t = q.front().ticket;
     self->send(t.pool, done_atom::value, t.worker, t.seq, t.count,
                std::move(t.stats), t.complete);
@@ -63,7 +63,8 @@ commit_coordinator_actor::behavior_type commit_coordinator(
       auto worker = ticket.worker;
       auto id = st.next_id++;
       auto& q = st.queues[worker];
-      q.push_back({id, std::move(ticket), 0, std::chrono::steady_clock::now()});
+      q.push_back(
+        {id, std::move(ticket), false, std::chrono::steady_clock::now()});
       bool carries_data = !batch.changes.empty() || !batch.event_ids.empty();
       if (!carries_data) {
         // Only counters (dead letters of an expiry): nothing to store, but
@@ -78,11 +79,11 @@ commit_coordinator_actor::behavior_type commit_coordinator(
       for (auto& c : st.committers)
         if (c.covers(worker))
           asked.push_back(c.sink);
-      q.back().waiting = asked.empty() ? 0 : 1;
       if (asked.empty()) {
         report_finished(self, worker);
         return;
       }
+      q.back().waiting = true;
       auto shared = std::make_shared<change_batch>(std::move(batch));
       gather<commit_result>(
         asked.size(),
@@ -109,7 +110,7 @@ commit_coordinator_actor::behavior_type commit_coordinator(
         },
         [self, worker, id] {
           if (auto p = find(self, worker, id))
-            p->waiting = 0;
+            p->waiting = false;
           report_finished(self, worker);
         },
         [self](caf::error& err) {

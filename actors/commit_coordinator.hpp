@@ -42,7 +42,8 @@ struct commit_coordinator_state {
   struct pending {
     uint64_t id = 0;
     commit_ticket ticket;
-    size_t waiting = 0;
+    /// Its committing subscribers have not all answered yet.
+    bool waiting = false;
     std::chrono::steady_clock::time_point since;
   };
   /// Per worker, in arrival order.

@@ -59,12 +59,9 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
   return {
     [self](status_atom) {
       auto& st = self->state;
-      actor_status s;
-      s.actor = std::string{self->name()} + " " + st.label;
-      s.counter("match_changes_written", static_cast<double>(st.written))
-        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
-      s.queue_depth = st.pending.size();
-      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+      auto s = writer_status(std::string{self->name()} + " " + st.label,
+                             st.schedule, st.conn, st.pending.size());
+      s.counter("match_changes_written", static_cast<double>(st.written));
       return s;
     },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
@@ -82,14 +79,9 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
     },
     [self](caf::flush_atom) -> caf::result<uint64_t> {
       auto& st = self->state;
-      if (st.pending.empty() && st.waiting.empty())
-        return st.written;
-      // Answered once everything so far is stored (after retries, too).
-      auto rp = self->make_response_promise<uint64_t>();
-      st.flushes.push_back(rp);
-      if (!st.schedule.backing_off())
-        flush(self);
-      return rp;
+      return answer_flush(self, st.schedule, st.flushes,
+                          st.pending.empty() && st.waiting.empty(), st.written,
+                          [self] { flush(self); });
     },
   };
 }

@@ -59,12 +59,9 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
   return {
     [self](status_atom) {
       auto& st = self->state;
-      actor_status s;
-      s.actor = self->name();
-      s.counter("dead_letters_written", static_cast<double>(st.written))
-        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
-      s.queue_depth = st.pending.size();
-      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+      auto s = writer_status(self->name(), st.schedule, st.conn,
+                             st.pending.size());
+      s.counter("dead_letters_written", static_cast<double>(st.written));
       return s;
     },
     [self](std::vector<dead_letter>& letters) {
@@ -85,14 +82,8 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
     },
     [self](caf::flush_atom) -> caf::result<uint64_t> {
       auto& st = self->state;
-      if (st.pending.empty())
-        return st.written;
-      // Answered once everything so far is stored (after retries, too).
-      auto rp = self->make_response_promise<uint64_t>();
-      st.flushes.push_back(rp);
-      if (!st.schedule.backing_off())
-        write_pending(self);
-      return rp;
+      return answer_flush(self, st.schedule, st.flushes, st.pending.empty(),
+                          st.written, [self] { write_pending(self); });
     },
   };
 }

@@ -178,13 +178,10 @@ postgis_sync(sync_ptr self, uint32_t index, postgis_settings settings,
     },
     [self](status_atom) {
       auto& st = self->state;
-      actor_status s;
-      s.actor = who(self);
+      auto s = writer_status(who(self), st.schedule, st.conn,
+                             st.answers.size());
       s.counter("transactions", static_cast<double>(st.transactions))
-        .gauge("pending_changes", static_cast<double>(st.pending.changes()))
-        .gauge("connected", st.conn.is_open() ? 1.0 : 0.0);
-      s.queue_depth = st.answers.size();
-      s.oldest_wait_seconds = st.schedule.oldest_wait_seconds();
+        .gauge("pending_changes", static_cast<double>(st.pending.changes()));
       return s;
     },
   };

@@ -19,12 +19,16 @@
 #include "messages/type_ids.hpp"
 #include "storage/session.hpp"
 
+#include <caf/result.hpp>
+#include <caf/typed_response_promise.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace flowmatch {
 
@@ -120,6 +124,36 @@ private:
   std::chrono::milliseconds delay_{0};
   std::optional<std::chrono::steady_clock::time_point> waiting_since_;
 };
+
+/// The part of a status every batching writer reports alike: whether it
+/// holds a connection, how many items wait (`waiting`) and for how long.
+inline actor_status writer_status(std::string actor,
+                                  const write_schedule& schedule,
+                                  const pg::connection& conn, size_t waiting) {
+  auto s = actor_status::of(std::move(actor));
+  s.gauge("connected", conn.is_open() ? 1.0 : 0.0);
+  s.queue_depth = waiting;
+  s.oldest_wait_seconds = schedule.oldest_wait_seconds();
+  return s;
+}
+
+/// A batching writer's answer to `flush`: the count at once when nothing
+/// waits (`idle`); otherwise a promise kept in `flushes` (the writer
+/// answers them once everything so far is stored, after retries too), and
+/// a write now unless a retry is already scheduled.
+template <class Self, class Flush>
+caf::result<uint64_t>
+answer_flush(Self* self, write_schedule& schedule,
+             std::vector<caf::typed_response_promise<uint64_t>>& flushes,
+             bool idle, uint64_t written, Flush&& flush) {
+  if (idle)
+    return written;
+  auto rp = self->template make_response_promise<uint64_t>();
+  flushes.push_back(rp);
+  if (!schedule.backing_off())
+    flush();
+  return rp;
+}
 
 /// What one write attempt gave.
 struct write_attempt {

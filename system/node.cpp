@@ -71,8 +71,8 @@ Handle& started(node_ptr self, std::string name, Handle& handle) {
 
 // -- drain -------------------------------------------------------------------
 
-/// One step of the drain: asks a stage, keeps what it answers, and calls
-/// `next`; a failure ends the run, naming the step.
+/// One step of the drain: asks a stage one question, keeps the answer,
+/// then the next step runs; a failure ends the run, naming the step.
 struct drain_step {
   const char* what;
   std::function<void(node_ptr, std::function<void()> next)> run;
@@ -82,6 +82,25 @@ void step_failed(node_ptr self, const char* what, const caf::error& err) {
   log()->error("{} {} failed: {}", self->name(), what,
                self->system().render(err));
   finish(self, exit_failure);
+}
+
+/// The step `what`: asks `stage` with `question` and passes the answer
+/// (of type Reply) to `keep`.
+template <class Reply, class Stage, class Question, class Keep>
+drain_step ask_step(const char* what, Stage stage,
+                    std::chrono::milliseconds timeout, Question question,
+                    Keep keep) {
+  return {what, [=](node_ptr self, std::function<void()> next) {
+            self->request(stage, timeout, question)
+              .then(
+                [self, keep, next](Reply& answer) {
+                  keep(self, answer);
+                  next();
+                },
+                [self, what](caf::error& err) {
+                  step_failed(self, what, err);
+                });
+          }};
 }
 
 /// Prints the summary, then ends the run with its exit code.
@@ -113,73 +132,40 @@ std::vector<drain_step> drain_steps(node_ptr self) {
   auto long_wait = st.cfg.grace_period + st.cfg.limits.reply;
   auto reply = st.cfg.limits.reply;
   std::vector<drain_step> steps;
-  steps.push_back({"draining the dispatcher", [long_wait](node_ptr s,
-                                                          auto next) {
-    s->request(s->state.dispatcher, long_wait, drain_atom::value)
-      .then(
-        [s, next](caf::ok_atom) {
-          s->state.drained = std::chrono::steady_clock::now();
-          next();
-        },
-        [s](caf::error& err) { step_failed(s, "draining the dispatcher", err); });
-  }});
-  steps.push_back({"releasing held flows", [long_wait](node_ptr s, auto next) {
-    s->request(s->state.dispatcher, long_wait, release_atom::value)
-      .then(
-        [s, next](registry_stats& totals) {
-          s->state.totals = std::move(totals);
-          next();
-        },
-        [s](caf::error& err) { step_failed(s, "releasing held flows", err); });
-  }});
-  steps.push_back({"counting matches", [reply](node_ptr s, auto next) {
-    s->request(s->state.matcher, reply, matches_atom::value)
-      .then(
-        [s, next](uint64_t n) {
-          s->state.matches = n;
-          next();
-        },
-        [s](caf::error& err) { step_failed(s, "counting matches", err); });
-  }});
+  steps.push_back(ask_step<caf::ok_atom>(
+    "draining the dispatcher", st.dispatcher, long_wait, drain_atom::value,
+    [](node_ptr s, caf::ok_atom) {
+      s->state.drained = std::chrono::steady_clock::now();
+    }));
+  steps.push_back(ask_step<registry_stats>(
+    "releasing held flows", st.dispatcher, long_wait, release_atom::value,
+    [](node_ptr s, registry_stats& totals) {
+      s->state.totals = std::move(totals);
+    }));
+  steps.push_back(ask_step<uint64_t>(
+    "counting matches", st.matcher, reply, matches_atom::value,
+    [](node_ptr s, uint64_t n) { s->state.matches = n; }));
   if (st.match_stream)
-    steps.push_back({"flushing the match stream", [reply](node_ptr s,
-                                                          auto next) {
-      s->request(s->state.match_stream, reply, caf::flush_atom::value)
-        .then([next](uint64_t) { next(); },
-              [s](caf::error& err) {
-                step_failed(s, "flushing the match stream", err);
-              });
-    }});
+    steps.push_back(ask_step<uint64_t>("flushing the match stream",
+                                       st.match_stream, reply,
+                                       caf::flush_atom::value,
+                                       [](node_ptr, uint64_t) {}));
   if (!st.cfg.output_state.empty())
-    steps.push_back({"writing the state file", [long_wait](node_ptr s,
-                                                           auto next) {
-      s->request(s->state.dispatcher, long_wait, snapshot_atom::value)
-        .then(
-          [s, next](registry_snapshot& snap) {
-            auto& path = s->state.cfg.output_state;
-            auto err = write_state_file(path, snap);
-            s->state.state_written = err.empty();
-            if (err.empty())
-              log()->info("{} wrote {} sites and {} flows to {}", s->name(),
-                          snap.sites.size(), snap.flows.size(), path);
-            else
-              log()->error("{} cannot write the state file: {}", s->name(),
-                           err);
-            next();
-          },
-          [s](caf::error& err) {
-            step_failed(s, "writing the state file", err);
-          });
-    }});
-  steps.push_back({"flushing dead letters", [reply](node_ptr s, auto next) {
-    s->request(s->state.dead_letters, reply, caf::flush_atom::value)
-      .then(
-        [s, next](uint64_t n) {
-          s->state.dead_letters_written = n;
-          next();
-        },
-        [s](caf::error& err) { step_failed(s, "flushing dead letters", err); });
-  }});
+    steps.push_back(ask_step<registry_snapshot>(
+      "writing the state file", st.dispatcher, long_wait,
+      snapshot_atom::value, [](node_ptr s, registry_snapshot& snap) {
+        auto& path = s->state.cfg.output_state;
+        auto err = write_state_file(path, snap);
+        s->state.state_written = err.empty();
+        if (err.empty())
+          log()->info("{} wrote {} sites and {} flows to {}", s->name(),
+                      snap.sites.size(), snap.flows.size(), path);
+        else
+          log()->error("{} cannot write the state file: {}", s->name(), err);
+      }));
+  steps.push_back(ask_step<uint64_t>(
+    "flushing dead letters", st.dead_letters, reply, caf::flush_atom::value,
+    [](node_ptr s, uint64_t n) { s->state.dead_letters_written = n; }));
   return steps;
 }
 

@@ -30,6 +30,43 @@ std::string site_line(const std::string& id, const std::string& site) {
          + site + R"(","lat":1,"lon":2}})";
 }
 
+/// A dispatcher with two registry workers and a dead-letter collector, fed
+/// by an ingest driver.
+struct driver_setup {
+  test_config cfg;
+  caf::actor_system sys{cfg};
+  caf::scoped_actor self{sys};
+  dead_letter_collector_actor dead = sys.spawn(dead_letter_collector);
+  dispatcher_actor d;
+
+  driver_setup() {
+    group_settings g;
+    g.name = "registry";
+    g.workers = 2;
+    g.handles = contract_event_types();
+    g.factory = registry_worker_factory(
+      {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
+    d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  }
+
+  /// Runs a driver with `s` to its end of input; what it counted.
+  source_stats run(const ingest_settings& s) {
+    sys.spawn<caf::detached>(ingest_source, s, d,
+                             caf::actor_cast<source_listener_actor>(self),
+                             caf::actor_cast<dead_letter_sink_actor>(dead),
+                             processed_ids{});
+    source_stats stats;
+    self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
+                  caf::after(test_timeout) >> [&] { FAIL("no eof"); });
+    return stats;
+  }
+
+  ~driver_setup() {
+    self->send_exit(d, caf::exit_reason::user_shutdown);
+    self->send_exit(dead, caf::exit_reason::user_shutdown);
+  }
+};
+
 } // namespace
 
 TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
@@ -44,36 +81,21 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
     out << site_line("e3", "b") << "\n";
     out << site_line("e4", "c");                         // no line end
   }
-  test_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto dead = sys.spawn(dead_letter_collector);
-  group_settings g;
-  g.name = "registry";
-  g.workers = 2;
-  g.handles = contract_event_types();
-  g.factory = registry_worker_factory(
-    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  driver_setup r;
+  auto& self = r.self;
   ingest_settings s;
   s.reader.path = path;
   s.batch_size = 2; // several batches even for this small file
   s.reader.read_size = 4096; // the long line spans many reads
-  sys.spawn<caf::detached>(ingest_source, s, d,
-                           caf::actor_cast<source_listener_actor>(self),
-                           caf::actor_cast<dead_letter_sink_actor>(dead),
-                           processed_ids{});
-  source_stats stats;
-  self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
-                caf::after(test_timeout) >> [&] { FAIL("no eof"); });
+  auto stats = r.run(s);
   CHECK(stats.lines == 7);
   CHECK(stats.events == 3);
-  drain(self, d);
-  auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  drain(self, r.d);
+  auto snap = ask<registry_snapshot>(self, r.d, snapshot_atom::value);
   REQUIRE(snap.sites.size() == 3);
   CHECK(snap.sites[0].site_id == "a");
   CHECK(snap.sites[2].site_id == "c");
-  auto letters = ask<std::vector<dead_letter>>(self, dead,
+  auto letters = ask<std::vector<dead_letter>>(self, r.dead,
                                                caf::get_atom::value);
   REQUIRE(letters.size() == 2);
   CHECK(letters[0].reason == reject_reason::line_too_long);
@@ -83,8 +105,6 @@ TEST_CASE("the source splits and decodes lines and dead-letters bad ones") {
   CHECK(letters[1].origin.line == 5);
   CHECK(letters[1].origin.source == path);
   std::remove(path.c_str());
-  self->send_exit(d, caf::exit_reason::user_shutdown);
-  self->send_exit(dead, caf::exit_reason::user_shutdown);
 }
 
 namespace {
@@ -189,39 +209,21 @@ TEST_CASE("ingest.max-rate holds the driver to its rate and loses nothing") {
       out << site_line("r" + std::to_string(i), "s" + std::to_string(i))
           << "\n";
   }
-  test_config cfg;
-  caf::actor_system sys{cfg};
-  caf::scoped_actor self{sys};
-  auto dead = sys.spawn(dead_letter_collector);
-  group_settings g;
-  g.name = "registry";
-  g.workers = 2;
-  g.handles = contract_event_types();
-  g.factory = registry_worker_factory(
-    {}, caf::actor_cast<dead_letter_sink_actor>(dead), {});
-  auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
+  driver_setup r;
   ingest_settings s;
   s.reader.path = path;
   s.batch_size = 50;
   s.max_rate = 2000; // lines per second
   s.burst = 100;
   auto started = std::chrono::steady_clock::now();
-  sys.spawn<caf::detached>(ingest_source, s, d,
-                           caf::actor_cast<source_listener_actor>(self),
-                           caf::actor_cast<dead_letter_sink_actor>(dead),
-                           processed_ids{});
-  source_stats stats;
-  self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },
-                caf::after(test_timeout) >> [&] { FAIL("no eof"); });
+  auto stats = r.run(s);
   auto took = std::chrono::steady_clock::now() - started;
   // A limiter cannot be faster than its rate: after the burst of 100, the
   // other 500 lines need at least 250 ms at 2,000 lines/s.
   CHECK(took >= std::chrono::milliseconds{250});
   CHECK(stats.events == 600);
-  drain(self, d);
-  auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
+  drain(r.self, r.d);
+  auto snap = ask<registry_snapshot>(r.self, r.d, snapshot_atom::value);
   CHECK(snap.sites.size() == 600);
   std::remove(path.c_str());
-  self->send_exit(d, caf::exit_reason::user_shutdown);
-  self->send_exit(dead, caf::exit_reason::user_shutdown);
 }
