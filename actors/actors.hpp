@@ -64,11 +64,17 @@ using change_sink_actor = caf::typed_actor<
 
 /// A subscriber that a batch's report waits for: the PostGIS sync (the
 /// entities are committed) and the match router (the matches are stored).
-/// The next issue's Redis acknowledger is one more.
 using commit_sink_actor = caf::typed_actor<
   // Takes the changes of one worker batch (per worker, in the order they
   // took effect); answers once they are durable in this subscriber.
   caf::replies_to<change_batch>::with<commit_result>>;
+
+/// Told which admitted events are settled for good: their effects are
+/// durable (applied and committed, stale, superseded). A stream's ingest
+/// driver acknowledges their entries; other outcomes (dead letters) reach
+/// it as `forget`.
+using settled_sink_actor = caf::typed_actor<
+  caf::reacts_to<settled_atom, std::vector<std::string>>>;
 
 /// Dead-letter sink: keeps rejected events with their reason (an NDJSON
 /// file without a database; the `dead_letters` table with one).
@@ -166,6 +172,8 @@ using commit_coordinator_actor = caf::typed_actor<
   caf::reacts_to<subscribe_atom, commit_sink_actor, uint32_t>,
   // A subscriber that only watches the batches of `worker` (or all).
   caf::reacts_to<subscribe_atom, change_sink_actor, uint32_t>,
+  // Told the event ids of every batch once it is reported (durable).
+  caf::reacts_to<subscribe_atom, settled_sink_actor>,
   // Counters, queue depth and the oldest waiting batch.
   caf::replies_to<status_atom>::with<actor_status>>;
 
@@ -270,6 +278,12 @@ using source_actor = caf::typed_actor<
   // From the dispatcher: these admitted events were dead-lettered after
   // all; their ids leave the dedup window (a corrected resend applies).
   caf::reacts_to<forget_atom, std::vector<std::string>>,
+  // From the commit coordinator (when the reader acknowledges): these
+  // admitted events are durable.
+  caf::reacts_to<settled_atom, std::vector<std::string>>,
+  // At the end of a drain: acknowledges everything settled; answers with
+  // the entries left unacknowledged (held flows wait for their sites).
+  caf::replies_to<drain_atom>::with<uint64_t>,
   // Timer: ids older than the retention leave the window, a shard a time.
   caf::reacts_to<expire_atom>,
   caf::replies_to<status_atom>::with<actor_status>>;
@@ -298,6 +312,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch_actors, caf::id_block::flowmatch::end)
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::commit_ticket))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::commit_sink_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::change_sink_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::settled_sink_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::status_source_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::worker_crash))
 

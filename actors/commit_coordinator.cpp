@@ -22,6 +22,15 @@ void report_finished(coordinator_ptr self, uint32_t worker) {
     auto& t = q.front().ticket;
     self->send(t.pool, done_atom::value, t.worker, t.seq, t.count,
                std::move(t.stats), t.complete);
+    auto& ids = q.front().event_ids;
+    if (!ids.empty())
+      for (size_t i = 0; i < self->state.settlers.size(); ++i) {
+        auto& s = self->state.settlers[i];
+        if (i + 1 == self->state.settlers.size())
+          self->send(s, settled_atom::value, std::move(ids));
+        else
+          self->send(s, settled_atom::value, ids);
+      }
     ++self->state.reported;
     q.pop_front();
   }
@@ -55,6 +64,12 @@ commit_coordinator_actor::behavior_type commit_coordinator(
   self->set_down_handler([self](caf::down_msg& msg) {
     forget(self->state.committers, msg.source);
     forget(self->state.watchers, msg.source);
+    auto& settlers = self->state.settlers;
+    settlers.erase(std::remove_if(settlers.begin(), settlers.end(),
+                                  [&](const auto& s) {
+                                    return s.address() == msg.source;
+                                  }),
+                   settlers.end());
   });
   return {
     [self](commit_atom, commit_ticket& ticket, change_batch& batch) {
@@ -64,7 +79,7 @@ commit_coordinator_actor::behavior_type commit_coordinator(
       auto id = st.next_id++;
       auto& q = st.queues[worker];
       q.push_back(
-        {id, std::move(ticket), false, std::chrono::steady_clock::now()});
+        {id, std::move(ticket), false, std::chrono::steady_clock::now(), {}});
       bool carries_data = !batch.changes.empty() || !batch.event_ids.empty();
       if (!carries_data) {
         // Only counters (dead letters of an expiry): nothing to store, but
@@ -75,6 +90,8 @@ commit_coordinator_actor::behavior_type commit_coordinator(
       for (auto& w : st.watchers)
         if (w.covers(worker))
           self->send(w.sink, batch);
+      if (!st.settlers.empty())
+        q.back().event_ids = batch.event_ids;
       std::vector<commit_sink_actor> asked;
       for (auto& c : st.committers)
         if (c.covers(worker))
@@ -126,6 +143,10 @@ commit_coordinator_actor::behavior_type commit_coordinator(
     [self](subscribe_atom, change_sink_actor& sink, uint32_t scope) {
       self->monitor(sink);
       self->state.watchers.push_back({std::move(sink), scope});
+    },
+    [self](subscribe_atom, settled_sink_actor& sink) {
+      self->monitor(sink);
+      self->state.settlers.push_back(std::move(sink));
     },
     [self](status_atom) -> actor_status {
       auto& st = self->state;

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -36,6 +37,8 @@ struct commit_coordinator_state {
   };
   std::vector<subscription<commit_sink_actor>> committers;
   std::vector<subscription<change_sink_actor>> watchers;
+  /// Told the event ids of each batch once it is reported.
+  std::vector<settled_sink_actor> settlers;
 
   /// A batch whose committing subscribers have not all answered, or that
   /// waits for an earlier batch of its worker.
@@ -45,6 +48,8 @@ struct commit_coordinator_state {
     /// Its committing subscribers have not all answered yet.
     bool waiting = false;
     std::chrono::steady_clock::time_point since;
+    /// The batch's event ids, kept for the settlers (only when there are).
+    std::vector<std::string> event_ids;
   };
   /// Per worker, in arrival order.
   std::unordered_map<uint32_t, std::deque<pending>> queues;

@@ -42,7 +42,7 @@ dead_letter_sink_actor::behavior_type dead_letter_file_sink(
         // The first few go to the log in full; the rest only to the file.
         if (st.written < 10 || !st.file.is_open())
           log()->warn("{} {} at {}:{} (event {}): {}", self->name(),
-                      to_string(dl.reason), dl.origin.source, dl.origin.line,
+                      to_string(dl.reason), dl.origin.source, dl.origin.position(),
                       dl.event_id.empty() ? "-" : dl.event_id, dl.detail);
         if (st.file.is_open()) {
           auto line = dead_letter_line(dl);

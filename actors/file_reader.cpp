@@ -240,8 +240,15 @@ private:
 
 } // namespace
 
-std::unique_ptr<line_reader> open_reader(const reader_settings& settings) {
+std::unique_ptr<line_reader>
+open_file_reader(const reader_settings& settings) {
   return std::make_unique<file_reader>(settings);
+}
+
+std::unique_ptr<line_reader> open_reader(const reader_settings& settings) {
+  if (!settings.stream.url.empty())
+    return open_stream_reader(settings.stream, settings.poll_interval);
+  return open_file_reader(settings);
 }
 
 } // namespace flowmatch

@@ -18,6 +18,15 @@ bool all_blank(std::string_view text) {
                      [](char c) { return c == ' ' || c == '\t' || c == '\r'; });
 }
 
+/// The item at `position` has a durable outcome (or will have once the
+/// dead letters are flushed).
+void settle(source_ptr self, uint64_t position) {
+  if (self->state.acks)
+    self->state.settled.push_back(position);
+}
+
+void acknowledge_settled(source_ptr self);
+
 void reject(source_ptr self, dead_letter dl) {
   auto& st = self->state;
   st.stats.count_rejection(dl.reason);
@@ -30,6 +39,7 @@ void take_line(source_ptr self, const input_item& item) {
   ++st.stats.lines;
   if (all_blank(item.text)) {
     ++st.stats.blank_lines; // they separate nothing and carry nothing
+    settle(self, item.origin.line);
     return;
   }
   // The reader leaves decoder_padding readable bytes after the line.
@@ -37,9 +47,13 @@ void take_line(source_ptr self, const input_item& item) {
   if (auto* ev = std::get_if<event>(&result)) {
     ++st.stats.events;
     if (!st.seen.admit(ev->id, st.now_ms)) {
+      // Its first copy is durable or still pending in the input itself.
       ++st.stats.duplicates;
+      settle(self, item.origin.line);
       return;
     }
+    if (st.acks)
+      st.unsettled.emplace(ev->id, item.origin.line);
     st.batch.push_back(std::move(*ev));
     return;
   }
@@ -50,6 +64,7 @@ void take_line(source_ptr self, const input_item& item) {
     dl.detail = "the last line was cut short: intake stopped before its "
                 "line end arrived (" + dl.detail + ")";
   reject(self, std::move(dl));
+  settle(self, item.origin.line);
 }
 
 void take_too_long(source_ptr self, const input_item& item) {
@@ -62,6 +77,60 @@ void take_too_long(source_ptr self, const input_item& item) {
               + std::to_string(item.text.size());
   dl.payload = std::string{item.text};
   reject(self, std::move(dl));
+  settle(self, item.origin.line);
+}
+
+/// An entry the transport rejected itself (no event field, poison).
+void take_refused(source_ptr self, const input_item& item) {
+  ++self->state.stats.lines;
+  dead_letter dl;
+  dl.origin = item.origin;
+  dl.reason = item.reason;
+  dl.detail = std::string{item.detail};
+  dl.payload = std::string{item.text};
+  // Name the event when the payload says which it is.
+  auto decoded = self->state.decoder.decode(item.text, item.origin, true);
+  if (auto* ev = std::get_if<event>(&decoded))
+    dl.event_id = ev->id;
+  reject(self, std::move(dl));
+  settle(self, item.origin.line);
+}
+
+/// Acknowledges what is settled: first the dead-letter sink stores
+/// everything sent to it so far (a letter must not be lost with its
+/// entry), then the reader acknowledges. One round at a time.
+void acknowledge_settled(source_ptr self) {
+  auto& st = self->state;
+  if (!st.acks || st.acknowledging)
+    return;
+  if (st.settled.empty()) {
+    for (auto& rp : st.drains)
+      rp.deliver(static_cast<uint64_t>(st.reader->unacknowledged()));
+    st.drains.clear();
+    return;
+  }
+  st.acknowledging = true;
+  auto positions = std::make_shared<std::vector<uint64_t>>();
+  positions->swap(st.settled);
+  auto ack = [self, positions] {
+    auto& now = self->state;
+    now.acknowledged += now.reader->acknowledge(std::move(*positions));
+    now.acknowledging = false;
+    acknowledge_settled(self);
+  };
+  if (!st.dead_letters) {
+    ack();
+    return;
+  }
+  self->request(st.dead_letters, st.settings.reply_timeout,
+                caf::flush_atom::value)
+    .then([ack](uint64_t) { ack(); },
+          [self](caf::error& err) {
+            log()->critical("{} the dead-letter sink did not store its "
+                            "letters ({}); nothing more is acknowledged",
+                            self->name(), self->system().render(err));
+            self->quit(err);
+          });
 }
 
 void flush_rejects(source_ptr self) {
@@ -85,7 +154,9 @@ void maybe_report(source_ptr self) {
   log()->info("{} {}: {} lines, {} events, {} rejected", self->name(),
               st.reader->name(), st.stats.lines, st.stats.events, rejected);
   self->send(st.listener, eof_atom::value, st.stats);
-  self->quit();
+  // A stream's entries are acknowledged after the drain: stay for it.
+  if (!st.acks)
+    self->quit();
 }
 
 void schedule_read(source_ptr self);
@@ -109,6 +180,7 @@ void send_batch(source_ptr self) {
         --self->state.outstanding;
         self->state.sent_at.pop_front(); // admitted in the order sent
         schedule_read(self);
+        acknowledge_settled(self);
         maybe_report(self);
       },
       [self](caf::error& err) {
@@ -188,8 +260,13 @@ void on_read(source_ptr self) {
         st.bucket.take(1, round);
         take_too_long(self, item);
         break;
+      case input_item::refused:
+        st.bucket.take(1, round);
+        take_refused(self, item);
+        break;
       case input_item::nothing_yet:
         send_batch(self);
+        acknowledge_settled(self);
         schedule_read(self);
         return;
       case input_item::end:
@@ -198,6 +275,19 @@ void on_read(source_ptr self) {
     }
   }
   schedule_read(self);
+}
+
+/// These admitted events have a durable outcome.
+void settle_events(source_ptr self, const std::vector<std::string>& ids) {
+  auto& st = self->state;
+  if (!st.acks)
+    return;
+  for (auto& id : ids)
+    if (auto i = st.unsettled.find(id); i != st.unsettled.end()) {
+      st.settled.push_back(i->second);
+      st.unsettled.erase(i);
+    }
+  acknowledge_settled(self);
 }
 
 void on_stop(source_ptr self) {
@@ -218,10 +308,16 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
               ingest_settings settings, dispatcher_actor dispatcher,
               source_listener_actor listener,
               dead_letter_sink_actor dead_letters,
+              commit_coordinator_actor coordinator,
               processed_ids already_applied) {
   auto& st = self->state;
   st.settings = std::move(settings);
   st.reader = open_reader(st.settings.reader);
+  st.acks = st.reader->acknowledges();
+  if (st.acks && coordinator)
+    // Before the first batch leaves: no settled batch can be missed.
+    self->send(coordinator, subscribe_atom::value,
+               settled_sink_actor{self});
   st.seen = event_id_window{st.settings.dedup_retention.count()};
   st.bucket = token_bucket{
     st.settings.max_rate,
@@ -250,8 +346,20 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
     [self](read_atom) { on_read(self); },
     [self](stop_atom) { on_stop(self); },
     [self](forget_atom, const std::vector<std::string>& ids) {
+      // Dead-lettered after admission: a corrected resend may apply, and
+      // the entry is settled once the letter is flushed.
       for (auto& id : ids)
         self->state.seen.forget(id);
+      settle_events(self, ids);
+    },
+    [self](settled_atom, const std::vector<std::string>& ids) {
+      settle_events(self, ids);
+    },
+    [self](drain_atom) -> caf::result<uint64_t> {
+      auto rp = self->make_response_promise<uint64_t>();
+      self->state.drains.push_back(rp);
+      acknowledge_settled(self);
+      return rp;
     },
     [self, sweep](expire_atom) {
       self->state.seen.expire_next_shard(wall_clock_ms());
@@ -270,6 +378,13 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
         .counter("rejected", static_cast<double>(rejected))
         .counter("rate_limit_pauses", static_cast<double>(now.rate_waits))
         .gauge("dedup_window_ids", static_cast<double>(now.seen.size()));
+      if (now.acks) {
+        s.counter("entries_acknowledged",
+                  static_cast<double>(now.acknowledged))
+          .gauge("events_unsettled", static_cast<double>(now.unsettled.size()));
+        for (auto& [name, value] : now.reader->counters())
+          s.gauge(name, value);
+      }
       s.queue_depth = now.outstanding;
       if (!now.sent_at.empty())
         s.oldest_wait_seconds = std::chrono::duration<double>(

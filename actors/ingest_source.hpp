@@ -13,12 +13,24 @@
 // that sees every event of this input in order: an id within the window is
 // counted as a duplicate and not sent on. Events dead-lettered after
 // admission come back as `forget` from the dispatcher.
+//
+// With a reader that acknowledges (a Redis stream), every item is tracked
+// until its outcome is durable, and only then acknowledged: a blank line,
+// a duplicate or a rejected line once the dead letters are flushed; an
+// admitted event once the commit coordinator reports it (`settled`: applied
+// and committed with its matches) or the dispatcher reports it
+// dead-lettered (`forget`). The dead-letter sink is flushed before every
+// acknowledgement, so a letter is stored before its entry leaves the
+// stream. A held flow is acknowledged when it applies or is
+// dead-lettered; at a stop it stays pending for the next start.
 
 #include "actors/actors.hpp"
 #include "actors/line_reader.hpp"
 #include "core/event_id_window.hpp"
 #include "core/token_bucket.hpp"
 #include "messages/decoder.hpp"
+
+#include <absl/container/flat_hash_map.h>
 
 #include <chrono>
 #include <deque>
@@ -44,6 +56,9 @@ struct ingest_settings {
   /// once after a pause (0: one batch). See core/token_bucket.hpp.
   double max_rate = 0;
   size_t burst = 0;
+  /// How long a flush of the dead-letter sink may take (before an
+  /// acknowledgement).
+  std::chrono::milliseconds reply_timeout{30000};
 };
 
 /// Event ids already applied (from processed_events at a restart), with
@@ -77,15 +92,30 @@ struct ingest_source_state {
   uint64_t rate_waits = 0;
   /// Wall-clock ms, read once per read round (not per line).
   int64_t now_ms = 0;
+
+  // Acknowledgement (readers that acknowledge only).
+  bool acks = false;
+  /// Admitted events not settled yet: event id -> position.
+  absl::flat_hash_map<std::string, uint64_t> unsettled;
+  /// Settled positions waiting for the dead-letter flush and the ack.
+  std::vector<uint64_t> settled;
+  bool acknowledging = false;
+  uint64_t acknowledged = 0;
+  /// The node's drain waits for the last acknowledgement.
+  std::vector<caf::typed_response_promise<uint64_t>> drains;
 };
 
 /// Spawn with `spawn<caf::detached>`; starts reading at once. Tells
-/// `listener` `eof` after the last batch was admitted.
+/// `listener` `eof` after the last batch was admitted. With a reader that
+/// acknowledges, it subscribes to `coordinator` for settled events and
+/// stays until the node's drain asks it for the last acknowledgement;
+/// otherwise it quits after `eof` (the coordinator may be invalid).
 source_actor::behavior_type
 ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
               ingest_settings settings, dispatcher_actor dispatcher,
               source_listener_actor listener,
               dead_letter_sink_actor dead_letters,
+              commit_coordinator_actor coordinator,
               processed_ids already_applied);
 
 } // namespace flowmatch

@@ -9,6 +9,7 @@
 // Adding a transport: implement `line_reader`, and teach `open_reader` to
 // pick it from the settings (a checklist is in docs/architecture.md).
 
+#include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
 
 #include <chrono>
@@ -16,13 +17,41 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace flowmatch {
 
+/// A Redis stream to consume with a consumer group (ingest.md).
+struct stream_settings {
+  /// `redis://host:port[/db]`; empty: no stream (read `path`).
+  std::string url;
+  std::string stream = "flowmatch:events";
+  std::string group = "flowmatch";
+  /// This node's name in the group; stable across restarts, so a restarted
+  /// node re-reads its own pending entries first.
+  std::string consumer = "flowmatch";
+  /// Entries pending this long with another consumer are claimed (the
+  /// consumer is taken for dead).
+  std::chrono::milliseconds claim_idle{std::chrono::seconds{30}};
+  /// An entry delivered more often than this is dead-lettered as poison
+  /// and acknowledged.
+  uint32_t delivery_limit = 5;
+  /// Entries asked for per read.
+  size_t read_count = 256;
+  /// How long one connection attempt may take.
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds{2}};
+  /// Longest wait between reconnection attempts (the backoff doubles from
+  /// 100 ms up to this).
+  std::chrono::milliseconds max_backoff{std::chrono::seconds{5}};
+};
+
 /// Where a driver's reader reads from, and how.
 struct reader_settings {
-  /// A file path, or `-` for stdin.
+  /// A file path, or `-` for stdin (when no stream is set).
   std::string path = "-";
+  /// A Redis stream instead of a file, when its url is set.
+  stream_settings stream;
   /// Bytes per read call.
   size_t read_size = 256 * 1024;
   /// How long one wait for input lasts before the driver looks at its
@@ -44,6 +73,10 @@ struct input_item {
     nothing_yet,
     /// The input is over (its end, a stop, or an error: see `error()`).
     end,
+    /// An entry the transport itself rejects (a stream entry without an
+    /// `event` field, or delivered too often): dead-letter it with
+    /// `reason` and `detail`; `text` is whatever payload it had.
+    refused,
   };
   kind_t kind = end;
   std::string_view text;
@@ -53,6 +86,9 @@ struct input_item {
   /// The last line of a stopped input whose line end had not arrived: the
   /// producer was likely still writing it.
   bool cut = false;
+  /// For `refused`.
+  reject_reason reason = reject_reason::missing_field;
+  std::string_view detail;
 };
 
 class line_reader {
@@ -72,11 +108,45 @@ public:
 
   /// Why the input could not be read to its end; empty when it could.
   virtual const std::string& error() const = 0;
+
+  /// Whether the transport keeps each item until told its outcome is
+  /// durable (a stream with a consumer group); a file does not.
+  virtual bool acknowledges() const {
+    return false;
+  }
+
+  /// The items at these positions (`origin.line`) are settled: applied and
+  /// committed, or durably dead-lettered. Returns how many the transport
+  /// took; the rest are kept and retried at the next call (the transport
+  /// was unreachable).
+  virtual size_t acknowledge(std::vector<uint64_t> positions) {
+    return positions.size();
+  }
+
+  /// Items handed out and not yet acknowledged.
+  virtual size_t unacknowledged() const {
+    return 0;
+  }
+
+  /// Transport counters for the status protocol (name, value), e.g. the
+  /// stream group's pending and lag.
+  virtual std::vector<std::pair<std::string, double>> counters() {
+    return {};
+  }
 };
 
-/// The reader the settings select: today a file, or stdin for `-`. An
-/// input that cannot be opened gives a reader whose first item is `end`,
-/// with the cause in `error()`.
+/// The reader the settings select: a Redis stream when its url is set,
+/// else a file, or stdin for `-`. An input that cannot be opened gives a
+/// reader whose first item is `end`, with the cause in `error()` (a
+/// stream that is down is waited for instead: it may come back).
 std::unique_ptr<line_reader> open_reader(const reader_settings& settings);
+
+/// The file or stdin reader (file_reader.cpp).
+std::unique_ptr<line_reader> open_file_reader(const reader_settings& settings);
+
+/// The Redis stream reader (redis_reader.cpp).
+std::unique_ptr<line_reader>
+open_stream_reader(const stream_settings& settings,
+                   std::chrono::milliseconds poll_interval);
 
 } // namespace flowmatch

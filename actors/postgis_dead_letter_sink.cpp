@@ -31,7 +31,7 @@ void write_pending(sink_ptr self) {
                    attempt.refused->describe());
       for (auto& dl : st.pending)
         log()->error("{} {} at {}:{} (event {}): {}", self->name(),
-                     to_string(dl.reason), dl.origin.source, dl.origin.line,
+                     to_string(dl.reason), dl.origin.source, dl.origin.position(),
                      dl.event_id, dl.detail);
     }
     st.written += st.pending.size();
@@ -69,7 +69,7 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
       for (auto& dl : letters) {
         if (st.written + st.pending.size() < dead_letters_logged)
           log()->warn("{} {} at {}:{} (event {}): {}", self->name(),
-                      to_string(dl.reason), dl.origin.source, dl.origin.line,
+                      to_string(dl.reason), dl.origin.source, dl.origin.position(),
                       dl.event_id.empty() ? "-" : dl.event_id, dl.detail);
         st.pending.push_back(std::move(dl));
       }

@@ -96,16 +96,32 @@ typename Inspector::result_type inspect(Inspector& f, resource_flow& x) {
 
 bool operator==(const resource_flow& a, const resource_flow& b);
 
-/// Where an event came from: the source's name (a file path, `stdin`, later a
-/// stream or table name) and the 1-based line or offset in it.
+/// Where an event came from: the source's name (a file path, `stdin`,
+/// `redis:<stream key>`) and the 1-based line in it; for a stream, `line`
+/// counts the entries this node read and `entry` is the entry's id (what
+/// dead letters and logs show).
 struct event_origin {
   std::string source;
   uint64_t line = 0;
+  std::string entry;
+
+  event_origin() = default;
+  event_origin(std::string source_name, uint64_t line_no,
+               std::string entry_id = {})
+    : source(std::move(source_name)),
+      line(line_no),
+      entry(std::move(entry_id)) {
+  }
+
+  /// The position for people: the entry id, else the line number.
+  std::string position() const {
+    return entry.empty() ? std::to_string(line) : entry;
+  }
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, event_origin& x) {
-  return f(caf::meta::type_name("event_origin"), x.source, x.line);
+  return f(caf::meta::type_name("event_origin"), x.source, x.line, x.entry);
 }
 
 /// One validated event. Exactly one of `site_data` (site upserts),

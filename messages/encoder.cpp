@@ -207,7 +207,10 @@ std::string dead_letter_line(const dead_letter& dl) {
     w.str("event_id", dl.event_id);
   }
   w.str("source", dl.origin.source);
-  w.integer("line", static_cast<int64_t>(dl.origin.line));
+  if (dl.origin.entry.empty())
+    w.integer("line", static_cast<int64_t>(dl.origin.line));
+  else
+    w.str("entry_id", dl.origin.entry);
   w.integer("attempts", dl.attempts);
   w.str("payload", dl.payload);
   w.close();

@@ -110,6 +110,12 @@ CREATE INDEX dead_letters_open_idx ON dead_letters (event_id)
   WHERE resolved_at IS NULL;
 CREATE INDEX processed_events_at_idx ON processed_events (processed_at);
 )sql"},
+  {3, "stream entries: dead_letters.entry_id",
+   R"sql(
+-- A letter of a Redis stream entry (ingest.md) names the entry id; `line`
+-- stays for files.
+ALTER TABLE dead_letters ADD COLUMN entry_id text;
+)sql"},
 };
 
 } // namespace

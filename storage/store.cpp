@@ -115,16 +115,19 @@ WHERE m.supply_flow_id = d.sf AND m.demand_flow_id = d.df
 // A letter whose event id took effect meanwhile (a corrected resend that
 // committed before the letter was written) is stored resolved at once.
 constexpr const char* insert_dead_letters_sql = R"sql(
-INSERT INTO dead_letters (event_id, source, line, reason, detail, payload,
-                          attempts, fingerprint, resolved_at)
-SELECT u.event_id, u.source, u.line, u.reason, u.detail, u.payload,
-       u.attempts, md5(concat_ws(E'\x1f', u.source, u.line::text, u.reason,
-                                 u.payload)),
+INSERT INTO dead_letters (event_id, source, line, entry_id, reason, detail,
+                          payload, attempts, fingerprint, resolved_at)
+SELECT u.event_id, u.source, u.line, u.entry_id, u.reason, u.detail,
+       u.payload, u.attempts,
+       -- concat_ws skips NULLs: a file's letter (no entry id) keeps the
+       -- fingerprint it had before stream entries existed.
+       md5(concat_ws(E'\x1f', u.source, u.line::text, u.entry_id, u.reason,
+                     u.payload)),
        CASE WHEN EXISTS (SELECT 1 FROM processed_events p
                          WHERE p.event_id = u.event_id) THEN now() END
 FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], $5::text[],
-            $6::text[], $7::int4[])
-     AS u(event_id, source, line, reason, detail, payload, attempts)
+            $6::text[], $7::text[], $8::int4[])
+     AS u(event_id, source, line, entry_id, reason, detail, payload, attempts)
 ON CONFLICT (fingerprint) DO UPDATE SET
   attempts = dead_letters.attempts + EXCLUDED.attempts,
   detail = EXCLUDED.detail, last_seen = now(),
@@ -801,7 +804,7 @@ load_matches(pg::connection& conn, caf::optional<resource_class> only) {
 std::optional<pg::db_error>
 insert_dead_letters(pg::connection& conn,
                     const std::vector<dead_letter>& letters) {
-  std::vector<pg::param> event_id, source, reason, detail, payload;
+  std::vector<pg::param> event_id, source, entry_id, reason, detail, payload;
   std::vector<std::optional<int64_t>> line, attempts;
   for (auto& dl : letters) {
     if (dl.event_id.empty())
@@ -809,7 +812,15 @@ insert_dead_letters(pg::connection& conn,
     else
       event_id.emplace_back(clean_text(dl.event_id));
     source.emplace_back(clean_text(dl.origin.source));
-    line.emplace_back(static_cast<int64_t>(dl.origin.line));
+    // A stream entry is found by its id; the count of entries a node read
+    // means nothing to anyone else.
+    if (dl.origin.entry.empty()) {
+      line.emplace_back(static_cast<int64_t>(dl.origin.line));
+      entry_id.emplace_back(std::nullopt);
+    } else {
+      line.emplace_back(std::nullopt);
+      entry_id.emplace_back(clean_text(dl.origin.entry));
+    }
     reason.emplace_back(std::string{to_string(dl.reason)});
     detail.emplace_back(clean_text(dl.detail));
     // Text columns hold UTF-8 only; invalid bytes become U+FFFD.
@@ -818,7 +829,8 @@ insert_dead_letters(pg::connection& conn,
   }
   auto r = conn.run("insert_dead_letters",
                     {pg::text_array(event_id), pg::text_array(source),
-                     pg::int_array(line), pg::text_array(reason),
+                     pg::int_array(line), pg::text_array(entry_id),
+                     pg::text_array(reason),
                      pg::text_array(detail), pg::text_array(payload),
                      pg::int_array(attempts)});
   return r.error;

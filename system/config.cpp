@@ -1,6 +1,7 @@
 #include "system/config.hpp"
 
 #include "base/logging.hpp"
+#include "streams/redis.hpp"
 
 #include <caf/config_option_adder.hpp>
 #include <caf/sec.hpp>
@@ -18,6 +19,19 @@
 #include <unistd.h>
 
 namespace flowmatch {
+
+namespace {
+
+/// A consumer name that stays the same across restarts on this machine,
+/// so a restarted node re-reads its own pending entries first.
+std::string default_consumer_name() {
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) != 0 || host[0] == '\0')
+    return "flowmatch";
+  return std::string{"flowmatch-"} + host;
+}
+
+} // namespace
 
 flowmatch_config::flowmatch_config() {
   opt_group{custom_options_, "system"}.add(
@@ -40,7 +54,19 @@ flowmatch_config::flowmatch_config() {
     .add(ingest_max_rate, "max-rate",
          "lines read per second at most; 0 means no limit")
     .add(ingest_burst, "burst",
-         "lines that may come at once after a pause; 0 means one batch");
+         "lines that may come at once after a pause; 0 means one batch")
+    .add(ingest_redis, "redis",
+         "Redis to consume a stream from, redis://host:port[/db]; empty: "
+         "read ingest.ndjson")
+    .add(ingest_stream, "stream", "stream key to consume")
+    .add(ingest_group, "group", "consumer group of the stream")
+    .add(ingest_consumer, "consumer",
+         "this node's consumer name in the group; empty: flowmatch-HOSTNAME")
+    .add(ingest_claim_idle, "claim-idle",
+         "entries pending this long with another consumer are claimed")
+    .add(ingest_delivery_limit, "delivery-limit",
+         "an entry delivered more often is dead-lettered as poison")
+    .add(ingest_read_count, "read-count", "stream entries asked for per read");
   opt_group{custom_options_, "output"}
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
@@ -268,9 +294,38 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("log.progress-interval must not be negative");
   s.progress_interval = to_ms(cfg.log_progress_interval);
   s.match_check = cfg.match_check;
-  if (cfg.ingest_ndjson.empty() && !cfg.match_check)
-    return bad("ingest.ndjson is required: a file path, or - for stdin");
-  if (!cfg.match_check && cfg.ingest_ndjson != "-") {
+  bool stream = !cfg.ingest_redis.empty();
+  if (stream && !cfg.ingest_ndjson.empty())
+    return bad("ingest.ndjson and ingest.redis exclude each other: read a "
+               "file or consume a stream, not both");
+  if (!stream && cfg.ingest_ndjson.empty() && !cfg.match_check)
+    return bad("ingest.ndjson or ingest.redis is required: a file path, - "
+               "for stdin, or redis://host:port[/db]");
+  if (stream) {
+    auto& st = s.source.reader.stream;
+    std::string why;
+    if (!redis::parse_url(cfg.ingest_redis, why))
+      return bad("ingest.redis: '" + cfg.ingest_redis + "': " + why);
+    st.url = cfg.ingest_redis;
+    if (cfg.ingest_stream.empty())
+      return bad("ingest.stream must not be empty");
+    st.stream = cfg.ingest_stream;
+    if (cfg.ingest_group.empty())
+      return bad("ingest.group must not be empty");
+    st.group = cfg.ingest_group;
+    st.consumer = cfg.ingest_consumer.empty() ? default_consumer_name()
+                                              : cfg.ingest_consumer;
+    if (cfg.ingest_claim_idle.count() <= 0)
+      return bad("ingest.claim-idle must be positive");
+    st.claim_idle = to_ms(cfg.ingest_claim_idle);
+    if (cfg.ingest_delivery_limit < 1 || cfg.ingest_delivery_limit > 1000)
+      return bad("ingest.delivery-limit must be within 1..1000");
+    st.delivery_limit = static_cast<uint32_t>(cfg.ingest_delivery_limit);
+    if (cfg.ingest_read_count < 1 || cfg.ingest_read_count > 100'000)
+      return bad("ingest.read-count must be within 1..100000");
+    st.read_count = cfg.ingest_read_count;
+  }
+  if (!stream && !cfg.match_check && cfg.ingest_ndjson != "-") {
     if (::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
       return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
     struct stat sb {};
@@ -357,6 +412,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (cfg.supervision_reply_timeout.count() <= 0)
     return bad("supervision.reply-timeout must be positive");
   s.limits.reply = to_ms(cfg.supervision_reply_timeout);
+  s.source.reply_timeout = s.limits.reply;
   if (cfg.supervision_stall_timeout.count() <= 0)
     return bad("supervision.stall-timeout must be positive");
   s.limits.stall = to_ms(cfg.supervision_stall_timeout);

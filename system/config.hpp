@@ -56,6 +56,13 @@ public:
   caf::timespan ingest_poll_interval = reader_settings{}.poll_interval;
   double ingest_max_rate = ingest_settings{}.max_rate;
   size_t ingest_burst = ingest_settings{}.burst;
+  std::string ingest_redis;
+  std::string ingest_stream = stream_settings{}.stream;
+  std::string ingest_group = stream_settings{}.group;
+  std::string ingest_consumer;
+  caf::timespan ingest_claim_idle = stream_settings{}.claim_idle;
+  size_t ingest_delivery_limit = stream_settings{}.delivery_limit;
+  size_t ingest_read_count = stream_settings{}.read_count;
   // [output]
   std::string output_state;
   std::string output_dead_letters;

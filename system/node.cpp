@@ -42,6 +42,15 @@ std::string error_text(node_ptr self, const caf::error& err) {
   return self->system().render(err);
 }
 
+/// What the node reads, for people.
+std::string input_name(const settings& cfg) {
+  auto& s = cfg.source.reader.stream;
+  if (s.url.empty())
+    return cfg.source.reader.path;
+  return fmt::format("redis:{} at {} (group {}, consumer {})", s.stream,
+                     s.url, s.group, s.consumer);
+}
+
 /// Stops the stages in reverse order of start, then the node itself.
 void finish(node_ptr self, int code) {
   auto& st = self->state;
@@ -106,10 +115,14 @@ drain_step ask_step(const char* what, Stage stage,
 /// Prints the summary, then ends the run with its exit code.
 void report(node_ptr self) {
   auto& st = self->state;
-  auto summary = format_summary(st.cfg.source.reader.path, st.input,
-                                st.totals, st.dead_letters_written,
+  bool stream = !st.cfg.source.reader.stream.url.empty();
+  auto summary = format_summary(input_name(st.cfg), st.input, st.totals,
+                                st.dead_letters_written,
                                 seconds_since(st.started, st.drained),
-                                st.matches);
+                                st.matches,
+                                stream ? std::optional<uint64_t>{
+                                  st.unacknowledged}
+                                       : std::nullopt);
   std::fwrite(summary.data(), 1, summary.size(), stdout);
   std::fflush(stdout);
   // The run's counts are true either way; a lost output or an input that
@@ -137,11 +150,27 @@ std::vector<drain_step> drain_steps(node_ptr self) {
     [](node_ptr s, caf::ok_atom) {
       s->state.drained = std::chrono::steady_clock::now();
     }));
-  steps.push_back(ask_step<registry_stats>(
-    "releasing held flows", st.dispatcher, long_wait, release_atom::value,
-    [](node_ptr s, registry_stats& totals) {
-      s->state.totals = std::move(totals);
-    }));
+  if (st.cfg.source.reader.stream.url.empty()) {
+    steps.push_back(ask_step<registry_stats>(
+      "releasing held flows", st.dispatcher, long_wait, release_atom::value,
+      [](node_ptr s, registry_stats& totals) {
+        s->state.totals = std::move(totals);
+      }));
+  } else {
+    // A stream is not over: flows held for their sites stay pending in
+    // it (unacknowledged) and are read again at the next start.
+    steps.push_back(ask_step<dispatch_status>(
+      "counting events", st.dispatcher, reply, flight_atom::value,
+      [](node_ptr s, dispatch_status& status) {
+        s->state.totals = std::move(status.totals);
+      }));
+    steps.push_back(ask_step<registry_snapshot>(
+      "counting sites and flows", st.dispatcher, long_wait,
+      snapshot_atom::value, [](node_ptr s, registry_snapshot& snap) {
+        s->state.totals.sites = snap.sites.size();
+        s->state.totals.flows = snap.flows.size();
+      }));
+  }
   steps.push_back(ask_step<uint64_t>(
     "counting matches", st.matcher, reply, matches_atom::value,
     [](node_ptr s, uint64_t n) { s->state.matches = n; }));
@@ -166,6 +195,16 @@ std::vector<drain_step> drain_steps(node_ptr self) {
   steps.push_back(ask_step<uint64_t>(
     "flushing dead letters", st.dead_letters, reply, caf::flush_atom::value,
     [](node_ptr s, uint64_t n) { s->state.dead_letters_written = n; }));
+  if (!st.cfg.source.reader.stream.url.empty())
+    steps.push_back(ask_step<uint64_t>(
+      "acknowledging stream entries", st.source, reply, drain_atom::value,
+      [](node_ptr s, uint64_t left) {
+        s->state.unacknowledged = left;
+        if (left > 0)
+          log()->info("{} {} stream entries stay pending (flows held for "
+                      "their sites): read again at the next start",
+                      s->name(), left);
+      }));
   return steps;
 }
 
@@ -254,7 +293,7 @@ void start_source(node_ptr self) {
   st.source = self->spawn<caf::detached + caf::linked>(
     ingest_source, st.cfg.source, st.dispatcher,
     caf::actor_cast<source_listener_actor>(self), st.dead_letters,
-    std::move(st.already_applied));
+    st.coordinator, std::move(st.already_applied));
   started(self, "ingest source", st.source);
   st.already_applied = processed_ids{};
 }
@@ -339,7 +378,7 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
     dispatcher, std::vector<group_settings>{std::move(registry_group)});
   started(self, "dispatcher", st.dispatcher);
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
-              self->name(), st.cfg.source.reader.path,
+              self->name(), input_name(st.cfg),
               st.cfg.registry_workers, st.cfg.threads,
               with_db ? ", PostGIS schema " + st.cfg.postgis.schema : "");
   if (!stored) {

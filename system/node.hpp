@@ -59,6 +59,8 @@ struct node_state {
   registry_stats totals;
   uint64_t matches = 0;
   uint64_t dead_letters_written = 0;
+  /// Stream entries left unacknowledged at the end (held flows).
+  uint64_t unacknowledged = 0;
   bool state_written = true;
   int signals = 0;
   bool deadline_armed = false;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <iterator>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -11,14 +12,15 @@ namespace flowmatch {
 std::string format_summary(const std::string& input, const source_stats& in,
                            const registry_stats& t,
                            uint64_t dead_letters_written, double seconds,
-                           uint64_t matches) {
+                           uint64_t matches,
+                           std::optional<uint64_t> stream_pending) {
   std::string out;
   auto row = [&](std::string_view label, auto value) {
     fmt::format_to(std::back_inserter(out), "  {:<24}{}\n", label, value);
   };
   out += "flowmatch run summary\n";
   row("input", input == "-" ? std::string{"stdin"} : input);
-  row("lines read", in.lines);
+  row(stream_pending ? "entries read" : "lines read", in.lines);
   if (in.blank_lines > 0)
     row("  of which blank", in.blank_lines);
   row("events decoded", in.events);
@@ -47,6 +49,8 @@ std::string format_summary(const std::string& input, const source_stats& in,
   row("flows", t.flows);
   row("matches", matches);
   row("elapsed", fmt::format("{:.3f} s", seconds));
+  if (stream_pending)
+    row("left pending in stream", *stream_pending);
   if (!in.read_error.empty())
     row("input error", in.read_error);
   row("rate", fmt::format("{:.0f} events/s",

@@ -5,6 +5,7 @@
 #include "messages/batch.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 namespace flowmatch {
@@ -14,6 +15,8 @@ namespace flowmatch {
 std::string format_summary(const std::string& input, const source_stats& in,
                            const registry_stats& totals,
                            uint64_t dead_letters_written, double seconds,
-                           uint64_t matches);
+                           uint64_t matches,
+                           std::optional<uint64_t> stream_pending
+                           = std::nullopt);
 
 } // namespace flowmatch

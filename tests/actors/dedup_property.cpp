@@ -230,6 +230,7 @@ struct node_under_test {
     sys.spawn<caf::detached>(ingest_source, s, d,
                              caf::actor_cast<source_listener_actor>(self),
                              caf::actor_cast<dead_letter_sink_actor>(dead),
+                             commit_coordinator_actor{},
                              std::move(applied));
     source_stats stats;
     self->receive([&](eof_atom, source_stats& st) { stats = std::move(st); },

@@ -26,7 +26,25 @@ void expect_config_error(const std::vector<std::string>& args,
 } // namespace
 
 TEST_CASE("bad configuration values are refused before start") {
-  expect_config_error({}, "ingest.ndjson is required");
+  expect_config_error({}, "ingest.ndjson or ingest.redis is required");
+  expect_config_error({input, "--ingest.redis=redis://127.0.0.1:63790"},
+                      "ingest.ndjson and ingest.redis exclude each other");
+  const std::string stream = "--ingest.redis=redis://127.0.0.1:63790";
+  expect_config_error({"--ingest.redis=http://127.0.0.1"},
+                      "ingest.redis: 'http://127.0.0.1': must start with "
+                      "redis://");
+  expect_config_error({"--ingest.redis=redis://127.0.0.1:99999"},
+                      "port '99999' is not a number within 1..65535");
+  expect_config_error({"--ingest.redis=redis://127.0.0.1:6379/x"},
+                      "database 'x' is not a number within 0..15");
+  expect_config_error({stream, "--ingest.delivery-limit=0"},
+                      "ingest.delivery-limit must be within 1..1000");
+  expect_config_error({stream, "--ingest.claim-idle=0s"},
+                      "ingest.claim-idle must be positive");
+  expect_config_error({stream, "--ingest.read-count=0"},
+                      "ingest.read-count must be within 1..100000");
+  expect_config_error({stream, "--ingest.stream="},
+                      "ingest.stream must not be empty");
   expect_config_error({"--ingest.ndjson=/no/such/file.ndjson"},
                       "cannot read '/no/such/file.ndjson'");
   expect_config_error({input, "--registry.policy=round-robin"},
