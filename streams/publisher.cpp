@@ -1,0 +1,250 @@
+#include "streams/publisher.hpp"
+
+#include "streams/redis.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+
+namespace flowmatch {
+
+namespace {
+
+class redis_publisher final : public event_publisher {
+public:
+  redis_publisher(const redis_publisher_settings& s, redis::endpoint where)
+    : s_(s), max_len_(std::to_string(s.max_len)) {
+    conn_ = redis::connection::open(where, s_.timeout, s_.timeout);
+    if (conn_.broken())
+      error_ = fmt::format("cannot connect to {}: {}", where.url(),
+                           conn_.error());
+  }
+
+  bool publish(std::string_view event) override {
+    if (!error_.empty())
+      return false;
+    if (s_.max_len > 0)
+      conn_.append({"XADD", s_.stream, "MAXLEN", "~", max_len_, "*", "event",
+                    event});
+    else
+      conn_.append({"XADD", s_.stream, "*", "event", event});
+    ++outstanding_;
+    if (outstanding_ >= s_.pipeline)
+      return collect(outstanding_ - s_.pipeline / 2);
+    return !conn_.broken() || fail_io();
+  }
+
+  bool flush() override {
+    return error_.empty() && collect(outstanding_);
+  }
+
+  uint64_t confirmed() const override {
+    return confirmed_;
+  }
+
+  const std::string& error() const override {
+    return error_;
+  }
+
+private:
+  /// Reads `n` answers, oldest first.
+  bool collect(size_t n) {
+    for (; n > 0; --n) {
+      auto r = conn_.next_reply();
+      if (!r)
+        return fail_io();
+      --outstanding_;
+      if (r.view().is_error()) {
+        error_ = fmt::format("XADD to {} refused after {} events: {}",
+                             s_.stream, confirmed_, r.view().text());
+        return false;
+      }
+      ++confirmed_;
+    }
+    return true;
+  }
+
+  bool fail_io() {
+    error_ = fmt::format("Redis connection lost after {} confirmed events "
+                         "({} unconfirmed: publish them again, duplicates "
+                         "are harmless): {}",
+                         confirmed_, outstanding_, conn_.error());
+    return false;
+  }
+
+  redis_publisher_settings s_;
+  std::string max_len_;
+  redis::connection conn_;
+  size_t outstanding_ = 0;
+  uint64_t confirmed_ = 0;
+  std::string error_;
+};
+
+class ndjson_publisher final : public event_publisher {
+public:
+  explicit ndjson_publisher(const std::string& path) : path_(path) {
+    if (path == "-") {
+      file_ = stdout;
+      return;
+    }
+    file_ = std::fopen(path.c_str(), "ae");
+    if (file_ == nullptr)
+      error_ = fmt::format("cannot open {}: {}", path, std::strerror(errno));
+  }
+
+  ~ndjson_publisher() override {
+    if (file_ && file_ != stdout)
+      std::fclose(file_);
+  }
+
+  bool publish(std::string_view event) override {
+    if (!error_.empty())
+      return false;
+    if (event.find('\n') != std::string_view::npos) {
+      error_ = "an event must be one line (it holds a line end)";
+      return false;
+    }
+    if (std::fwrite(event.data(), 1, event.size(), file_) != event.size()
+        || std::fputc('\n', file_) == EOF)
+      return fail("write");
+    ++queued_;
+    return true;
+  }
+
+  bool flush() override {
+    if (!error_.empty())
+      return false;
+    if (std::fflush(file_) != 0)
+      return fail("flush");
+    // A pipe or a terminal cannot be synced; a file must be.
+    if (file_ != stdout && ::fsync(::fileno(file_)) != 0)
+      return fail("fsync");
+    confirmed_ = queued_;
+    return true;
+  }
+
+  uint64_t confirmed() const override {
+    return confirmed_;
+  }
+
+  const std::string& error() const override {
+    return error_;
+  }
+
+private:
+  bool fail(const char* what) {
+    error_ = fmt::format("cannot {} {}: {}", what, path_, std::strerror(errno));
+    return false;
+  }
+
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  uint64_t queued_ = 0;
+  uint64_t confirmed_ = 0;
+  std::string error_;
+};
+
+} // namespace
+
+std::unique_ptr<event_publisher>
+make_redis_publisher(const redis_publisher_settings& settings,
+                     std::string& error) {
+  auto where = redis::parse_url(settings.url, error);
+  if (!where) {
+    error = fmt::format("{}: {}", settings.url, error);
+    return nullptr;
+  }
+  if (settings.pipeline < 2) {
+    error = "the pipeline must hold at least 2 commands";
+    return nullptr;
+  }
+  auto p = std::make_unique<redis_publisher>(settings, *where);
+  if (!p->error().empty()) {
+    error = p->error();
+    return nullptr;
+  }
+  return p;
+}
+
+std::unique_ptr<event_publisher> make_ndjson_publisher(const std::string& path,
+                                                       std::string& error) {
+  auto p = std::make_unique<ndjson_publisher>(path);
+  if (!p->error().empty()) {
+    error = p->error();
+    return nullptr;
+  }
+  return p;
+}
+
+bool read_group_progress(const std::string& url, const std::string& stream,
+                         const std::string& group, group_progress& out,
+                         std::string& error) {
+  auto where = redis::parse_url(url, error);
+  if (!where)
+    return false;
+  auto conn = redis::connection::open(*where, std::chrono::seconds{5},
+                                      std::chrono::seconds{5});
+  if (conn.broken()) {
+    error = conn.error();
+    return false;
+  }
+  out = group_progress{};
+  auto r = conn.command({"XINFO", "GROUPS", stream});
+  if (!r) {
+    error = conn.error();
+    return false;
+  }
+  if (r.view().is_error()) {
+    // No such key: no group either.
+    if (r.view().text().find("no such key") != std::string_view::npos)
+      return true;
+    error = std::string{r.view().text()};
+    return false;
+  }
+  std::string last_delivered;
+  bool lag_known = false;
+  auto v = r.view();
+  for (size_t g = 0; g < v.size(); ++g) {
+    auto fields = v[g];
+    bool ours = false;
+    group_progress p;
+    std::string delivered;
+    for (size_t f = 0; f + 1 < fields.size(); f += 2) {
+      auto key = fields[f].text();
+      auto val = fields[f + 1];
+      if (key == "name")
+        ours = val.text() == group;
+      else if (key == "pending")
+        p.pending = static_cast<uint64_t>(val.integer());
+      else if (key == "consumers")
+        p.consumers = static_cast<uint64_t>(val.integer());
+      else if (key == "last-delivered-id")
+        delivered = std::string{val.text()};
+      else if (key == "lag" && val.is_integer()) {
+        p.lag = val.integer();
+        lag_known = true;
+      }
+    }
+    if (ours) {
+      out = p;
+      out.exists = true;
+      last_delivered = delivered;
+      break;
+    }
+  }
+  if (out.exists && !lag_known) {
+    // Redis cannot count the lag (entries were deleted): the group is
+    // caught up when it was given the stream's last entry.
+    auto s = conn.command({"XINFO", "STREAM", stream});
+    if (s && !s.view().is_error())
+      for (size_t f = 0; f + 1 < s.view().size(); f += 2)
+        if (s.view()[f].text() == "last-generated-id")
+          out.lag = s.view()[f + 1].text() == last_delivered ? 0 : -1;
+  }
+  return true;
+}
+
+} // namespace flowmatch
