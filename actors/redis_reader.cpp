@@ -209,11 +209,21 @@ private:
     }
     if (r.view().is_error()
         && r.view().text().substr(0, 9) != "BUSYGROUP") {
-      // The key holds something else than a stream, say: no retry mends
-      // that.
-      error_ = fmt::format("cannot create consumer group {} on {}: {}",
-                           s_.group, s_.stream, r.view().text());
-      log()->error("{} {}", name_, error_);
+      auto text = r.view().text();
+      auto permanent = [&](std::string_view code) {
+        return text.substr(0, code.size()) == code;
+      };
+      // The key holds something else than a stream, or the server refuses
+      // us: no retry mends that. Anything else (LOADING after a restart,
+      // say) passes.
+      if (permanent("WRONGTYPE") || permanent("NOAUTH")
+          || permanent("NOPERM")) {
+        error_ = fmt::format("cannot create consumer group {} on {}: {}",
+                             s_.group, s_.stream, text);
+        log()->error("{} {}", name_, error_);
+        return false;
+      }
+      lost(fmt::format("XGROUP CREATE: {}", text));
       return false;
     }
     if (attempts_ > 0)
@@ -335,6 +345,12 @@ private:
     }
     claim_cursor_ = std::string{v[0].text()};
     if (claim_cursor_ == "0-0") {
+      if (!caught_up_) {
+        caught_up_ = true;
+        log()->info("{} pending entries taken ({} own, {} claimed); "
+                    "reading new entries",
+                    name_, redelivered_, claimed_);
+      }
       phase_ = phase::fresh;
       next_claim_ = clock_type::now() + std::max(s_.claim_idle / 2,
                                                  std::chrono::milliseconds{100});
@@ -474,6 +490,8 @@ private:
   bool ready_ = false;
   bool ever_ready_ = false;
   bool stopped_ = false;
+  /// Logged once: the pending entries are taken, new ones come next.
+  bool caught_up_ = false;
   uint64_t attempts_ = 0;
   std::chrono::milliseconds backoff_{100};
   clock_type::time_point retry_at_{};

@@ -4,6 +4,8 @@
 #
 #   tools/redis.sh start    start (if not running) and wait until it answers
 #   tools/redis.sh stop     shut down (the append-only file is kept)
+#   tools/redis.sh restart  kill -9 and start again: a crash (what the
+#                           append-only file holds survives)
 #   tools/redis.sh status   running or not (exit 0 / 3)
 #   tools/redis.sh url      print the URL (ingest.redis)
 #   tools/redis.sh cli ...  run redis-cli against it
@@ -31,10 +33,9 @@ running() {
   [ "$(cli ping 2>/dev/null)" = "PONG" ]
 }
 
-case "${1:-}" in
-  start)
+start() {
     if running; then
-      exit 0
+      return 0
     fi
     mkdir -p "$dir"
     redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
@@ -42,13 +43,30 @@ case "${1:-}" in
       --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     for _ in $(seq 1 100); do
       if running; then
-        exit 0
+        return 0
       fi
       sleep 0.1
     done
     echo "redis.sh: redis-server did not answer on port $port within 10 s;" \
       "see $dir/redis.log" >&2
     exit 1
+}
+
+case "${1:-}" in
+  start)
+    start
+    ;;
+  restart)
+    if [ -f "$dir/redis.pid" ]; then
+      pid=$(cat "$dir/redis.pid")
+      kill -9 "$pid" 2>/dev/null || true
+      for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+      done
+      rm -f "$dir/redis.pid"
+    fi
+    start
     ;;
   stop)
     if running; then
@@ -77,7 +95,7 @@ case "${1:-}" in
     cli "$@"
     ;;
   *)
-    echo "usage: tools/redis.sh start|stop|status|url|cli [args]" >&2
+    echo "usage: tools/redis.sh start|stop|restart|status|url|cli [args]" >&2
     exit 2
     ;;
 esac

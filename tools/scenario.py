@@ -8,11 +8,16 @@ tools/pg.sh, through the steps of a scenario file and checks what comes out.
 
 Options: --exe PATH (default build/actor-system), --dsn CONNINFO (default
 $FLOWMATCH_TEST_DSN, else tools/pg.sh dsn), --keep (keep each scenario's
-schema and work folder for a look afterwards), --verbose (print every step).
+schema and work folder for a look afterwards), --verbose (print every step),
+--transport file|redis (how events reach the node, default file: a pipe;
+redis: a Redis stream, published with Python's redis package, a client
+flowmatch did not write), --redis-url URL (default $FLOWMATCH_TEST_REDIS_URL,
+else tools/redis.sh url).
 
 The format is described in tests/scenarios/README.md. Exit status: 0 when
 every scenario passed, 1 when one failed, 2 for a scenario that cannot be
-read (the message says where).
+read (the message says where), 77 when every scenario named is for another
+transport (skipped).
 """
 
 import argparse
@@ -30,6 +35,9 @@ import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TIMEOUT = 60.0
+# Exit status when every scenario named is for another transport (CTest's
+# SKIP_RETURN_CODE).
+SKIPPED = 77
 DEFAULT_TOLERANCE = 1e-6
 
 
@@ -87,6 +95,14 @@ class Database:
             "SELECT count(*) FROM information_schema.tables "
             f"WHERE table_schema = '{self.schema}' AND table_name = 'sites'",
             search_path=False) == "1"
+
+
+def redis_tool(command):
+    done = subprocess.run([os.path.join(ROOT, "tools", "redis.sh"), command],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise Failed(f"tools/redis.sh {command} failed:\n"
+                     f"{done.stderr.strip()}")
 
 
 def pg_tool(command):
@@ -265,7 +281,7 @@ def fmt_key(key):
 
 
 STEP_KINDS = ("start", "feed", "drain", "restart", "signal", "wait", "db",
-              "reset",
+              "redis", "reset",
               "snapshot", "expect")
 
 # What `snapshot` keeps and `expect: {same_as: NAME}` compares: every
@@ -282,6 +298,18 @@ SNAPSHOT_QUERIES = {
     "processed_events": ("SELECT event_id FROM processed_events "
                          "ORDER BY event_id", ("event_id",)),
 }
+
+# On a stream a letter's position is its entry id, new for every publish:
+# two runs are compared by what was rejected and why, with a count.
+# (A file's line re-fed is the same letter seen again; a stream entry
+# published again is a new entry, and a new letter.)
+STREAM_DEAD_LETTERS = (
+    "SELECT DISTINCT coalesce(event_id, '') AS event_id, reason, payload "
+    "FROM dead_letters ORDER BY 1, 2, 3",
+    ("event_id", "reason", "payload"))
+
+# Summary rows named after the transport's unit.
+STREAM_LABELS = {"lines read": "entries read"}
 
 
 class Scenario:
@@ -306,14 +334,26 @@ class Scenario:
         self.runs = 0
         self.snapshots = {}
         self.first_run_since_reset = 1
+        self.transport = opts.transport
+        self.stream_key = "scenario:" + stem
+        self.published = []  # entry ids published since the node started
+        if self.transport == "redis":
+            import redis  # Debian's python3-redis
+            self.redis = redis.Redis.from_url(opts.redis_url)
 
     # -- steps --
 
     def node_args(self, extra):
         self.runs += 1
         self.stream = os.path.join(self.work, f"run{self.runs}.matches.ndjson")
-        args = [f"--ingest.ndjson=-",
-                f"--postgis.dsn={self.opts.dsn}",
+        if self.transport == "redis":
+            # The consumer name stays across runs, as a node's would.
+            args = [f"--ingest.redis={self.opts.redis_url}",
+                    f"--ingest.stream={self.stream_key}",
+                    "--ingest.consumer=scenario"]
+        else:
+            args = ["--ingest.ndjson=-"]
+        args += [f"--postgis.dsn={self.opts.dsn}",
                 f"--postgis.schema={self.schema}",
                 f"--output.matches={self.stream}",
                 f"--output.state={os.path.join(self.work, f'run{self.runs}.state.ndjson')}",
@@ -329,11 +369,62 @@ class Scenario:
         extra = spec.get("args", []) if isinstance(spec, dict) else []
         self.node = Node(self.opts.exe, self.node_args(extra), self.work,
                          self.runs + 1)
+        self.published = []
 
     def feed(self, spec):
         if not self.node or not self.node.running():
             self.start({})
-        self.node.feed(self.lines(spec))
+        if self.transport != "redis":
+            self.node.feed(self.lines(spec))
+            return
+        # One entry per line (ingest.md): XADD key * event LINE; an item
+        # {entry: {FIELD: VALUE}} is an entry with exactly those fields.
+        entries = []
+        items = spec if isinstance(spec, list) else [None]
+        for item in items:
+            if isinstance(item, dict) and set(item) == {"entry"}:
+                entries.append({str(k): str(v)
+                                for k, v in item["entry"].items()})
+                continue
+            data = self.lines([item] if item is not None else spec)
+            lines = data.split(b"\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            entries += [{"event": line} for line in lines]
+        pipe = self.redis.pipeline(transaction=False)
+        for fields in entries:
+            pipe.xadd(self.stream_key, fields)
+        self.published += [i.decode() for i in pipe.execute()]
+
+    def group_info(self):
+        try:
+            for g in self.redis.xinfo_groups(self.stream_key):
+                if g["name"] in (b"flowmatch", "flowmatch"):
+                    return g
+        except Exception:  # no stream yet
+            return None
+        return None
+
+    def wait_consumed(self, timeout):
+        """Until this node read its own pending entries (it logs that it
+        reads new ones) and was given every entry (the group's lag is 0)."""
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            g = self.group_info()
+            if (g is not None and g.get("lag") == 0
+                    and "reading new entries" in self.node.stderr()):
+                return
+            if not self.node.running():
+                raise Failed(f"drain: the node exited ({self.node.proc.poll()}) "
+                             "before it read the stream; log:\n"
+                             + tail(self.node.stderr()))
+            if time.monotonic() > deadline:
+                raise Failed(f"drain: the stream was not read within "
+                             f"{timeout:g} s (group: {g}); log:\n"
+                             + tail(self.node.stderr()))
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
 
     def lines(self, spec):
         """Bytes to feed: a list of events (mappings) and raw lines
@@ -381,6 +472,11 @@ class Scenario:
             raise ScenarioError("drain: no node was started")
         timeout = float((spec or {}).get("timeout", DEFAULT_TIMEOUT)) \
             if isinstance(spec, dict) else DEFAULT_TIMEOUT
+        if self.transport == "redis":
+            # A stream has no end: once the node was given every entry, a
+            # SIGTERM makes it finish and acknowledge them and exit.
+            self.wait_consumed(timeout)
+            self.node.proc.send_signal(signals.SIGTERM)
         self.node.close_input()
         self.node.wait(timeout)
         self.last = self.node
@@ -453,11 +549,15 @@ class Scenario:
         if self.node and self.node.running():
             raise ScenarioError("reset: the node is running")
         self.db.reset()
+        if self.transport == "redis":
+            self.redis.delete(self.stream_key)
         self.first_run_since_reset = self.runs + 1
 
     def take_snapshot(self):
         snap = {}
         for table, (sql, key) in SNAPSHOT_QUERIES.items():
+            if table == "dead_letters" and self.transport == "redis":
+                sql, key = STREAM_DEAD_LETTERS
             rows = self.db.rows(sql)
             for r in rows:
                 r.pop("updated_at", None)
@@ -506,6 +606,14 @@ class Scenario:
             if changed > 5:
                 problems.append(f"{table}: {changed} rows differ in all")
 
+    def redis_step(self, spec):
+        if self.transport != "redis":
+            raise ScenarioError("redis: a step for the redis transport "
+                                "(give the scenario `transports: [redis]`)")
+        if spec not in ("stop", "start", "restart"):
+            raise ScenarioError("redis: stop, start or restart")
+        redis_tool(spec)
+
     def db_step(self, spec):
         if spec not in ("stop", "start", "restart"):
             raise ScenarioError("db: stop, start or restart")
@@ -514,6 +622,12 @@ class Scenario:
     def expect(self, spec):
         if not isinstance(spec, dict):
             raise ScenarioError("expect: a mapping")
+        # What differs on a stream, said in the scenario: its keys replace
+        # the expectation's there.
+        spec = dict(spec)
+        on_stream = spec.pop("on_stream", {})
+        if self.transport == "redis":
+            spec.update(on_stream)
         problems = []
         for key, want in spec.items():
             if key == "exit":
@@ -524,6 +638,8 @@ class Scenario:
                                        if self.last else ""))
             elif key == "summary":
                 got = parse_summary(self.last.stdout()) if self.last else {}
+                if self.transport == "redis":
+                    want = {STREAM_LABELS.get(k, k): v for k, v in want.items()}
                 for label, value in want.items():
                     if label not in got:
                         problems.append(f"summary: no row {label!r} (rows: "
@@ -567,8 +683,24 @@ class Scenario:
             raise Failed("\n".join("  " + p for p in problems))
 
     def expect_dead_letters(self, want, problems):
-        rows = self.db.rows("SELECT event_id, source, line, reason, detail, "
-                            "payload, attempts FROM dead_letters ORDER BY id")
+        rows = self.db.rows("SELECT event_id, source, line, entry_id, reason, "
+                            "detail, payload, attempts FROM dead_letters "
+                            "ORDER BY id")
+        if self.transport == "redis" and isinstance(want, dict):
+            # A line number N of the node's input is the N-th entry
+            # published while the node ran.
+            want = dict(want)
+            fixed = []
+            for row in want.get("rows", []):
+                row = dict(row)
+                if "line" in row:
+                    n = int(row.pop("line"))
+                    row["entry_id"] = (self.published[n - 1]
+                                       if 0 < n <= len(self.published)
+                                       else f"(no entry {n} was published)")
+                fixed.append(row)
+            if "rows" in want:
+                want["rows"] = fixed
         if isinstance(want, dict) and "reasons" in want:
             counts = {}
             for r in rows:
@@ -634,6 +766,8 @@ class Scenario:
 
     def run(self, verbose=False):
         self.db.reset()
+        if self.transport == "redis":
+            self.redis.delete(self.stream_key)
         steps = self.doc["steps"]
         if not isinstance(steps, list):
             raise ScenarioError(f"{self.path}: `steps` must be a list")
@@ -646,6 +780,14 @@ class Scenario:
                 else:
                     raise ScenarioError(f"step {number}: one of "
                                         f"{', '.join(STEP_KINDS)}, got {show(step)}")
+                if isinstance(spec, dict) and "transport" in spec:
+                    # A step for one transport only (the scenario says why).
+                    spec = dict(spec)
+                    only = spec.pop("transport")
+                    if only != self.transport:
+                        continue
+                    if list(spec) == ["value"]:
+                        spec = spec["value"]
                 if verbose:
                     print(f"    step {number}: {kind}", flush=True)
                 handler = {
@@ -653,6 +795,7 @@ class Scenario:
                     "drain": self.drain, "restart": self.restart,
                     "signal": self.signal,
                     "wait": self.wait, "db": self.db_step,
+                    "redis": self.redis_step,
                     "reset": self.reset, "snapshot": self.snapshot,
                     "expect": self.expect,
                 }.get(kind)
@@ -669,12 +812,16 @@ class Scenario:
             if self.node and self.node.running():
                 self.node.proc.kill()
                 self.node.proc.wait()
+            if self.transport == "redis":
+                redis_tool("start")  # a failed step may have left it down
 
     def cleanup(self):
         if not self.opts.keep:
             shutil.rmtree(self.work, ignore_errors=True)
             try:
                 self.db.reset()
+                if self.transport == "redis":
+                    self.redis.delete(self.stream_key)
             except Exception:
                 pass
 
@@ -692,9 +839,11 @@ def collect(paths):
 
 def run_all(files, opts):
     failed = []
+    skipped = 0
     total = len(files)
     for i, path in enumerate(files, 1):
-        label = os.path.relpath(path)
+        label = os.path.relpath(path) + (
+            f" over {opts.transport}" if opts.transport != "file" else "")
         print(f"[{i}/{total}] {label} ... ", end="", flush=True)
         started = time.monotonic()
         try:
@@ -703,6 +852,12 @@ def run_all(files, opts):
             print("ERROR")
             print(f"  {e}")
             return 2
+        transports = sc.doc.get("transports", ["file", "redis"])
+        if opts.transport not in transports:
+            print(f"skipped ({', '.join(transports)} only: "
+                  f"{sc.doc.get('why_not_everywhere', 'see the file')})")
+            skipped += 1
+            continue
         try:
             sc.run(opts.verbose)
             print(f"ok ({time.monotonic() - started:.1f} s)", flush=True)
@@ -719,7 +874,10 @@ def run_all(files, opts):
     if failed:
         print(f"{len(failed)} of {total} scenarios failed: {', '.join(failed)}")
         return 1
-    print(f"all {total} scenarios passed")
+    if skipped == total:
+        return SKIPPED
+    print(f"all {total - skipped} scenarios passed"
+          + (f" ({skipped} skipped)" if skipped else ""))
     return 0
 
 
@@ -765,7 +923,14 @@ def main():
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--self-test", metavar="DIR")
+    ap.add_argument("--transport", choices=["file", "redis"], default="file")
+    ap.add_argument("--redis-url",
+                    default=os.environ.get("FLOWMATCH_TEST_REDIS_URL"))
     opts = ap.parse_args()
+    if opts.transport == "redis" and not opts.redis_url:
+        opts.redis_url = subprocess.run(
+            [os.path.join(ROOT, "tools", "redis.sh"), "url"],
+            capture_output=True, text=True).stdout.strip()
     if not opts.dsn:
         opts.dsn = subprocess.run([os.path.join(ROOT, "tools", "pg.sh"), "dsn"],
                                   capture_output=True, text=True).stdout.strip()
