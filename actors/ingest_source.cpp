@@ -25,7 +25,7 @@ void settle(source_ptr self, uint64_t position) {
     self->state.settled.push_back(position);
 }
 
-void acknowledge_settled(source_ptr self);
+void acknowledge_settled(source_ptr self, bool now = false);
 
 void reject(source_ptr self, dead_letter dl) {
   auto& st = self->state;
@@ -98,10 +98,14 @@ void take_refused(source_ptr self, const input_item& item) {
 
 /// Acknowledges what is settled: first the dead-letter sink stores
 /// everything sent to it so far (a letter must not be lost with its
-/// entry), then the reader acknowledges. One round at a time.
-void acknowledge_settled(source_ptr self) {
+/// entry), then the reader acknowledges. One round at a time, and (unless
+/// `now`: the input is idle, or a drain waits) only once a batch's worth
+/// is settled: fewer round trips to the sink and to the transport.
+void acknowledge_settled(source_ptr self, bool now) {
   auto& st = self->state;
   if (!st.acks || st.acknowledging)
+    return;
+  if (!now && st.drains.empty() && st.settled.size() < st.settings.batch_size)
     return;
   if (st.settled.empty()) {
     for (auto& rp : st.drains)
@@ -113,10 +117,10 @@ void acknowledge_settled(source_ptr self) {
   auto positions = std::make_shared<std::vector<uint64_t>>();
   positions->swap(st.settled);
   auto ack = [self, positions] {
-    auto& now = self->state;
-    now.acknowledged += now.reader->acknowledge(std::move(*positions));
-    now.acknowledging = false;
-    acknowledge_settled(self);
+    auto& state = self->state;
+    state.acknowledged += state.reader->acknowledge(std::move(*positions));
+    state.acknowledging = false;
+    acknowledge_settled(self, false);
   };
   if (!st.dead_letters) {
     ack();
@@ -266,7 +270,7 @@ void on_read(source_ptr self) {
         break;
       case input_item::nothing_yet:
         send_batch(self);
-        acknowledge_settled(self);
+        acknowledge_settled(self, true);
         schedule_read(self);
         return;
       case input_item::end:

@@ -38,7 +38,10 @@ struct stream_settings {
   /// and acknowledged.
   uint32_t delivery_limit = 5;
   /// Entries asked for per read.
-  size_t read_count = 256;
+  size_t read_count = 1024;
+  /// End the input once every entry was delivered (the group's lag is 0)
+  /// instead of waiting for more: a catch-up run, or a benchmark.
+  bool until_caught_up = false;
   /// How long one connection attempt may take.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds{2}};
   /// Longest wait between reconnection attempts (the backoff doubles from

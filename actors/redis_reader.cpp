@@ -82,8 +82,11 @@ public:
       flush_acks();
       if (!ready_)
         continue;
-      if (!fetch(wait))
+      if (!fetch(wait)) {
+        if (stopped_)
+          return end_item();
         return nothing_yet();
+      }
     }
   }
 
@@ -279,6 +282,8 @@ private:
 
   /// Fetches the next entries; false when there are none now.
   bool fetch(bool wait) {
+    if (!ready_)
+      return false;
     fetched_.clear();
     next_ = 0;
     if (phase_ == phase::own_pending)
@@ -427,6 +432,11 @@ private:
     }
     for (auto& e : entries)
       fetched_.push_back({e, 1, true});
+    if (fetched_.empty() && s_.until_caught_up) {
+      log()->info("{} caught up (ingest.until-caught-up): ending the input",
+                  name_);
+      stopped_ = true;
+    }
     return !fetched_.empty();
   }
 

@@ -66,7 +66,10 @@ flowmatch_config::flowmatch_config() {
          "entries pending this long with another consumer are claimed")
     .add(ingest_delivery_limit, "delivery-limit",
          "an entry delivered more often is dead-lettered as poison")
-    .add(ingest_read_count, "read-count", "stream entries asked for per read");
+    .add(ingest_read_count, "read-count", "stream entries asked for per read")
+    .add(ingest_until_caught_up, "until-caught-up",
+         "end once every stream entry was delivered (a catch-up run) "
+         "instead of running until a signal");
   opt_group{custom_options_, "output"}
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
@@ -324,6 +327,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     if (cfg.ingest_read_count < 1 || cfg.ingest_read_count > 100'000)
       return bad("ingest.read-count must be within 1..100000");
     st.read_count = cfg.ingest_read_count;
+    st.until_caught_up = cfg.ingest_until_caught_up;
   }
   if (!stream && !cfg.match_check && cfg.ingest_ndjson != "-") {
     if (::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)

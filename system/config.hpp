@@ -63,6 +63,7 @@ public:
   caf::timespan ingest_claim_idle = stream_settings{}.claim_idle;
   size_t ingest_delivery_limit = stream_settings{}.delivery_limit;
   size_t ingest_read_count = stream_settings{}.read_count;
+  bool ingest_until_caught_up = false;
   // [output]
   std::string output_state;
   std::string output_dead_letters;

@@ -157,6 +157,140 @@ def drain_bench(events, reps, work):
             "ratio": med(ours) / med(baseline), "state_equal": True}
 
 
+# --- the Redis stream path ----------------------------------------------------
+
+def redis_cli(*args):
+    return run([os.path.join(ROOT, "tools", "redis.sh"), "cli"] + list(args))
+
+
+def rss_mib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def summary_rate(text):
+    return float(re.search(r"rate\s+(\d+) events/s", text).group(1))
+
+
+def bounded_backlog(path, n, sites=10000):
+    """`n` events over `sites` sites: creates, then updates with rising
+    versions. The state stays `sites` big however long the backlog is, so
+    the node's memory shows the backlog, not the registry."""
+    with open(path, "w") as f:
+        for i in range(n):
+            s = i % sites
+            v = i // sites + 1
+            kind = "site_created" if v == 1 else "site_updated"
+            f.write('{"id":"b%d","type":"%s","data":{"site_id":"s%d",'
+                    '"name":"Site %d","lat":%.4f,"lon":%.4f,"version":%d}}\n'
+                    % (i, kind, s, s, 40 + (s % 1000) / 100.0,
+                       5 + (s // 1000) / 10.0, v))
+
+
+def node_peak_rss(cmd, stop_when=None, samples=None):
+    """Runs the node, sampling its RSS every 50 ms (into `samples`);
+    returns (peak MiB, stdout). With `stop_when`, a SIGTERM goes once its
+    log shows that text and RSS was sampled for a second after it (the node
+    idle)."""
+    err_path = os.path.join(BUILD, "..", "var", "bench", "rss.log")
+    with open(err_path, "wb") as err:
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        peak, since = 0.0, None
+        while p.poll() is None:
+            now = rss_mib(p.pid)
+            peak = max(peak, now)
+            if samples is not None and now > 0:
+                samples.append(now)
+            if stop_when and since is None:
+                with open(err_path, "rb") as f:
+                    if stop_when.encode() in f.read():
+                        since = time.monotonic()
+            if since is not None and time.monotonic() - since > 1.0:
+                p.send_signal(signal.SIGTERM)
+                since = float("inf")
+            time.sleep(0.05)
+        out = p.stdout.read().decode()
+    if p.returncode != 0:
+        raise SystemExit(f"suite: {' '.join(cmd)} exited {p.returncode}")
+    return peak, out
+
+
+def stream_bench(events, reps, backlog_events, work):
+    """The stream path beside its baselines: the publisher against a bare
+    pipelined XADD loop and a bare XREADGROUP + XACK loop (bench-stream);
+    the node consuming the same events from a stream against reading them
+    from a file (memory mode, ingest.until-caught-up); RSS while a backlog
+    of `backlog_events` is consumed against RSS idle."""
+    run([os.path.join(ROOT, "tools", "redis.sh"), "start"])
+    url = run([os.path.join(ROOT, "tools", "redis.sh"), "url"]).strip()
+    r = bench("bench-stream", [f"--redis={url}", f"--input={events}",
+                               f"--reps={reps}"],
+              os.path.join(work, "stream.json"))
+    exe = os.path.join(BUILD, "actor-system")
+    publish = os.path.join(BUILD, "flowmatch-publish")
+    common = ["--log.level=error", "--log.progress-interval=0s",
+              "--system.threads=2"]
+    key = "bench:node"
+    redis_cli("DEL", key)
+    run([publish, "--quiet", f"--redis={url}", f"--stream={key}", events])
+    from_stream, from_file = [], []
+    for rep in range(reps + 1):
+        redis_cli("XGROUP", "DESTROY", key, "flowmatch")
+        s = summary_rate(run([exe, f"--ingest.redis={url}",
+                              f"--ingest.stream={key}",
+                              "--ingest.until-caught-up"] + common))
+        f = summary_rate(run([exe, f"--ingest.ndjson={events}"] + common))
+        if rep == 0:
+            continue  # warm-up
+        from_stream.append(s)
+        from_file.append(f)
+        say(f"stream: rep {rep}: from the stream {s:,.0f} ev/s, "
+            f"from the file {f:,.0f} ev/s")
+    redis_cli("DEL", key)
+    med = lambda v: sorted(v)[len(v) // 2]
+    r["node_stream_per_s"] = med(from_stream)
+    r["node_file_per_s"] = med(from_file)
+    r["stream_over_bare"] = r["node_stream_per_s"] / r["bare_consume_per_s"]
+    r["stream_over_file"] = r["node_stream_per_s"] / r["node_file_per_s"]
+    # RSS: idle on an empty stream, then consuming the backlog.
+    backlog = os.path.join(work, "backlog.ndjson")
+    bounded_backlog(backlog, backlog_events)
+    redis_cli("DEL", key, key + ":empty")
+    run([publish, "--quiet", f"--redis={url}", f"--stream={key}", backlog])
+    idle, _ = node_peak_rss([exe, f"--ingest.redis={url}",
+                             f"--ingest.stream={key}:empty",
+                             "--log.level=info", "--log.progress-interval=0s",
+                             "--system.threads=2"],
+                            stop_when="reading new entries")
+    # The dedup window keeps every applied id for its retention (7 days by
+    # default: 1,000,000 ids are ~100 MiB whatever the transport); a short
+    # one here leaves what the backlog itself costs.
+    samples = []
+    peak, out = node_peak_rss([exe, f"--ingest.redis={url}",
+                               f"--ingest.stream={key}",
+                               "--ingest.until-caught-up",
+                               "--registry.dedup-retention=2s"] + common,
+                              samples=samples)
+    half = len(samples) // 2
+    growth = (max(samples[half:]) - max(samples[:half])) if half else 0.0
+    read = int(re.search(r"entries read\s+(\d+)", out).group(1))
+    if read != backlog_events:
+        raise SystemExit(f"suite: the backlog run read {read} of "
+                         f"{backlog_events} entries")
+    redis_cli("DEL", key, key + ":empty")
+    r.update({"backlog_events": backlog_events, "rss_idle_mib": idle,
+              "rss_backlog_peak_mib": peak, "rss_ratio": peak / idle,
+              "rss_growth_second_half_mib": growth})
+    say(f"stream: {r}")
+    return r
+
+
 # --- plots -------------------------------------------------------------------
 
 
@@ -335,6 +469,27 @@ def report(results, pngs, quick):
                      f"{ps['sync_over_copy']:.2f}x", ">= 0.7x", verdict(ps["sync_over_copy"] >= 0.7)))
         rows.append(("persistence vs naive INSERT", "", f"{ps['naive_rows_per_s']:,.0f} rows/s",
                      f"{ps['sync_over_naive']:.1f}x", ">= 20x", verdict(ps["sync_over_naive"] >= 20)))
+    st = results.get("stream")
+    if st:
+        rows.append(("stream: consumed through the node (memory)",
+                     f"{st['node_stream_per_s']:,.0f} ev/s",
+                     f"{st['bare_consume_per_s']:,.0f} ev/s (bare XREADGROUP + XACK)",
+                     f"{st['stream_over_bare']:.2f}x", ">= 0.7x",
+                     verdict(st["stream_over_bare"] >= 0.7)))
+        rows.append(("stream: the same events from a file",
+                     f"{st['node_stream_per_s']:,.0f} ev/s",
+                     f"{st['node_file_per_s']:,.0f} ev/s (NDJSON file)",
+                     f"{st['stream_over_file']:.2f}x", "", ""))
+        rows.append(("publisher XADD", f"{st['publisher_per_s']:,.0f} ev/s",
+                     f"{st['bare_xadd_per_s']:,.0f} ev/s (bare pipelined XADD)",
+                     f"{st['publisher_ratio']:.2f}x", ">= 0.9x",
+                     verdict(st["publisher_ratio"] >= 0.9)))
+        rows.append((f"RSS consuming a {st['backlog_events']:,}-entry backlog",
+                     f"{st['rss_backlog_peak_mib']:.0f} MiB peak, second half "
+                     f"{st['rss_growth_second_half_mib']:+.1f} MiB",
+                     f"{st['rss_idle_mib']:.0f} MiB idle",
+                     f"{st['rss_ratio']:.2f}x", "flat",
+                     verdict(abs(st["rss_growth_second_half_mib"]) <= 16)))
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     lines.append("")
@@ -375,7 +530,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
-    ap.add_argument("--only", default="routing,pipeline,drain,matching,persistence")
+    ap.add_argument("--only",
+                    default="routing,pipeline,drain,matching,persistence,stream")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite report.md and the plots from suite.json")
     opts = ap.parse_args()
@@ -394,13 +550,19 @@ def main():
     work = os.path.join(ROOT, "var", "bench")
     os.makedirs(work, exist_ok=True)
     for exe in ("actor-system", "bench-routing", "bench-pipeline",
-                "bench-matching", "bench-persistence"):
+                "bench-matching", "bench-persistence", "bench-stream",
+                "flowmatch-publish"):
         if not os.path.exists(os.path.join(BUILD, exe)):
             raise SystemExit(f"suite: build/{exe} is missing: run tools/build.sh")
     run([os.path.join(ROOT, "tools", "pg.sh"), "start"])
     dsn = run([os.path.join(ROOT, "tools", "pg.sh"), "dsn"]).strip()
     quick = ["--quick"] if opts.quick else []
     results = {"quick": opts.quick, "machine": machine()}
+    previous = os.path.join(out, "suite.json")
+    if only != set(ap.get_default("only").split(",")) and os.path.exists(previous):
+        # A partial run updates its sections of the last full report.
+        with open(previous) as f:
+            results = {**json.load(f), **results}
     started = time.monotonic()
 
     events = os.path.join(work, "events.ndjson")
@@ -430,6 +592,10 @@ def main():
                  "--seed", "2", "--copies", "16", "--out", drain_input])
         results["drain"] = drain_bench(drain_input, 1 if opts.quick else 3, work)
         say(f"drain: {results['drain']}")
+    if "stream" in only:
+        results["stream"] = stream_bench(events, 1 if opts.quick else 3,
+                                         100_000 if opts.quick else 1_000_000,
+                                         work)
     if "matching" in only:
         results["matching"] = bench("bench-matching", quick + [f"--dsn={dsn}"],
                                     os.path.join(work, "matching.json"))
