@@ -27,6 +27,7 @@ public:
                        std::chrono::milliseconds admission_timeout
                        = std::chrono::minutes{15});
 
+  using event_publisher::publish; // the batch form
   bool publish(std::string_view event) override;
   bool flush() override;
   uint64_t confirmed() const override {

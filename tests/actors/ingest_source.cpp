@@ -5,6 +5,7 @@
 #include "actors/ingest_source.hpp"
 
 #include "actors/dispatcher.hpp"
+#include "actors/in_process_publisher.hpp"
 #include "actors/registry_worker.hpp"
 
 #include "../test_helpers.hpp"
@@ -226,5 +227,59 @@ TEST_CASE("ingest.max-rate holds the driver to its rate and loses nothing") {
   drain(r.self, r.d);
   auto snap = ask<registry_snapshot>(r.self, r.d, snapshot_atom::value);
   CHECK(snap.sites.size() == 600);
+  std::remove(path.c_str());
+}
+
+TEST_CASE("the in-process publisher hands events to a node's dispatcher: "
+          "validated, deduplicated, bad ones dead-lettered") {
+  driver_setup t;
+  in_process_publisher p{t.sys, t.d,
+                         caf::actor_cast<dead_letter_sink_actor>(t.dead), 2};
+  CHECK(p.publish(site_line("p1", "A")));
+  CHECK(p.publish(site_line("p2", "B")));
+  CHECK(p.publish(site_line("p1", "A"))); // a resend: skipped
+  CHECK(p.publish("{\"id\":\"p3\",\"type\":\"site_created\"}")); // no data
+  CHECK(p.publish(std::vector<std::string>{site_line("p4", "C")}));
+  REQUIRE(p.flush());
+  CHECK(p.error().empty());
+  CHECK(p.confirmed() == 3);
+  CHECK(p.duplicates() == 1);
+  CHECK(p.rejected() == 1);
+  drain(t.self, t.d);
+  auto snap = ask<registry_snapshot>(t.self, t.d, snapshot_atom::value);
+  REQUIRE(snap.sites.size() == 3);
+  CHECK(snap.sites[0].site_id == "A");
+  CHECK(snap.sites[2].site_id == "C");
+  auto letters = ask<std::vector<dead_letter>>(t.self, t.dead,
+                                               caf::get_atom::value);
+  REQUIRE(letters.size() == 1);
+  CHECK(letters[0].event_id == "p3");
+  CHECK(letters[0].reason == reject_reason::missing_field);
+  CHECK(letters[0].origin.source == "in-process");
+}
+
+TEST_CASE("the NDJSON publisher appends one event per line and refuses a "
+          "line end inside an event") {
+  auto path = temp_path("publisher");
+  std::remove(path.c_str());
+  std::string why;
+  auto p = make_ndjson_publisher(path, why);
+  REQUIRE(p);
+  CHECK(p->publish(site_line("n1", "A")));
+  CHECK(p->publish(std::vector<std::string>{site_line("n2", "B")}));
+  CHECK(p->confirmed() == 0); // not until flushed
+  REQUIRE(p->flush());
+  CHECK(p->confirmed() == 2);
+  std::ifstream in(path);
+  std::string a, b, c;
+  REQUIRE(std::getline(in, a));
+  REQUIRE(std::getline(in, b));
+  CHECK_FALSE(std::getline(in, c));
+  CHECK(a == site_line("n1", "A"));
+  CHECK(b == site_line("n2", "B"));
+  CHECK_FALSE(p->publish("{\"id\":\"x\"}\n{\"id\":\"y\"}"));
+  CHECK_THAT(p->error(), Catch::Contains("one line"));
+  CHECK_FALSE(make_ndjson_publisher("/no/such/dir/out.ndjson", why));
+  CHECK_THAT(why, Catch::Contains("cannot open /no/such/dir/out.ndjson"));
   std::remove(path.c_str());
 }
