@@ -11,6 +11,7 @@
 //   bench-stream --redis URL --input FILE [--reps N] [--json PATH]
 //   bench-stream --redis URL --consume STREAM --group G   (one bare pass)
 
+#include "actors/line_reader.hpp"
 #include "streams/publisher.hpp"
 #include "streams/redis.hpp"
 
@@ -22,6 +23,7 @@
 #include <fstream>
 #include <string>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 using namespace flowmatch;
@@ -143,6 +145,44 @@ double bare_consume(const options& o, const std::string& key, size_t& seen) {
   return static_cast<double>(seen) / secs;
 }
 
+/// The node's stream reader alone over `key` with a fresh group: every
+/// entry handed out and acknowledged in rounds of a batch, as the ingest
+/// driver does, without decoding. Separates the reader's cost from the
+/// pipeline's.
+double reader_consume(const options& o, const std::string& key,
+                      const std::string& group) {
+  auto c = connect(o.url);
+  c.command({"XGROUP", "DESTROY", key, group});
+  stream_settings s;
+  s.url = o.url;
+  s.stream = key;
+  s.group = group;
+  s.consumer = "bench";
+  s.read_count = o.read_count;
+  s.until_caught_up = true;
+  auto reader = open_stream_reader(s, std::chrono::milliseconds{100});
+  std::vector<uint64_t> settled;
+  size_t seen = 0;
+  auto start = clock_type::now();
+  for (;;) {
+    auto item = reader->next(settled.empty());
+    if (item.kind == input_item::end)
+      break;
+    if (item.kind == input_item::nothing_yet)
+      continue;
+    ++seen;
+    settled.push_back(item.origin.line);
+    if (settled.size() >= 1024)
+      reader->acknowledge(std::exchange(settled, {}));
+  }
+  reader->acknowledge(std::move(settled));
+  auto secs = seconds_since(start);
+  if (!reader->error().empty() || reader->unacknowledged() != 0)
+    die("the reader did not acknowledge everything: " + reader->error());
+  c.command({"XGROUP", "DESTROY", key, group});
+  return static_cast<double>(seen) / secs;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
@@ -201,7 +241,7 @@ int main(int argc, char** argv) {
         lines.push_back(line);
   }
   auto key = fmt::format("bench:stream:{}", ::getpid());
-  std::vector<double> bare, ours, consume;
+  std::vector<double> bare, ours, consume, reader;
   for (int rep = 0; rep <= o.reps; ++rep) {
     // Alternating, so drift on this shared machine hits both alike.
     auto b = bare_publish(o, lines, key + ":bare");
@@ -230,17 +270,21 @@ int main(int argc, char** argv) {
       auto r = bare_consume(o, key, seen);
       if (seen != lines.size())
         die("the bare consumer saw fewer entries than were published");
-      if (rep > 0)
+      auto ours_r = reader_consume(o, key, "bench-reader");
+      if (rep > 0) {
         consume.push_back(r);
+        reader.push_back(ours_r);
+      }
     }
     c.command({"DEL", key});
   }
   auto out = fmt::format(
     "{{\"events\": {}, \"bare_xadd_per_s\": {:.0f}, "
     "\"publisher_per_s\": {:.0f}, \"publisher_ratio\": {:.3f}, "
-    "\"bare_consume_per_s\": {:.0f}}}\n",
+    "\"bare_consume_per_s\": {:.0f}, \"reader_consume_per_s\": {:.0f}, "
+    "\"reader_ratio\": {:.3f}}}\n",
     lines.size(), median(bare), median(ours), median(ours) / median(bare),
-    median(consume));
+    median(consume), median(reader), median(reader) / median(consume));
   std::fputs(out.c_str(), stdout);
   if (!o.json.empty()) {
     std::ofstream f(o.json);

@@ -476,6 +476,11 @@ def report(results, pngs, quick):
                      f"{st['bare_consume_per_s']:,.0f} ev/s (bare XREADGROUP + XACK)",
                      f"{st['stream_over_bare']:.2f}x", ">= 0.7x",
                      verdict(st["stream_over_bare"] >= 0.7)))
+        if "reader_consume_per_s" in st:
+            rows.append(("stream: the reader alone (no decoding)",
+                         f"{st['reader_consume_per_s']:,.0f} ev/s",
+                         f"{st['bare_consume_per_s']:,.0f} ev/s (bare XREADGROUP + XACK)",
+                         f"{st['reader_ratio']:.2f}x", "", ""))
         rows.append(("stream: the same events from a file",
                      f"{st['node_stream_per_s']:,.0f} ev/s",
                      f"{st['node_file_per_s']:,.0f} ev/s (NDJSON file)",
