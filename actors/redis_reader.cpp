@@ -150,10 +150,14 @@ private:
     x.origin = event_origin{name_, ++seq_, id};
     in_flight_.emplace(seq_, std::move(id));
     auto payload = e.view.event.value_or(std::string_view{});
-    // The decoder reads up to decoder_padding bytes past the line.
-    line_.assign(payload.begin(), payload.end());
-    line_.resize(payload.size() + decoder_padding, '\0');
-    x.text = std::string_view{line_.data(), payload.size()};
+    // The decoder reads up to decoder_padding bytes past the line; of an
+    // over-long entry only the prefix for its dead letter is copied.
+    auto keep = payload.size() > max_line_bytes
+                  ? std::min(payload.size(), over_long_payload_prefix)
+                  : payload.size();
+    line_.assign(payload.data(), keep);
+    line_.resize(keep + decoder_padding, '\0');
+    x.text = std::string_view{line_.data(), keep};
     x.bytes = payload.size();
     if (e.deliveries > static_cast<long long>(s_.delivery_limit)) {
       x.kind = input_item::refused;
@@ -175,7 +179,6 @@ private:
     }
     if (payload.size() > max_line_bytes) {
       x.kind = input_item::too_long;
-      x.text = x.text.substr(0, over_long_payload_prefix);
       return x;
     }
     x.kind = input_item::line;
