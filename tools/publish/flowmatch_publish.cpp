@@ -163,6 +163,11 @@ bool wait_for_group(const options& o) {
                    p.exists ? "exists" : "does not exist",
                    static_cast<unsigned long long>(p.pending),
                    static_cast<long long>(p.lag));
+      if (p.exists && p.lag == 0 && p.pending > 0)
+        std::fprintf(stderr,
+                     "  (every entry was read; pending ones are in flight, or "
+                     "flows held for sites that have not come: see "
+                     "registry.hold-timeout)\n");
       return false;
     }
     if (!o.quiet && o.progress > 0 && seconds_since(last_note) >= o.progress) {
