@@ -300,7 +300,12 @@ using node_actor = caf::typed_actor<
   // Timer: the shutdown grace period is over.
   caf::reacts_to<deadline_atom>,
   // Timer: log the progress of the run.
-  caf::reacts_to<progress_atom>>;
+  caf::reacts_to<progress_atom>,
+  // From the HTTP endpoint: why the node cannot do its work, or "" when
+  // it can (database connected, state restored, input connected).
+  caf::replies_to<ready_atom>::with<std::string>,
+  // From the HTTP endpoint: the latest status of every stage.
+  caf::replies_to<metrics_atom>::with<std::vector<actor_status>>>;
 
 } // namespace flowmatch
 

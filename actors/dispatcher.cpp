@@ -409,11 +409,28 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         .counter("events_stale", static_cast<double>(st.totals.stale))
         .counter("events_dead_lettered",
                  static_cast<double>(st.totals.dead_lettered()));
+      // Outcomes as one family (the source adds duplicates and its own
+      // dead letters): flowmatch_events_total{outcome=...}.
+      s.counter("events{outcome=applied}",
+                static_cast<double>(st.totals.applied))
+        .counter("events{outcome=stale}", static_cast<double>(st.totals.stale))
+        .counter("events{outcome=held}", static_cast<double>(st.totals.held))
+        .counter("events{outcome=dead_lettered}",
+                 static_cast<double>(st.totals.dead_lettered()));
+      for (size_t r = 0; r < st.totals.dead_letters.size(); ++r)
+        if (st.totals.dead_letters[r] > 0)
+          s.counter(fmt::format("dead_letters{{reason={}}}",
+                                to_string(static_cast<reject_reason>(r))),
+                    static_cast<double>(st.totals.dead_letters[r]));
       uint64_t handovers = 0;
       for (auto& g : st.groups) {
         s.gauge("in_flight_" + g.settings.name,
                 static_cast<double>(g.in_flight));
         s.gauge("in_flight_budget_" + g.settings.name,
+                static_cast<double>(g.settings.max_in_flight));
+        s.gauge("events_in_flight{group=" + g.settings.name + "}",
+                static_cast<double>(g.in_flight));
+        s.gauge("in_flight_budget{group=" + g.settings.name + "}",
                 static_cast<double>(g.settings.max_in_flight));
         handovers += g.handovers;
       }

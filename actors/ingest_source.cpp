@@ -4,6 +4,8 @@
 
 #include <caf/all.hpp>
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -37,6 +39,7 @@ void reject(source_ptr self, dead_letter dl) {
 void take_line(source_ptr self, const input_item& item) {
   auto& st = self->state;
   ++st.stats.lines;
+  st.bytes += item.text.size();
   if (all_blank(item.text)) {
     ++st.stats.blank_lines; // they separate nothing and carry nothing
     settle(self, item.origin.line);
@@ -381,13 +384,20 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
         .counter("duplicates", static_cast<double>(now.stats.duplicates))
         .counter("rejected", static_cast<double>(rejected))
         .counter("rate_limit_pauses", static_cast<double>(now.rate_waits))
+        .counter("input_bytes", static_cast<double>(now.bytes))
+        .counter("events{outcome=duplicate}",
+                 static_cast<double>(now.stats.duplicates))
+        .counter("events{outcome=dead_lettered}", static_cast<double>(rejected))
         .gauge("dedup_window_ids", static_cast<double>(now.seen.size()));
+      for (size_t r = 0; r < now.stats.rejected.size(); ++r)
+        if (now.stats.rejected[r] > 0)
+          s.counter(fmt::format("dead_letters{{reason={}}}",
+                                to_string(static_cast<reject_reason>(r))),
+                    static_cast<double>(now.stats.rejected[r]));
       if (now.acks) {
-        s.counter("entries_acknowledged",
-                  static_cast<double>(now.acknowledged))
-          .gauge("events_unsettled", static_cast<double>(now.unsettled.size()));
-        for (auto& [name, value] : now.reader->counters())
-          s.gauge(name, value);
+        s.gauge("events_unsettled", static_cast<double>(now.unsettled.size()));
+        for (auto& m : now.reader->counters())
+          s.metrics.push_back(m);
       }
       s.queue_depth = now.outstanding;
       if (!now.sent_at.empty())

@@ -90,6 +90,8 @@ struct ingest_source_state {
   token_bucket bucket;
   /// Times the rate limit made the driver pause.
   uint64_t rate_waits = 0;
+  /// Bytes of the lines (entries) taken in.
+  uint64_t bytes = 0;
   /// Wall-clock ms, read once per read round (not per line).
   int64_t now_ms = 0;
 

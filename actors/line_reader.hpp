@@ -11,6 +11,7 @@
 
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
+#include "messages/status.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -131,9 +132,9 @@ public:
     return 0;
   }
 
-  /// Transport counters for the status protocol (name, value), e.g. the
-  /// stream group's pending and lag.
-  virtual std::vector<std::pair<std::string, double>> counters() {
+  /// Transport metrics for the status protocol, e.g. the stream group's
+  /// pending and lag.
+  virtual std::vector<status_metric> counters() {
     return {};
   }
 };

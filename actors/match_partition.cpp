@@ -54,13 +54,21 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
       auto& st = self->state;
       actor_status s;
       s.actor = std::string{self->name()} + " " + std::string{to_string(st.cls)};
+      auto class_name = std::string{to_string(st.cls)};
       s.gauge("flows", static_cast<double>(st.index->flow_count()))
-        .gauge("matches", static_cast<double>(st.index->match_count()));
+        .gauge("matches", static_cast<double>(st.index->match_count()))
+        // The families operators chart: matches now and changes so far
+        // (a rate in PromQL), by class.
+        .gauge("matches_current{class=" + class_name + "}",
+               static_cast<double>(st.index->match_count()))
+        .counter("match_changes{class=" + class_name + "}",
+                 static_cast<double>(st.match_changes));
       return s;
     },
     [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {
       std::vector<match_change> out;
       self->state.index->apply(changes, out);
+      self->state.match_changes += out.size();
       auto rp = self->make_response_promise<caf::ok_atom>();
       store(self, std::move(out), rp);
       return rp;

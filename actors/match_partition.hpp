@@ -15,6 +15,8 @@ namespace flowmatch {
 struct match_partition_state {
   static inline const char* name = "match-partition";
   resource_class cls = resource_class::heat;
+  /// Match changes emitted so far (upserts and removals).
+  uint64_t match_changes = 0;
   std::unique_ptr<match_index> index;
   std::vector<match_sink_actor> sinks;
   wait_limits limits;

@@ -104,15 +104,16 @@ public:
     return before - ack_backlog_.size();
   }
 
-  std::vector<std::pair<std::string, double>> counters() override {
-    std::vector<std::pair<std::string, double>> out{
-      {"entries_read", static_cast<double>(read_)},
-      {"entries_redelivered", static_cast<double>(redelivered_)},
-      {"entries_claimed", static_cast<double>(claimed_)},
-      {"entries_acknowledged", static_cast<double>(acked_)},
-      {"entries_unacknowledged", static_cast<double>(in_flight_.size())},
-      {"redis_reconnects", static_cast<double>(reconnects_)},
-      {"redis_connected", ready_ ? 1.0 : 0.0},
+  std::vector<status_metric> counters() override {
+    std::vector<status_metric> out{
+      {"entries_read", true, static_cast<double>(read_)},
+      {"entries_redelivered", true, static_cast<double>(redelivered_)},
+      {"entries_claimed", true, static_cast<double>(claimed_)},
+      {"entries_acknowledged", true, static_cast<double>(acked_)},
+      {"entries_unacknowledged", false,
+       static_cast<double>(in_flight_.size())},
+      {"redis_reconnects", true, static_cast<double>(reconnects_)},
+      {"redis_connected", false, ready_ ? 1.0 : 0.0},
     };
     if (ready_)
       group_info(out);
@@ -465,7 +466,7 @@ private:
   }
 
   /// The group's pending and lag (XINFO GROUPS), for operators.
-  void group_info(std::vector<std::pair<std::string, double>>& out) {
+  void group_info(std::vector<status_metric>& out) {
     auto r = conn_.command({"XINFO", "GROUPS", s_.stream});
     if (!r) {
       lost(conn_.error());
@@ -487,9 +488,9 @@ private:
           lag = static_cast<double>(val.integer());
       }
       if (ours) {
-        out.emplace_back("group_pending", pending);
+        out.push_back({"stream_group_pending", false, pending});
         if (lag >= 0)
-          out.emplace_back("group_lag", lag);
+          out.push_back({"stream_group_lag", false, lag});
       }
     }
   }

@@ -74,5 +74,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, attach_atom, "attach")
   CAF_ADD_ATOM(flowmatch, flowmatch, metrics_atom, "metrics")
   CAF_ADD_ATOM(flowmatch, flowmatch, settled_atom, "settled")
+  CAF_ADD_ATOM(flowmatch, flowmatch, ready_atom, "ready")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

@@ -2,6 +2,7 @@
 
 #include "base/logging.hpp"
 #include "streams/redis.hpp"
+#include "system/http_endpoint.hpp"
 
 #include <caf/config_option_adder.hpp>
 #include <caf/sec.hpp>
@@ -143,6 +144,10 @@ flowmatch_config::flowmatch_config() {
     .add(supervision_stall_timeout, "stall-timeout",
          "how long a stage waits for the next to take work (backpressure, "
          "a database outage) before the node stops with an error");
+  opt_group{custom_options_, "metrics"}.add(
+    metrics_listen, "listen",
+    "host:port of the HTTP endpoint (/metrics, /healthz, /readyz); empty: "
+    "none");
   opt_group{custom_options_, "telemetry"}.add(
     telemetry_interval, "interval",
     "how often the telemetry actor asks every stage for its status");
@@ -424,6 +429,18 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.source.admission_timeout = s.limits.stall;
   if (cfg.telemetry_interval.count() <= 0)
     return bad("telemetry.interval must be positive");
+  if (!cfg.metrics_listen.empty()) {
+    auto why = check_listen_address(cfg.metrics_listen);
+    if (!why.empty())
+      return bad("metrics.listen '" + cfg.metrics_listen + "': " + why);
+  }
+  s.http.listen = cfg.metrics_listen;
+  // civetweb takes numeric addresses only.
+  if (s.http.listen.rfind("localhost:", 0) == 0)
+    s.http.listen = "127.0.0.1" + s.http.listen.substr(9);
+  s.http.timeout = s.limits.reply < std::chrono::milliseconds{2000}
+                     ? s.limits.reply
+                     : std::chrono::milliseconds{2000};
   s.telemetry.interval = to_ms(cfg.telemetry_interval);
   if (cfg.shutdown_grace_period.count() <= 0)
     return bad("shutdown.grace-period must be positive");

@@ -11,6 +11,7 @@
 #include "actors/postgis_sync.hpp"
 #include "actors/registry_worker.hpp"
 #include "actors/telemetry.hpp"
+#include "system/http_endpoint.hpp"
 #include "actors/worker_pool.hpp"
 
 #include <caf/actor_system_config.hpp>
@@ -88,6 +89,8 @@ public:
     = supervision_settings{}.restart_window;
   caf::timespan supervision_reply_timeout = wait_limits{}.reply;
   caf::timespan supervision_stall_timeout = wait_limits{}.stall;
+  // [metrics]
+  std::string metrics_listen = http_settings{}.listen;
   // [telemetry]
   caf::timespan telemetry_interval = telemetry_settings{}.interval;
   // [shutdown]
@@ -128,6 +131,7 @@ struct settings {
   /// Empty dsn: no database.
   postgis_settings postgis;
   telemetry_settings telemetry;
+  http_settings http;
 };
 
 /// Checks every option; the error names the key and the allowed values.

@@ -129,6 +129,18 @@ int main(int argc, char** argv) {
     caf::actor_system sys{cfg};
     auto root = sys.spawn<caf::detached>(node, *s);
     signal_bridge signals{root};
+    // The operators' endpoint, up while the node runs (readiness says
+    // when it can work).
+    std::optional<http_endpoint> http;
+    if (!s->http.listen.empty()) {
+      http.emplace(sys, root, s->http,
+                   build_info{FLOWMATCH_VERSION, FLOWMATCH_GIT_COMMIT});
+      if (!http->error().empty()) {
+        log()->critical("{}", http->error());
+        anon_send_exit(root, caf::exit_reason::user_shutdown);
+        return exit_config;
+      }
+    }
     caf::scoped_actor self{sys};
     // A run lasts as long as the service runs: no timeout. It ends with
     // the node's answer, or with the node itself going down unanswered.

@@ -42,6 +42,31 @@ std::string error_text(node_ptr self, const caf::error& err) {
   return self->system().render(err);
 }
 
+/// Why the stages cannot work, from their latest status: a database
+/// writer with work waiting and no connection (writers connect when they
+/// have something to write), a stream reader without Redis. Empty when
+/// nothing stands in the way.
+std::string not_ready_reason(const std::vector<actor_status>& stages) {
+  auto has = [](const actor_status& s, const char* name, double& value) {
+    for (auto& m : s.metrics)
+      if (m.name == name) {
+        value = m.value;
+        return true;
+      }
+    return false;
+  };
+  for (auto& s : stages) {
+    double v = 0;
+    if (has(s, "connected", v) && v == 0 && s.queue_depth > 0)
+      return fmt::format("{}: not connected to the database ({} waiting "
+                         "for {:.0f} s)",
+                         s.actor, s.queue_depth, s.oldest_wait_seconds);
+    if (has(s, "redis_connected", v) && v == 0)
+      return s.actor + ": Redis unreachable";
+  }
+  return {};
+}
+
 /// What the node reads, for people.
 std::string input_name(const settings& cfg) {
   auto& s = cfg.source.reader.stream;
@@ -526,6 +551,45 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           },
           [](caf::error&) {});
       self->delayed_send(self, st.cfg.progress_interval, progress_atom::value);
+    },
+    [self](ready_atom) -> caf::result<std::string> {
+      auto& st = self->state;
+      switch (st.now) {
+        case node_state::phase::idle:
+        case node_state::phase::connecting:
+          return std::string{"connecting to the database (migrations, "
+                             "owner lock, stored state)"};
+        case node_state::phase::draining:
+        case node_state::phase::finished:
+          return std::string{"draining: the node is stopping"};
+        case node_state::phase::running:
+          break;
+      }
+      if (!st.source)
+        return std::string{"restoring the stored state"};
+      auto rp = self->make_response_promise<std::string>();
+      self->request(st.telemetry, st.cfg.limits.reply, metrics_atom::value)
+        .then(
+          [rp](std::vector<actor_status>& stages) mutable {
+            rp.deliver(not_ready_reason(stages));
+          },
+          [rp](caf::error&) mutable {
+            rp.deliver(std::string{"telemetry did not answer"});
+          });
+      return rp;
+    },
+    [self](metrics_atom) -> caf::result<std::vector<actor_status>> {
+      auto& st = self->state;
+      if (!st.telemetry)
+        return std::vector<actor_status>{};
+      auto rp = self->make_response_promise<std::vector<actor_status>>();
+      self->request(st.telemetry, st.cfg.limits.reply, metrics_atom::value)
+        .then(
+          [rp](std::vector<actor_status>& stages) mutable {
+            rp.deliver(std::move(stages));
+          },
+          [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+      return rp;
     },
     [self](deadline_atom) {
       if (self->state.now == node_state::phase::finished)

@@ -47,7 +47,9 @@ class Checks:
 
 
 def run(binary, args, timeout=120):
-    p = subprocess.run([binary] + args, capture_output=True, text=True,
+    # Runs go in parallel with other tests: no HTTP endpoint (its port).
+    p = subprocess.run([binary, "--metrics.listen="] + args,
+                       capture_output=True, text=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
     return p.returncode, p.stdout, p.stderr
 

@@ -353,7 +353,8 @@ class Scenario:
                     "--ingest.consumer=scenario"]
         else:
             args = ["--ingest.ndjson=-"]
-        args += [f"--postgis.dsn={self.opts.dsn}",
+        args += ["--metrics.listen=",  # scenarios run beside other tests
+                 f"--postgis.dsn={self.opts.dsn}",
                 f"--postgis.schema={self.schema}",
                 f"--output.matches={self.stream}",
                 f"--output.state={os.path.join(self.work, f'run{self.runs}.state.ndjson')}",

@@ -15,6 +15,9 @@ packages=(
   libabsl-dev           # Abseil flat hash maps (match index)
   libpq-dev             # PostgreSQL client library
   libhiredis-dev        # Redis client library (the stream ingest)
+  prometheus-cpp-dev    # metric model and text format (/metrics)
+  libcivetweb-dev       # the HTTP server of /metrics, /healthz, /readyz
+  prometheus            # promtool, which checks /metrics in a test
   catch2                # tests (Catch2 v2)
   # services and tools
   postgresql-15 postgresql-15-postgis-3 postgresql-client-15

@@ -71,7 +71,10 @@ struct child_process {
       std::vector<char*> argv;
       std::string exe = FLOWMATCH_ACTOR_SYSTEM;
       argv.push_back(exe.data());
-      std::vector<std::string> copy = args;
+      // Many nodes run at once in the tests: no HTTP endpoint unless a test
+      // asks for one (it listens on 127.0.0.1:9464 by default).
+      std::vector<std::string> copy{"--metrics.listen="};
+      copy.insert(copy.end(), args.begin(), args.end());
       for (auto& a : copy)
         argv.push_back(a.data());
       argv.push_back(nullptr);

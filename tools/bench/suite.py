@@ -83,7 +83,8 @@ def drain_bench(events, reps, work):
     file must equal that of a run without a signal over exactly the lines
     it read. Baseline: that run's time from start to exit."""
     exe = os.path.join(BUILD, "actor-system")
-    common = ["--registry.max-in-flight=262144", "--system.threads=2"]
+    common = ["--registry.max-in-flight=262144", "--system.threads=2",
+              "--metrics.listen="]
     baseline_input = os.path.join(work, "drain-read.ndjson")
     baseline_state = os.path.join(work, "drain-baseline.state.ndjson")
     drained_state = os.path.join(work, "drain-sigterm.state.ndjson")
@@ -235,7 +236,7 @@ def stream_bench(events, reps, backlog_events, work):
     exe = os.path.join(BUILD, "actor-system")
     publish = os.path.join(BUILD, "flowmatch-publish")
     common = ["--log.level=error", "--log.progress-interval=0s",
-              "--system.threads=2"]
+              "--system.threads=2", "--metrics.listen="]
     key = "bench:node"
     redis_cli("DEL", key)
     run([publish, "--quiet", f"--redis={url}", f"--stream={key}", events])
@@ -266,7 +267,7 @@ def stream_bench(events, reps, backlog_events, work):
     idle, _ = node_peak_rss([exe, f"--ingest.redis={url}",
                              f"--ingest.stream={key}:empty",
                              "--log.level=info", "--log.progress-interval=0s",
-                             "--system.threads=2"],
+                             "--system.threads=2", "--metrics.listen="],
                             stop_when="reading new entries")
     # The dedup window keeps every applied id for its retention (7 days by
     # default: 1,000,000 ids are ~100 MiB whatever the transport); a short

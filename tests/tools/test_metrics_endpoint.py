@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""The node's HTTP endpoint, against the real executable: /metrics in the
+Prometheus text format (checked by promtool) with the families operators
+need, /healthz and /readyz, readiness while the database is unreachable,
+and a port that is taken refused at start naming the key.
+
+    test_metrics_endpoint.py ACTOR_SYSTEM SAMPLE.ndjson
+"""
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+EXE, SAMPLE = sys.argv[1], sys.argv[2]
+TIMEOUT = 30
+
+
+def fail(why, proc=None):
+    print("FAIL: " + why)
+    if proc is not None:
+        proc.kill()
+        print(proc.stderr.read().decode(errors="replace")[-3000:])
+    sys.exit(1)
+
+
+def get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def start(args, stdin=subprocess.PIPE):
+    return subprocess.Popen([EXE] + args, stdin=stdin, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def wait_for_port(proc):
+    """The port from the node's log line (it listens on port 0)."""
+    deadline = time.monotonic() + TIMEOUT
+    seen = b""
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            fail("the node exited before serving: " + seen.decode(), proc)
+        seen += line
+        m = re.search(rb"on http://127\.0\.0\.1:(\d+)", line)
+        if m:
+            return int(m.group(1))
+    fail("no 'serving' log line", proc)
+
+
+def until(what, probe, proc):
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.05)
+    fail("timed out waiting for " + what, proc)
+
+
+common = ["--metrics.listen=127.0.0.1:0", "--telemetry.interval=100ms",
+          "--log.level=info", "--log.progress-interval=0s",
+          "--system.threads=2"]
+
+# 1. A node reading a pipe: metrics while it runs.
+node = start(["--ingest.ndjson=-"] + common)
+port = wait_for_port(node)
+base = f"http://127.0.0.1:{port}"
+with open(SAMPLE, "rb") as f:
+    node.stdin.write(f.read())
+node.stdin.flush()
+
+
+def applied():
+    code, text = get(base + "/metrics")
+    m = re.search(r'flowmatch_events_total\{actor="dispatcher",'
+                  r'outcome="applied"\} (\d+)', text)
+    return text if code == 200 and m and int(m.group(1)) > 2000 else None
+
+
+text = until("applied events in /metrics", applied, node)
+check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+if check.returncode != 0:
+    fail("promtool check metrics: " + check.stdout + check.stderr, node)
+for needle in [
+        'flowmatch_build_info{version="0.1.0",commit="',
+        'flowmatch_events_total{actor="dispatcher",outcome="stale"}',
+        'flowmatch_events_total{actor="ingest-source stdin",outcome="duplicate"}',
+        'flowmatch_dead_letters_total{actor="ingest-source stdin",reason="malformed_json"}',
+        'flowmatch_events_in_flight{actor="dispatcher",group="registry"}',
+        'flowmatch_in_flight_budget{actor="dispatcher",group="registry"}',
+        'flowmatch_actor_queue_depth{actor="commit-coordinator"}',
+        'flowmatch_actor_oldest_wait_seconds{actor="dispatcher"}',
+        'flowmatch_restarts_total{actor="worker-pool registry"}',
+        'flowmatch_matches_current{actor="match-partition heat",class="heat"}',
+        'flowmatch_match_changes_total{actor="match-partition heat",class="heat"}',
+        'flowmatch_input_bytes_total{actor="ingest-source stdin"}',
+        "# TYPE flowmatch_events_total counter"]:
+    if needle not in text:
+        fail(f"/metrics lacks {needle}:\n{text[:3000]}", node)
+code, body = get(base + "/healthz")
+if (code, body) != (200, "ok\n"):
+    fail(f"/healthz answered {code} {body!r}", node)
+code, body = get(base + "/readyz")
+if (code, body) != (200, "ready\n"):
+    fail(f"/readyz answered {code} {body!r}", node)
+node.stdin.close()
+if node.wait(timeout=TIMEOUT) != 0:
+    fail(f"the node exited {node.returncode}", node)
+
+# 2. The database unreachable at start: alive, not ready, saying why.
+node = start(["--ingest.ndjson=-",
+              "--postgis.dsn=host=127.0.0.1 port=9 connect_timeout=1"] + common)
+port = wait_for_port(node)
+base = f"http://127.0.0.1:{port}"
+code, body = get(base + "/healthz")
+if code != 200:
+    fail(f"/healthz while connecting answered {code} {body!r}", node)
+code, body = get(base + "/readyz")
+if code != 503 or "connecting to the database" not in body:
+    fail(f"/readyz while connecting answered {code} {body!r}", node)
+node.terminate()
+node.wait(timeout=TIMEOUT)
+
+# 3. A port that is taken: refused at start, naming the key.
+holder = start(["--ingest.ndjson=-"] + common)
+port = wait_for_port(holder)
+second = start(["--ingest.ndjson=-", f"--metrics.listen=127.0.0.1:{port}",
+                "--log.level=info"])
+try:
+    out, err = second.communicate(timeout=TIMEOUT)
+except subprocess.TimeoutExpired:
+    fail("a second node on a taken port kept running", second)
+holder.stdin.close()
+holder.wait(timeout=TIMEOUT)
+if second.returncode != 2 or b"metrics.listen" not in err:
+    fail(f"a taken port: exit {second.returncode}, log {err[-500:]!r}")
+print("metrics endpoint: ok")
