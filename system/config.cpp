@@ -42,6 +42,8 @@ flowmatch_config::flowmatch_config() {
     .add(log_level, "level",
          "trace, debug, info, warn, error, critical or off")
     .add(log_pattern, "pattern", "spdlog pattern of each log line")
+    .add(log_format, "format",
+         "text (the pattern) or json (one JSON object per line)")
     .add(log_progress_interval, "progress-interval",
          "how often a running node logs its progress (0s: never)");
   opt_group{custom_options_, "ingest"}
@@ -294,7 +296,13 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   s.threads = cfg.threads == 0 ? cores : cfg.threads;
   if (s.threads > 256)
     return bad("system.threads must be at most 256");
-  if (!configure_logging(cfg.log_level, cfg.log_pattern))
+  if (cfg.log_format != "text" && cfg.log_format != "json")
+    return bad("log.format must be text or json, got '" + cfg.log_format
+               + "'");
+  if (cfg.log_format == "json")
+    use_json_logs();
+  if (!configure_logging(cfg.log_level,
+                         cfg.log_format == "json" ? "" : cfg.log_pattern))
     return bad("log.level must be one of trace, debug, info, warn, error, "
                "critical, off; got '"
                + cfg.log_level + "'");

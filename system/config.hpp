@@ -49,6 +49,7 @@ public:
   // [log]
   std::string log_level = "info";
   std::string log_pattern = "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v";
+  std::string log_format = "text";
   caf::timespan log_progress_interval = std::chrono::seconds{2};
   // [ingest]
   std::string ingest_ndjson;

@@ -3,6 +3,8 @@
 
 #include "messages/encoder.hpp"
 
+#include "base/logging.hpp"
+
 #include "messages/decoder.hpp"
 #include "messages/units.hpp"
 
@@ -81,4 +83,22 @@ TEST_CASE("the encoders refuse non-finite numbers (no NaN or inf in any "
   CHECK(out.empty());
   append_json_number(out, 1e-320);
   CHECK(out == "1e-320");
+}
+
+TEST_CASE("a JSON log line holds time, level, actor, message and the event "
+          "id, escaped") {
+  using namespace std::chrono;
+  auto t = system_clock::time_point{milliseconds{1795991021491}};
+  auto line = json_log_line(
+    t, "warning",
+    "dead-letter-sink wrong_type at in.ndjson:3 (event e\"7): data.lat \\ "
+    "must be a number\n");
+  CHECK(line
+        == "{\"time\":\"2026-11-29T22:23:41.491Z\",\"level\":\"warning\","
+           "\"actor\":\"dead-letter-sink\",\"message\":\"wrong_type at "
+           "in.ndjson:3 (event e\\\"7): data.lat \\\\ must be a "
+           "number\\n\",\"event_id\":\"e\\\"7\"}\n");
+  auto plain = json_log_line(t, "info", "node running (event -)");
+  CHECK(plain.find("event_id") == std::string::npos);
+  CHECK(plain.find("\"actor\":\"node\"") != std::string::npos);
 }

@@ -5,8 +5,14 @@ need, /healthz and /readyz, readiness while the database is unreachable,
 and a port that is taken refused at start naming the key.
 
     test_metrics_endpoint.py ACTOR_SYSTEM SAMPLE.ndjson
+
+With a database and Redis ($FLOWMATCH_TEST_DSN, $FLOWMATCH_TEST_REDIS_URL,
+as tools/test.sh sets them) it also checks that every metric the Grafana
+dashboard (tools/grafana/flowmatch.json) and the alert rules
+(tools/prometheus/flowmatch-rules.yml) use is one a node serves.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -143,4 +149,57 @@ holder.stdin.close()
 holder.wait(timeout=TIMEOUT)
 if second.returncode != 2 or b"metrics.listen" not in err:
     fail(f"a taken port: exit {second.returncode}, log {err[-500:]!r}")
+# 4. A node on a stream and a database: the dashboard's and the alert
+# rules' metrics all exist.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+dsn = os.environ.get("FLOWMATCH_TEST_DSN")
+url = os.environ.get("FLOWMATCH_TEST_REDIS_URL")
+if not dsn or not url:
+    fail("FLOWMATCH_TEST_DSN and FLOWMATCH_TEST_REDIS_URL must be set "
+         "(tools/test.sh sets them)")
+key = f"metrics-test:{os.getpid()}"
+cli = ["redis-cli", "-u", url]
+subprocess.run(cli + ["DEL", key], check=True, capture_output=True)
+with open(SAMPLE) as f:
+    lines = [l.rstrip("\n") for l in f][:300]
+for line in lines:
+    subprocess.run(cli + ["XADD", key, "*", "event", line], check=True,
+                   capture_output=True)
+node = start([f"--ingest.redis={url}", f"--ingest.stream={key}",
+              f"--postgis.dsn={dsn}", "--postgis.schema=metrics_endpoint_test"]
+             + common, stdin=subprocess.DEVNULL)
+port = wait_for_port(node)
+base = f"http://127.0.0.1:{port}"
+
+
+def stream_seen():
+    code, text = get(base + "/metrics")
+    ok = code == 200 and "flowmatch_stream_group_lag" in text \
+        and re.search(r'flowmatch_entries_read_total\{[^}]*\} 300', text)
+    return text if ok else None
+
+
+text = until("the stream's metrics", stream_seen, node)
+served = set(re.findall(r"^(flowmatch_[a-z_]+)", text, re.M))
+used = set()
+with open(os.path.join(ROOT, "tools", "grafana", "flowmatch.json")) as f:
+    for panel in json.load(f)["panels"]:
+        for target in panel["targets"]:
+            used |= set(re.findall(r"flowmatch_[a-z_]+", target["expr"]))
+with open(os.path.join(ROOT, "tools", "prometheus", "flowmatch-rules.yml")) as f:
+    used |= set(re.findall(r"flowmatch_[a-z_]+", f.read()))
+missing = sorted(used - served)
+if missing:
+    fail(f"the dashboard or the alert rules use metrics no node serves: "
+         f"{missing}", node)
+code, body = get(base + "/readyz")
+if (code, body) != (200, "ready\n"):
+    fail(f"/readyz on a stream and a database answered {code} {body!r}", node)
+node.terminate()
+if node.wait(timeout=TIMEOUT) != 0:
+    fail(f"the stream node exited {node.returncode}", node)
+subprocess.run(cli + ["DEL", key], capture_output=True)
+subprocess.run(["psql", dsn, "-qc",
+                "DROP SCHEMA IF EXISTS metrics_endpoint_test CASCADE"],
+               capture_output=True)
 print("metrics endpoint: ok")
