@@ -281,7 +281,7 @@ def fmt_key(key):
 
 
 STEP_KINDS = ("start", "feed", "drain", "restart", "signal", "wait", "db",
-              "redis", "reset",
+              "redis", "redrive", "reset",
               "snapshot", "expect")
 
 # What `snapshot` keeps and `expect: {same_as: NAME}` compares: every
@@ -607,6 +607,33 @@ class Scenario:
             if changed > 5:
                 problems.append(f"{table}: {changed} rows differ in all")
 
+    def redrive(self, spec):
+        """Runs build/flowmatch-redrive on the scenario's schema with the
+        given selection ({args: [...]}); the letters go where the node reads
+        (its stream, or a file then fed to it)."""
+        args = [str(a) for a in (spec or {}).get("args", [])] \
+            if isinstance(spec, dict) else []
+        exe = os.path.join(os.path.dirname(self.opts.exe), "flowmatch-redrive")
+        cmd = [exe, f"--dsn={self.opts.dsn}", f"--schema={self.schema}"] + args
+        out = None
+        if not self.node or not self.node.running():
+            self.start({})
+        if self.transport == "redis":
+            cmd += [f"--redis={self.opts.redis_url}",
+                    f"--stream={self.stream_key}"]
+        else:
+            out = os.path.join(self.work, f"redrive{self.runs}.ndjson")
+            if os.path.exists(out):
+                os.remove(out)
+            cmd += [f"--ndjson={out}"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise Failed(f"flowmatch-redrive exited {done.returncode}:\n"
+                         f"{done.stderr.strip()}")
+        if out is not None and os.path.exists(out):
+            with open(out, "rb") as f:
+                self.node.feed(f.read())
+
     def redis_step(self, spec):
         if self.transport != "redis":
             raise ScenarioError("redis: a step for the redis transport "
@@ -685,8 +712,9 @@ class Scenario:
 
     def expect_dead_letters(self, want, problems):
         rows = self.db.rows("SELECT event_id, source, line, entry_id, reason, "
-                            "detail, payload, attempts FROM dead_letters "
-                            "ORDER BY id")
+                            "detail, payload, attempts, "
+                            "resolved_at IS NOT NULL AS resolved "
+                            "FROM dead_letters ORDER BY id")
         if self.transport == "redis" and isinstance(want, dict):
             # A line number N of the node's input is the N-th entry
             # published while the node ran.
@@ -797,6 +825,7 @@ class Scenario:
                     "signal": self.signal,
                     "wait": self.wait, "db": self.db_step,
                     "redis": self.redis_step,
+                    "redrive": self.redrive,
                     "reset": self.reset, "snapshot": self.snapshot,
                     "expect": self.expect,
                 }.get(kind)
