@@ -145,12 +145,13 @@ struct commit_ticket {
   uint64_t count = 0;    ///< events of the batch done by this report
   registry_stats stats;  ///< what the worker counted (refusals are added)
   bool complete = false; ///< the batch is finished (not a partial report)
+  int64_t admitted_ns = 0; ///< when its events were admitted (steady, ns)
 };
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, commit_ticket& x) {
   return f(caf::meta::type_name("commit_ticket"), x.pool, x.worker, x.seq,
-           x.count, x.stats, x.complete);
+           x.count, x.stats, x.complete, x.admitted_ns);
 }
 
 /// Subscribers that see the batches of every worker (the scope of a

@@ -20,6 +20,15 @@ void report_finished(coordinator_ptr self, uint32_t worker) {
   auto& q = self->state.queues[worker];
   while (!q.empty() && !q.front().waiting) {
     auto& t = q.front().ticket;
+    if (t.admitted_ns > 0 && t.count > 0) {
+      // From admission to durable: every committing subscriber answered.
+      auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+                   .count();
+      self->state.latency.observe(static_cast<double>(now - t.admitted_ns)
+                                    / 1e9,
+                                  t.count);
+    }
     self->send(t.pool, done_atom::value, t.worker, t.seq, t.count,
                std::move(t.stats), t.complete);
     auto& ids = q.front().event_ids;
@@ -157,7 +166,8 @@ commit_coordinator_actor::behavior_type commit_coordinator(
         .counter("refused_changes", static_cast<double>(st.refusals))
         .gauge("committing_subscribers",
                static_cast<double>(st.committers.size()))
-        .gauge("watching_subscribers", static_cast<double>(st.watchers.size()));
+        .gauge("watching_subscribers", static_cast<double>(st.watchers.size()))
+        .histogram("event_latency_seconds", st.latency);
       auto now = std::chrono::steady_clock::now();
       for (auto& [worker, q] : st.queues) {
         s.queue_depth += q.size();

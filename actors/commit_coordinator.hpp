@@ -59,6 +59,8 @@ struct commit_coordinator_state {
   uint64_t batches = 0;
   uint64_t reported = 0;
   uint64_t refusals = 0;
+  /// Event latency from admission by the dispatcher to durable (reported).
+  histogram_data latency = histogram_data::seconds();
 
   wait_limits limits;
 };

@@ -155,6 +155,9 @@ size_t route(dispatcher_ptr self,
     g.picks[w].push_back(static_cast<uint32_t>(i));
   }
   st.admitted += i - from;
+  auto admitted_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                       std::chrono::steady_clock::now().time_since_epoch())
+                       .count();
   for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
     auto& g = st.groups[gi];
     for (uint32_t w = 0; w < g.picks.size(); ++w) {
@@ -165,6 +168,7 @@ size_t route(dispatcher_ptr self,
       g.in_flight += n;
       g.worker_load[w] += n;
       event_batch batch;
+      batch.admitted_ns = admitted_ns;
       batch.events = events;
       batch.picks = std::make_shared<const std::vector<uint32_t>>(
         std::move(picks));

@@ -23,7 +23,9 @@ void flush(writer_ptr self) {
   if (!st.pending.empty()) {
     auto attempt = attempt_write(
       self, st.schedule, st.conn, st.settings, "flowmatch-matches-" + st.label,
-      who, [&](pg::connection& c) { return store::write_matches(c, st.pending); });
+      who,
+      [&](pg::connection& c) { return store::write_matches(c, st.pending); },
+      rows);
     if (attempt.retrying)
       return;
     if (attempt.refused) {

@@ -21,7 +21,8 @@ void write_pending(sink_ptr self) {
       self, st.schedule, st.conn, st.settings, "flowmatch-dead-letters",
       self->name(), [&](pg::connection& c) {
         return store::insert_dead_letters(c, st.pending);
-      });
+      },
+      st.pending.size());
     if (attempt.retrying)
       return;
     if (attempt.refused) {

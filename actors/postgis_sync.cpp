@@ -105,7 +105,8 @@ void flush(sync_ptr self) {
         return r.error;
       refusals = std::move(*r.value);
       return std::nullopt;
-    });
+    },
+    changes);
   if (attempt.retrying)
     return;
   if (attempt.refused) {

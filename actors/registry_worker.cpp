@@ -24,8 +24,8 @@ void publish(worker_ptr self, uint64_t seq, uint64_t count, bool complete) {
       self->send(st.dead_letters, std::move(out.dead_letters));
     out.dead_letters.clear();
   }
-  commit_ticket ticket{st.pool, st.index, seq, count, std::move(out.stats),
-                       complete};
+  commit_ticket ticket{st.pool,   st.index, seq, count, std::move(out.stats),
+                       complete, st.admitted_ns};
   out.stats = registry_stats{};
   if (st.coordinator) {
     change_batch batch{std::move(out.changes), std::move(out.event_ids),
@@ -95,6 +95,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
   return {
     [self](deliver_atom, const event_batch& batch) {
       auto& st = self->state;
+      st.admitted_ns = batch.admitted_ns;
       auto& reg = st.memory->reg;
       if (batch.seq <= reg.progress.applied_through)
         return; // applied before a crash; its own report is on its way
@@ -136,8 +137,10 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
       if (reg.held_count() > 0) {
         reg.expire_held(registry::clock::now() - st.settings.hold_timeout,
                         st.out);
-        if (!st.out.dead_letters.empty())
+        if (!st.out.dead_letters.empty()) {
+          st.admitted_ns = 0; // held flows expired: no batch's latency
           publish(self, 0, 0, false);
+        }
       }
       self->delayed_send(self, st.settings.hold_check_interval,
                          expire_atom::value);
@@ -167,6 +170,7 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
                     "the database refused {}",
                     self->name(), st.index, st.out.changes.size(),
                     refused.size());
+        st.admitted_ns = 0;
         publish(self, 0, 0, false);
       }
     },

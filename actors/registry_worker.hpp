@@ -50,6 +50,9 @@ struct registry_worker_state {
   dead_letter_sink_actor dead_letters;
   registry_worker_settings settings;
   registry_output out;
+  /// When the batch being applied was admitted (for its latency); 0 for
+  /// reports of no batch (expiries).
+  int64_t admitted_ns = 0;
 };
 
 worker_actor::behavior_type

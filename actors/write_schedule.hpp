@@ -116,8 +116,25 @@ public:
     return backing_off_;
   }
 
+  /// A transaction that reached the server took `seconds` for `items`.
+  void wrote(double seconds, size_t items) {
+    tx_seconds_.observe(seconds);
+    if (items > 0)
+      tx_items_.observe(static_cast<double>(items));
+  }
+
+  const histogram_data& transaction_seconds() const {
+    return tx_seconds_;
+  }
+
+  const histogram_data& transaction_items() const {
+    return tx_items_;
+  }
+
 private:
   write_policy policy_;
+  histogram_data tx_seconds_ = histogram_data::seconds();
+  histogram_data tx_items_ = histogram_data::sizes();
   uint64_t generation_ = 0;
   bool timer_armed_ = false;
   bool backing_off_ = false;
@@ -132,6 +149,8 @@ inline actor_status writer_status(std::string actor,
                                   const pg::connection& conn, size_t waiting) {
   auto s = actor_status::of(std::move(actor));
   s.gauge("connected", conn.is_open() ? 1.0 : 0.0);
+  s.histogram("transaction_seconds", schedule.transaction_seconds())
+    .histogram("transaction_items", schedule.transaction_items());
   s.queue_depth = waiting;
   s.oldest_wait_seconds = schedule.oldest_wait_seconds();
   return s;
@@ -173,13 +192,20 @@ write_attempt attempt_write(Self* self, write_schedule& schedule,
                             pg::connection& conn,
                             const postgis_settings& settings,
                             const std::string& application_name,
-                            const std::string& who, Write&& write) {
+                            const std::string& who, Write&& write,
+                            size_t items = 0) {
   write_attempt result;
   auto err = ensure_session(conn, settings, application_name);
   bool lost = err.has_value();
   if (!err) {
+    auto start = std::chrono::steady_clock::now();
     err = write(conn);
     lost = err && err->retryable();
+    if (!lost)
+      schedule.wrote(std::chrono::duration<double>(
+                       std::chrono::steady_clock::now() - start)
+                       .count(),
+                     items);
   }
   if (lost) {
     conn = pg::connection{};

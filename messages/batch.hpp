@@ -30,6 +30,9 @@ struct event_batch {
   int64_t poison_index = -1;
   /// How many times the poison event was attempted (for the dead letter).
   uint32_t poison_attempts = 0;
+  /// When the dispatcher admitted the events (steady clock, ns): the start
+  /// of their latency to durable.
+  int64_t admitted_ns = 0;
   std::string poison_error;
   /// The shared input batch.
   std::shared_ptr<const std::vector<event>> events;
@@ -57,7 +60,7 @@ inspect(Inspector& f, event_batch& x) {
   for (size_t i = 0; i < x.size(); ++i)
     mine.push_back(x.at(i));
   return f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
-           x.poison_attempts, x.poison_error, mine);
+           x.poison_attempts, x.poison_error, x.admitted_ns, mine);
 }
 
 template <class Inspector>
@@ -67,7 +70,7 @@ inspect(Inspector& f, event_batch& x) {
   // Deserializing: a batch of its own, every event picked.
   auto fresh = std::make_shared<std::vector<event>>();
   auto result = f(caf::meta::type_name("event_batch"), x.seq, x.poison_index,
-                  x.poison_attempts, x.poison_error, *fresh);
+                  x.poison_attempts, x.poison_error, x.admitted_ns, *fresh);
   auto picks = std::make_shared<std::vector<uint32_t>>(fresh->size());
   for (uint32_t i = 0; i < picks->size(); ++i)
     (*picks)[i] = i;

@@ -4,6 +4,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <cctype>
+#include <limits>
 #include <map>
 #include <sstream>
 
@@ -98,6 +99,30 @@ std::string render_prometheus(const std::vector<actor_status>& stages,
         fs.add(family, prometheus::MetricType::Gauge,
                "Gauge " + name + " of the flowmatch stages",
                std::move(labels), m.value);
+    }
+    for (auto& h : s.histograms) {
+      std::string name;
+      std::vector<prometheus::ClientMetric::Label> labels;
+      split_labels(h.name, name, labels);
+      labels.insert(labels.begin(), {"actor", s.actor});
+      auto& f = fs.get("flowmatch_" + sanitize(name),
+                       prometheus::MetricType::Histogram,
+                       "Histogram " + name + " of the flowmatch stages");
+      if (f.type != prometheus::MetricType::Histogram)
+        continue;
+      prometheus::ClientMetric m;
+      m.label = std::move(labels);
+      m.histogram.sample_count = h.data.count;
+      m.histogram.sample_sum = h.data.sum;
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < h.data.bounds.size(); ++i) {
+        cumulative += i < h.data.counts.size() ? h.data.counts[i] : 0;
+        m.histogram.bucket.push_back({cumulative, h.data.bounds[i]});
+      }
+      // The +Inf bucket holds every observation.
+      m.histogram.bucket.push_back(
+        {h.data.count, std::numeric_limits<double>::infinity()});
+      f.metric.push_back(std::move(m));
     }
     fs.add("flowmatch_actor_queue_depth", prometheus::MetricType::Gauge,
            "Items waiting inside a long-lived actor (unwritten changes, "

@@ -109,7 +109,10 @@ for needle in [
         'flowmatch_matches_current{actor="match-partition heat",class="heat"}',
         'flowmatch_match_changes_total{actor="match-partition heat",class="heat"}',
         'flowmatch_input_bytes_total{actor="ingest-source stdin"}',
-        "# TYPE flowmatch_events_total counter"]:
+        "# TYPE flowmatch_events_total counter",
+        "# TYPE flowmatch_event_latency_seconds histogram",
+        'flowmatch_event_latency_seconds_bucket{actor="commit-coordinator",le="+Inf"}',
+        'flowmatch_event_latency_seconds_count{actor="commit-coordinator"}']:
     if needle not in text:
         fail(f"/metrics lacks {needle}:\n{text[:3000]}", node)
 code, body = get(base + "/healthz")
@@ -195,6 +198,15 @@ if missing:
 code, body = get(base + "/readyz")
 if (code, body) != (200, "ready\n"):
     fail(f"/readyz on a stream and a database answered {code} {body!r}", node)
+for needle in ['flowmatch_transaction_seconds_bucket{actor="postgis-sync 0",le="0.001"}',
+               'flowmatch_transaction_items_count{actor="postgis-sync 0"}']:
+    if needle not in text:
+        fail(f"/metrics with a database lacks {needle}", node)
+check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+if check.returncode != 0:
+    fail("promtool check metrics (database, stream): " + check.stdout
+         + check.stderr, node)
 node.terminate()
 if node.wait(timeout=TIMEOUT) != 0:
     fail(f"the stream node exited {node.returncode}", node)
