@@ -84,19 +84,7 @@ with open(SAMPLE, "rb") as f:
 node.stdin.flush()
 
 
-def applied():
-    code, text = get(base + "/metrics")
-    m = re.search(r'flowmatch_events_total\{actor="dispatcher",'
-                  r'outcome="applied"\} (\d+)', text)
-    return text if code == 200 and m and int(m.group(1)) > 2000 else None
-
-
-text = until("applied events in /metrics", applied, node)
-check = subprocess.run(["promtool", "check", "metrics"], input=text,
-                       capture_output=True, text=True)
-if check.returncode != 0:
-    fail("promtool check metrics: " + check.stdout + check.stderr, node)
-for needle in [
+NEEDLES = [
         'flowmatch_build_info{version="0.1.0",commit="',
         'flowmatch_events_total{actor="dispatcher",outcome="stale"}',
         'flowmatch_events_total{actor="ingest-source stdin",outcome="duplicate"}',
@@ -112,9 +100,35 @@ for needle in [
         "# TYPE flowmatch_events_total counter",
         "# TYPE flowmatch_event_latency_seconds histogram",
         'flowmatch_event_latency_seconds_bucket{actor="commit-coordinator",le="+Inf"}',
-        'flowmatch_event_latency_seconds_count{actor="commit-coordinator"}']:
-    if needle not in text:
-        fail(f"/metrics lacks {needle}:\n{text[:3000]}", node)
+        'flowmatch_event_latency_seconds_count{actor="commit-coordinator"}']
+
+
+def complete():
+    """The metrics once the telemetry has seen every stage after the input
+    (each stage's status is as of its last answer)."""
+    code, text = get(base + "/metrics")
+    m = re.search(r'flowmatch_events_total\{actor="dispatcher",'
+                  r'outcome="applied"\} (\d+)', text)
+    if code != 200 or not m or int(m.group(1)) < 2000:
+        return None
+    return text if all(n in text for n in NEEDLES) else None
+
+
+deadline = time.monotonic() + TIMEOUT
+text = None
+while time.monotonic() < deadline and text is None:
+    text = complete()
+    if text is None:
+        time.sleep(0.05)
+if text is None:
+    _, last = get(base + "/metrics")
+    missing = [n for n in NEEDLES if n not in last]
+    fail(f"/metrics lacks {missing} (or fewer than 2000 applied):\n"
+         f"{last[:2000]}", node)
+check = subprocess.run(["promtool", "check", "metrics"], input=text,
+                       capture_output=True, text=True)
+if check.returncode != 0:
+    fail("promtool check metrics: " + check.stdout + check.stderr, node)
 code, body = get(base + "/healthz")
 if (code, body) != (200, "ok\n"):
     fail(f"/healthz answered {code} {body!r}", node)
