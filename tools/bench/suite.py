@@ -292,6 +292,65 @@ def stream_bench(events, reps, backlog_events, work):
     return r
 
 
+# --- the cost of metrics ------------------------------------------------------
+
+def metrics_bench(events, reps):
+    """End-to-end events/s of the node (memory mode, the generated log)
+    with the operators' endpoint on and scraped every 100 ms, with the
+    telemetry asking every stage each second, against the endpoint off and
+    the telemetry asking once an hour. Alternating runs, medians."""
+    import threading
+    import urllib.request
+    exe = os.path.join(BUILD, "actor-system")
+    common = [f"--ingest.ndjson={events}", "--log.level=info",
+              "--log.progress-interval=0s", "--system.threads=2"]
+    on_rates, off_rates, scrapes = [], [], []
+    for rep in range(reps + 1):
+        p = subprocess.Popen([exe, "--metrics.listen=127.0.0.1:0",
+                              "--telemetry.interval=1s"] + common,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        port = None
+        for raw in p.stderr:
+            m = re.search(rb"on http://127\.0\.0\.1:(\d+)", raw)
+            if m:
+                port = int(m.group(1))
+                break
+        done = threading.Event()
+        count = [0]
+
+        def scrape():
+            while not done.is_set():
+                try:
+                    with urllib.request.urlopen(
+                            f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                        r.read()
+                        count[0] += 1
+                except Exception:
+                    pass
+                done.wait(0.1)
+        t = threading.Thread(target=scrape)
+        t.start()
+        out, _ = p.communicate(timeout=600)
+        done.set()
+        t.join()
+        if p.returncode != 0 or port is None:
+            raise SystemExit(f"suite: metrics run exited {p.returncode}")
+        on = summary_rate(out.decode())
+        off = summary_rate(run([exe, "--metrics.listen=",
+                                "--telemetry.interval=3600s"] + common))
+        if rep == 0:
+            continue
+        on_rates.append(on)
+        off_rates.append(off)
+        scrapes.append(count[0])
+        say(f"metrics: rep {rep}: on {on:,.0f} ev/s ({count[0]} scrapes), "
+            f"off {off:,.0f} ev/s")
+    med = lambda v: sorted(v)[len(v) // 2]
+    return {"on_per_s": med(on_rates), "off_per_s": med(off_rates),
+            "ratio": med(on_rates) / med(off_rates),
+            "scrapes": med(scrapes)}
+
+
 # --- plots -------------------------------------------------------------------
 
 
@@ -496,6 +555,12 @@ def report(results, pngs, quick):
                      f"{st['rss_idle_mib']:.0f} MiB idle",
                      f"{st['rss_ratio']:.2f}x", "flat",
                      verdict(abs(st["rss_growth_second_half_mib"]) <= 16)))
+    mx = results.get("metrics")
+    if mx:
+        rows.append(("end to end with /metrics scraped every 100 ms",
+                     f"{mx['on_per_s']:,.0f} ev/s",
+                     f"{mx['off_per_s']:,.0f} ev/s (endpoint off, telemetry hourly)",
+                     f"{mx['ratio']:.2f}x", ">= 0.95x", verdict(mx["ratio"] >= 0.95)))
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     lines.append("")
@@ -537,7 +602,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--only",
-                    default="routing,pipeline,drain,matching,persistence,stream")
+                    default="routing,pipeline,drain,matching,persistence,stream,"
+                            "metrics")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite report.md and the plots from suite.json")
     opts = ap.parse_args()
@@ -602,6 +668,8 @@ def main():
         results["stream"] = stream_bench(events, 1 if opts.quick else 3,
                                          100_000 if opts.quick else 1_000_000,
                                          work)
+    if "metrics" in only:
+        results["metrics"] = metrics_bench(events, 1 if opts.quick else 5)
     if "matching" in only:
         results["matching"] = bench("bench-matching", quick + [f"--dsn={dsn}"],
                                     os.path.join(work, "matching.json"))
