@@ -176,6 +176,7 @@ commit_coordinator_actor::behavior_type commit_coordinator(
             s.oldest_wait_seconds,
             std::chrono::duration<double>(now - q.front().since).count());
       }
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
   };

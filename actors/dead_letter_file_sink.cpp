@@ -33,8 +33,11 @@ dead_letter_sink_actor::behavior_type dead_letter_file_sink(
     self->quit(write_failed(self));
   return {
     [self](status_atom) {
-      return actor_status::of(self->name()).counter(
-        "dead_letters_written", static_cast<double>(self->state.written));
+      auto s = actor_status::of(self->name());
+      s.counter("dead_letters_written",
+                static_cast<double>(self->state.written));
+      s.mailbox_depth = self->mailbox().size();
+      return s;
     },
     [self](std::vector<dead_letter>& letters) {
       auto& st = self->state;

@@ -445,6 +445,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
                                   std::chrono::steady_clock::now()
                                   - st.parked.front().since)
                                   .count();
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
   };

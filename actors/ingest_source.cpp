@@ -405,6 +405,7 @@ ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
                                   std::chrono::steady_clock::now()
                                   - now.sent_at.front())
                                   .count();
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
   };

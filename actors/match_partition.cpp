@@ -63,6 +63,7 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
                static_cast<double>(st.index->match_count()))
         .counter("match_changes{class=" + class_name + "}",
                  static_cast<double>(st.match_changes));
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
     [self](std::vector<change>& changes) -> caf::result<caf::ok_atom> {

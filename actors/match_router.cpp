@@ -128,6 +128,7 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
         .gauge("flows_known",
                static_cast<double>(self->state.flow_class.size()));
       s.queue_depth = self->state.in_progress;
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
   };

@@ -28,8 +28,11 @@ match_stream(match_sink_actor::stateful_pointer<match_stream_state> self,
     self->quit(stream_failed(self));
   return {
     [self](status_atom) {
-      return actor_status::of(self->name()).counter(
-        "match_changes_written", static_cast<double>(self->state.written));
+      auto s = actor_status::of(self->name());
+      s.counter("match_changes_written",
+                static_cast<double>(self->state.written));
+      s.mailbox_depth = self->mailbox().size();
+      return s;
     },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {
       auto& st = self->state;

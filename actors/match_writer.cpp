@@ -64,6 +64,7 @@ match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
       auto s = writer_status(std::string{self->name()} + " " + st.label,
                              st.schedule, st.conn, st.pending.size());
       s.counter("match_changes_written", static_cast<double>(st.written));
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
     [self](std::vector<match_change>& changes) -> caf::result<caf::ok_atom> {

@@ -63,6 +63,7 @@ postgis_dead_letter_sink_actor::behavior_type postgis_dead_letter_sink(
       auto s = writer_status(self->name(), st.schedule, st.conn,
                              st.pending.size());
       s.counter("dead_letters_written", static_cast<double>(st.written));
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
     [self](std::vector<dead_letter>& letters) {

@@ -183,6 +183,7 @@ postgis_sync(sync_ptr self, uint32_t index, postgis_settings settings,
                              st.answers.size());
       s.counter("transactions", static_cast<double>(st.transactions))
         .gauge("pending_changes", static_cast<double>(st.pending.changes()));
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
   };

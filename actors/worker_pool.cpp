@@ -157,6 +157,7 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
       s.gauge("workers", static_cast<double>(st.slots.size()))
         .gauge("workers_restarting", static_cast<double>(restarting))
         .counter("restarts", static_cast<double>(st.total_restarts));
+      s.mailbox_depth = self->mailbox().size();
       return s;
     },
     [self](deliver_atom, uint32_t index, event_batch& batch) {

@@ -94,6 +94,8 @@ struct actor_status {
   uint64_t queue_depth = 0;
   /// How long the oldest of them has waited, in seconds (0 when none).
   double oldest_wait_seconds = 0;
+  /// Messages in the actor's mailbox when it answered (not yet handled).
+  uint64_t mailbox_depth = 0;
 
   /// A status of `actor` with nothing in it yet.
   static actor_status of(std::string actor) {
@@ -129,7 +131,8 @@ struct actor_status {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_status& x) {
   return f(caf::meta::type_name("actor_status"), x.actor, x.metrics,
-           x.histograms, x.queue_depth, x.oldest_wait_seconds);
+           x.histograms, x.queue_depth, x.oldest_wait_seconds,
+           x.mailbox_depth);
 }
 
 } // namespace flowmatch

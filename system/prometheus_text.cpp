@@ -124,6 +124,10 @@ std::string render_prometheus(const std::vector<actor_status>& stages,
         {h.data.count, std::numeric_limits<double>::infinity()});
       f.metric.push_back(std::move(m));
     }
+    fs.add("flowmatch_actor_mailbox_depth", prometheus::MetricType::Gauge,
+           "Messages in the actor's mailbox, not yet handled, when it "
+           "answered its last status request",
+           {{"actor", s.actor}}, static_cast<double>(s.mailbox_depth));
     fs.add("flowmatch_actor_queue_depth", prometheus::MetricType::Gauge,
            "Items waiting inside a long-lived actor (unwritten changes, "
            "unacknowledged batches, batches waiting for credit)",

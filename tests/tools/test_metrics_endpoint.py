@@ -93,6 +93,7 @@ NEEDLES = [
         'flowmatch_in_flight_budget{actor="dispatcher",group="registry"}',
         'flowmatch_actor_queue_depth{actor="commit-coordinator"}',
         'flowmatch_actor_oldest_wait_seconds{actor="dispatcher"}',
+        'flowmatch_actor_mailbox_depth{actor="dispatcher"}',
         'flowmatch_restarts_total{actor="worker-pool registry"}',
         'flowmatch_matches_current{actor="match-partition heat",class="heat"}',
         'flowmatch_match_changes_total{actor="match-partition heat",class="heat"}',
