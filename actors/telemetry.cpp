@@ -17,13 +17,19 @@ void ask(telemetry_ptr self, caf::actor_id id) {
   auto i = self->state.entries.find(id);
   if (i == self->state.entries.end())
     return;
+  auto asked = std::chrono::steady_clock::now();
   self->request(i->second.source, self->state.settings.interval,
                 status_atom::value)
     .then(
-      [self, id](actor_status& s) {
+      [self, id, asked](actor_status& s) {
         auto j = self->state.entries.find(id);
         if (j == self->state.entries.end())
           return;
+        // The question waited behind every message queued before it: the
+        // round trip is how long a message waits in this mailbox now.
+        s.mailbox_wait_seconds = std::chrono::duration<double>(
+                                   std::chrono::steady_clock::now() - asked)
+                                   .count();
         j->second.latest = std::move(s);
         j->second.answered = true;
         j->second.at = std::chrono::steady_clock::now();

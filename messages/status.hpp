@@ -96,6 +96,10 @@ struct actor_status {
   double oldest_wait_seconds = 0;
   /// Messages in the actor's mailbox when it answered (not yet handled).
   uint64_t mailbox_depth = 0;
+  /// How long the status request waited before its answer came (set by
+  /// the telemetry actor): the age of the oldest message in the mailbox
+  /// when the request arrived, as near as one can tell from outside.
+  double mailbox_wait_seconds = 0;
 
   /// A status of `actor` with nothing in it yet.
   static actor_status of(std::string actor) {
@@ -132,7 +136,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, actor_status& x) {
   return f(caf::meta::type_name("actor_status"), x.actor, x.metrics,
            x.histograms, x.queue_depth, x.oldest_wait_seconds,
-           x.mailbox_depth);
+           x.mailbox_depth, x.mailbox_wait_seconds);
 }
 
 } // namespace flowmatch

@@ -128,6 +128,11 @@ std::string render_prometheus(const std::vector<actor_status>& stages,
            "Messages in the actor's mailbox, not yet handled, when it "
            "answered its last status request",
            {{"actor", s.actor}}, static_cast<double>(s.mailbox_depth));
+    fs.add("flowmatch_actor_mailbox_wait_seconds",
+           prometheus::MetricType::Gauge,
+           "How long a message waited in the actor's mailbox: the round trip "
+           "of the last status request",
+           {{"actor", s.actor}}, s.mailbox_wait_seconds);
     fs.add("flowmatch_actor_queue_depth", prometheus::MetricType::Gauge,
            "Items waiting inside a long-lived actor (unwritten changes, "
            "unacknowledged batches, batches waiting for credit)",
