@@ -34,7 +34,7 @@ void report_finished(coordinator_ptr self, uint32_t worker) {
     auto& ids = q.front().event_ids;
     if (!ids.empty())
       for (size_t i = 0; i < self->state.settlers.size(); ++i) {
-        auto& s = self->state.settlers[i];
+        auto& s = self->state.settlers[i].sink;
         if (i + 1 == self->state.settlers.size())
           self->send(s, settled_atom::value, std::move(ids));
         else
@@ -73,12 +73,7 @@ commit_coordinator_actor::behavior_type commit_coordinator(
   self->set_down_handler([self](caf::down_msg& msg) {
     forget(self->state.committers, msg.source);
     forget(self->state.watchers, msg.source);
-    auto& settlers = self->state.settlers;
-    settlers.erase(std::remove_if(settlers.begin(), settlers.end(),
-                                  [&](const auto& s) {
-                                    return s.address() == msg.source;
-                                  }),
-                   settlers.end());
+    forget(self->state.settlers, msg.source);
   });
   return {
     [self](commit_atom, commit_ticket& ticket, change_batch& batch) {
@@ -155,7 +150,7 @@ commit_coordinator_actor::behavior_type commit_coordinator(
     },
     [self](subscribe_atom, settled_sink_actor& sink) {
       self->monitor(sink);
-      self->state.settlers.push_back(std::move(sink));
+      self->state.settlers.push_back({std::move(sink), all_workers});
     },
     [self](status_atom) -> actor_status {
       auto& st = self->state;

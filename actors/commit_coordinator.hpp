@@ -37,8 +37,8 @@ struct commit_coordinator_state {
   };
   std::vector<subscription<commit_sink_actor>> committers;
   std::vector<subscription<change_sink_actor>> watchers;
-  /// Told the event ids of each batch once it is reported.
-  std::vector<settled_sink_actor> settlers;
+  /// Told the event ids of each batch once it is reported (all workers).
+  std::vector<subscription<settled_sink_actor>> settlers;
 
   /// A batch whose committing subscribers have not all answered, or that
   /// waits for an earlier batch of its worker.

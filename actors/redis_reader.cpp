@@ -472,26 +472,12 @@ private:
       lost(conn_.error());
       return;
     }
-    auto v = r.view();
-    for (size_t g = 0; g < v.size(); ++g) {
-      auto fields = v[g];
-      bool ours = false;
-      double pending = 0, lag = -1;
-      for (size_t f = 0; f + 1 < fields.size(); f += 2) {
-        auto key = fields[f].text();
-        auto val = fields[f + 1];
-        if (key == "name")
-          ours = val.text() == s_.group;
-        else if (key == "pending")
-          pending = static_cast<double>(val.integer());
-        else if (key == "lag" && val.is_integer())
-          lag = static_cast<double>(val.integer());
-      }
-      if (ours) {
-        out.push_back({"stream_group_pending", false, pending});
-        if (lag >= 0)
-          out.push_back({"stream_group_lag", false, lag});
-      }
+    if (auto row = redis::find_group(r.view(), s_.group)) {
+      out.push_back(
+        {"stream_group_pending", false, static_cast<double>(row->pending)});
+      if (row->lag >= 0)
+        out.push_back(
+          {"stream_group_lag", false, static_cast<double>(row->lag)});
     }
   }
 

@@ -123,12 +123,18 @@ struct actor_status {
     return *this;
   }
 
-  /// The value of a metric by name; 0 when the actor has no such metric.
-  double value(const std::string& name) const {
+  /// A metric by name, or null when the actor has no such metric.
+  const status_metric* find(const std::string& name) const {
     for (auto& m : metrics)
       if (m.name == name)
-        return m.value;
-    return 0;
+        return &m;
+    return nullptr;
+  }
+
+  /// The value of a metric by name; 0 when the actor has no such metric.
+  double value(const std::string& name) const {
+    auto m = find(name);
+    return m ? m->value : 0;
   }
 };
 

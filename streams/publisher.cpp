@@ -204,45 +204,21 @@ bool read_group_progress(const std::string& url, const std::string& stream,
     error = std::string{r.view().text()};
     return false;
   }
-  std::string last_delivered;
-  bool lag_known = false;
-  auto v = r.view();
-  for (size_t g = 0; g < v.size(); ++g) {
-    auto fields = v[g];
-    bool ours = false;
-    group_progress p;
-    std::string delivered;
-    for (size_t f = 0; f + 1 < fields.size(); f += 2) {
-      auto key = fields[f].text();
-      auto val = fields[f + 1];
-      if (key == "name")
-        ours = val.text() == group;
-      else if (key == "pending")
-        p.pending = static_cast<uint64_t>(val.integer());
-      else if (key == "consumers")
-        p.consumers = static_cast<uint64_t>(val.integer());
-      else if (key == "last-delivered-id")
-        delivered = std::string{val.text()};
-      else if (key == "lag" && val.is_integer()) {
-        p.lag = val.integer();
-        lag_known = true;
-      }
-    }
-    if (ours) {
-      out = p;
-      out.exists = true;
-      last_delivered = delivered;
-      break;
-    }
+  auto row = redis::find_group(r.view(), group);
+  if (row) {
+    out.exists = true;
+    out.pending = row->pending;
+    out.lag = row->lag;
+    out.consumers = row->consumers;
   }
-  if (out.exists && !lag_known) {
+  if (row && row->lag < 0) {
     // Redis cannot count the lag (entries were deleted): the group is
     // caught up when it was given the stream's last entry.
     auto s = conn.command({"XINFO", "STREAM", stream});
     if (s && !s.view().is_error())
       for (size_t f = 0; f + 1 < s.view().size(); f += 2)
         if (s.view()[f].text() == "last-generated-id")
-          out.lag = s.view()[f + 1].text() == last_delivered ? 0 : -1;
+          out.lag = s.view()[f + 1].text() == row->last_delivered ? 0 : -1;
   }
   return true;
 }

@@ -317,6 +317,32 @@ bool parse_pending(reply_view r, std::vector<pending_row>& out,
   return true;
 }
 
+std::optional<group_row> find_group(reply_view groups,
+                                   std::string_view group) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto fields = groups[g];
+    bool ours = false;
+    group_row row;
+    for (size_t f = 0; f + 1 < fields.size(); f += 2) {
+      auto key = fields[f].text();
+      auto val = fields[f + 1];
+      if (key == "name")
+        ours = val.text() == group;
+      else if (key == "pending")
+        row.pending = static_cast<uint64_t>(val.integer());
+      else if (key == "consumers")
+        row.consumers = static_cast<uint64_t>(val.integer());
+      else if (key == "last-delivered-id")
+        row.last_delivered = std::string{val.text()};
+      else if (key == "lag" && val.is_integer())
+        row.lag = val.integer();
+    }
+    if (ours)
+      return row;
+  }
+  return std::nullopt;
+}
+
 bool id_less(std::string_view a, std::string_view b) {
   uint64_t ams = 0, aseq = 0, bms = 0, bseq = 0;
   if (!split_id(a, ams, aseq) || !split_id(b, bms, bseq))

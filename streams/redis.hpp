@@ -150,6 +150,19 @@ struct pending_row {
 bool parse_pending(reply_view r, std::vector<pending_row>& out,
                    std::string& error);
 
+/// One consumer group of an `XINFO GROUPS` reply.
+struct group_row {
+  uint64_t pending = 0;
+  /// Entries not yet delivered to the group; -1 when Redis cannot say
+  /// (entries were deleted).
+  int64_t lag = -1;
+  uint64_t consumers = 0;
+  std::string last_delivered;
+};
+
+/// Finds `group` in an `XINFO GROUPS` reply; nothing when it is not there.
+std::optional<group_row> find_group(reply_view groups, std::string_view group);
+
 /// Stream ids compare as (ms, seq); `a < b`.
 bool id_less(std::string_view a, std::string_view b);
 

@@ -47,21 +47,13 @@ std::string error_text(node_ptr self, const caf::error& err) {
 /// have something to write), a stream reader without Redis. Empty when
 /// nothing stands in the way.
 std::string not_ready_reason(const std::vector<actor_status>& stages) {
-  auto has = [](const actor_status& s, const char* name, double& value) {
-    for (auto& m : s.metrics)
-      if (m.name == name) {
-        value = m.value;
-        return true;
-      }
-    return false;
-  };
   for (auto& s : stages) {
-    double v = 0;
-    if (has(s, "connected", v) && v == 0 && s.queue_depth > 0)
+    auto db = s.find("connected");
+    if (db && db->value == 0 && s.queue_depth > 0)
       return fmt::format("{}: not connected to the database ({} waiting "
                          "for {:.0f} s)",
                          s.actor, s.queue_depth, s.oldest_wait_seconds);
-    if (has(s, "redis_connected", v) && v == 0)
+    if (auto redis = s.find("redis_connected"); redis && redis->value == 0)
       return s.actor + ": Redis unreachable";
   }
   return {};
