@@ -34,18 +34,26 @@ void store(partition_ptr self, std::vector<match_change> changes,
     [](caf::ok_atom) {}, [rp]() mutable { rp.deliver(caf::ok_atom::value); },
     [self, rp](caf::error& err) mutable {
       log()->error("{} {}: a match sink failed: {}", self->name(),
-                   to_string(self->state.cls), self->system().render(err));
+                   self->state.label, self->system().render(err));
       rp.deliver(err);
     });
 }
 
 } // namespace
 
+std::string partition_label(const match_tiling& tiling, uint32_t p) {
+  std::string label{to_string(tiling.class_of(p))};
+  if (tiling.per_class() > 1)
+    label += "/" + std::to_string(tiling.number_in_class(p));
+  return label;
+}
+
 match_partition_actor::behavior_type
 match_partition(match_partition_actor::stateful_pointer<match_partition_state> self,
-                resource_class cls, match_settings settings,
+                resource_class cls, std::string label, match_settings settings,
                 std::vector<match_sink_actor> sinks, wait_limits limits) {
   self->state.cls = cls;
+  self->state.label = std::move(label);
   self->state.index = std::make_unique<match_index>(std::move(settings), cls);
   self->state.sinks = std::move(sinks);
   self->state.limits = limits;
@@ -53,7 +61,7 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
     [self](status_atom) {
       auto& st = self->state;
       actor_status s;
-      s.actor = std::string{self->name()} + " " + std::string{to_string(st.cls)};
+      s.actor = std::string{self->name()} + " " + st.label;
       auto class_name = std::string{to_string(st.cls)};
       s.gauge("flows", static_cast<double>(st.index->flow_count()))
         .gauge("matches", static_cast<double>(st.index->match_count()))
@@ -120,7 +128,7 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
       }
       log()->info("{} {}: {} flows indexed, {} matches; repaired {} stored "
                   "matches and removed {}",
-                  self->name(), to_string(self->state.cls), idx.flow_count(),
+                  self->name(), self->state.label, idx.flow_count(),
                   idx.match_count(), written, removed);
       auto rp = self->make_response_promise<caf::ok_atom>();
       store(self, std::move(repair), rp);

@@ -7,104 +7,96 @@
 
 namespace flowmatch {
 
+namespace {
+
+using router_ptr = match_router_actor::stateful_pointer<match_router_state>;
+
+void fail(router_ptr self, caf::error& err,
+          caf::typed_response_promise<commit_result> rp) {
+  log()->critical("{} a match partition failed: {}", self->name(),
+                  self->system().render(err));
+  rp.deliver(err);
+  self->quit(err);
+}
+
+/// Sends what may go now: segments in order, each that needs quiet only
+/// once every segment before it is answered.
+void pump(router_ptr self) {
+  auto& st = self->state;
+  while (!st.waiting.empty()) {
+    auto& front = st.waiting.front();
+    if (front.changes.needs_quiet && st.outstanding > 0)
+      return;
+    auto seg = std::move(front);
+    st.waiting.pop_front();
+    std::vector<uint32_t> touched;
+    for (uint32_t p = 0; p < seg.changes.parts.size(); ++p)
+      if (!seg.changes.parts[p].empty())
+        touched.push_back(p);
+    ++st.outstanding;
+    auto parts = std::make_shared<match_placement::split>(
+      std::move(seg.changes.parts));
+    auto left = seg.left;
+    auto rp = seg.rp;
+    gather<caf::ok_atom>(
+      touched.size(),
+      [self, parts, touched](size_t i) {
+        auto p = touched[i];
+        return self->request(self->state.partitions[p],
+                             self->state.limits.stall,
+                             std::move((*parts)[p]));
+      },
+      [](caf::ok_atom) {},
+      [self, left, rp]() mutable {
+        --self->state.outstanding;
+        if (--*left == 0) {
+          --self->state.in_progress;
+          rp.deliver(commit_result{});
+        }
+        pump(self);
+      },
+      [self, rp](caf::error& err) mutable { fail(self, err, rp); });
+  }
+}
+
+} // namespace
+
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
-             std::vector<match_partition_actor> partitions, wait_limits limits) {
+             std::vector<match_partition_actor> partitions,
+             match_tiling tiling, wait_limits limits) {
   self->state.partitions = std::move(partitions);
+  self->state.placement = std::make_unique<match_placement>(
+    std::move(tiling));
   self->state.limits = limits;
   return {
     [self](change_batch& batch) -> caf::result<commit_result> {
       auto& st = self->state;
-      auto n = st.partitions.size();
-      std::vector<std::vector<change>> parts(n);
-      for (auto& c : batch.changes) {
-        switch (c.kind) {
-          case change::site_upserted:
-          case change::site_deleted:
-            for (auto& p : parts)
-              p.push_back(c);
-            break;
-          case change::flow_upserted: {
-            auto cls = c.flow_data.resource;
-            auto [i, added] = st.flow_class.try_emplace(c.flow_data.flow_id,
-                                                        cls);
-            if (!added && i->second != cls) {
-              // The flow changed class: its old partition forgets it.
-              change gone;
-              gone.kind = change::flow_deleted;
-              gone.id = c.flow_data.flow_id;
-              parts[static_cast<size_t>(i->second)].push_back(gone);
-              i->second = cls;
-            }
-            parts[static_cast<size_t>(cls)].push_back(c);
-            break;
-          }
-          case change::flow_deleted: {
-            // The entry stays: a later upsert of the same flow id is a
-            // new flow of (maybe) another class.
-            auto i = st.flow_class.find(c.id);
-            if (i != st.flow_class.end())
-              parts[static_cast<size_t>(i->second)].push_back(c);
-            break;
-          }
-        }
-      }
       ++st.batches;
-      std::vector<size_t> touched;
-      for (size_t p = 0; p < n; ++p)
-        if (!parts[p].empty())
-          touched.push_back(p);
-      if (touched.empty())
-        return commit_result{};
-      auto shared = std::make_shared<std::vector<std::vector<change>>>(
-        std::move(parts));
+      auto segments = st.placement->route(std::move(batch.changes));
       auto rp = self->make_response_promise<commit_result>();
+      auto left = std::make_shared<size_t>(segments.size());
       ++st.in_progress;
-      gather<caf::ok_atom>(
-        touched.size(),
-        [self, shared, touched](size_t i) {
-          auto p = touched[i];
-          return self->request(self->state.partitions[p],
-                               self->state.limits.stall,
-                               std::move((*shared)[p]));
-        },
-        [](caf::ok_atom) {},
-        [self, rp]() mutable {
-          --self->state.in_progress;
-          rp.deliver(commit_result{});
-        },
-        [self, rp](caf::error& err) mutable {
-          --self->state.in_progress;
-          log()->critical("{} a match partition failed: {}", self->name(),
-                          self->system().render(err));
-          rp.deliver(err);
-          self->quit(err);
-        });
+      for (auto& seg : segments)
+        st.waiting.push_back(
+          match_router_state::pending_segment{std::move(seg), left, rp});
+      pump(self);
       return rp;
     },
     [self](restore_atom, registry_snapshot& stored,
            std::vector<match>& stored_matches) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
-      for (auto& f : stored.flows)
-        st.flow_class[f.flow_id] = f.resource;
-      auto n = st.partitions.size();
-      // Each partition gets every site but only the flows and matches of
-      // its class.
-      std::vector<registry_snapshot> parts(n);
-      for (auto& part : parts)
-        part.sites = stored.sites;
-      for (auto& f : stored.flows)
-        parts[static_cast<size_t>(f.resource)].flows.push_back(std::move(f));
-      std::vector<std::vector<match>> by_class(n);
-      for (auto& m : stored_matches)
-        by_class[static_cast<size_t>(m.resource)].push_back(std::move(m));
+      std::vector<registry_snapshot> entities;
+      std::vector<std::vector<match>> matches;
+      st.placement->place(std::move(stored), std::move(stored_matches),
+                          entities, matches);
       auto rp = self->make_response_promise<caf::ok_atom>();
       gather_into<caf::ok_atom>(
-        rp, n,
-        [self, &parts, &by_class](size_t p) {
+        rp, st.partitions.size(),
+        [self, &entities, &matches](size_t p) {
           return self->request(self->state.partitions[p],
                                self->state.limits.reply, restore_atom::value,
-                               std::move(parts[p]), std::move(by_class[p]));
+                               std::move(entities[p]), std::move(matches[p]));
         },
         [](caf::ok_atom) {}, [] { return caf::ok_atom::value; });
       return rp;
@@ -122,12 +114,19 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       return rp;
     },
     [self](status_atom) {
+      auto& st = self->state;
+      auto& placed = *st.placement;
       actor_status s;
       s.actor = self->name();
-      s.counter("batches", static_cast<double>(self->state.batches))
-        .gauge("flows_known",
-               static_cast<double>(self->state.flow_class.size()));
-      s.queue_depth = self->state.in_progress;
+      s.counter("batches", static_cast<double>(st.batches))
+        .gauge("flows_known", static_cast<double>(placed.flows()))
+        .gauge("sites_known", static_cast<double>(placed.sites()))
+        .gauge("partitions", static_cast<double>(placed.partitions()))
+        .counter("handovers", static_cast<double>(placed.handovers()))
+        .counter("extra_segments",
+                 static_cast<double>(placed.extra_segments()))
+        .counter("copies", static_cast<double>(placed.copies()));
+      s.queue_depth = st.in_progress;
       s.mailbox_depth = self->mailbox().size();
       return s;
     },

@@ -1,23 +1,41 @@
 #pragma once
 
-// The front of the match service: hands each change batch to the partitions
-// concerned and answers the commit coordinator once their matches are
-// stored. See `match_router_actor` in actors.hpp.
+// The front of the match service: splits each change batch among the match
+// partitions (`core/match_placement.hpp`: by class and tile, demands copied
+// to the partitions near them), sends each partition its part and answers
+// the commit coordinator once their matches are stored. Segments of a
+// batch that must not overlap go out one after the other. See
+// `match_router_actor` in actors.hpp.
 
 #include "actors/actors.hpp"
+#include "core/match_placement.hpp"
 
-#include <string>
-#include <unordered_map>
+#include <deque>
+#include <memory>
 #include <vector>
 
 namespace flowmatch {
 
 struct match_router_state {
   static inline const char* name = "match-router";
-  /// One partition per resource class, by class value.
+
+  /// A part of a batch, sent as one round of requests.
+  struct pending_segment {
+    match_placement::segment changes;
+    /// How many segments of its batch are not answered yet.
+    std::shared_ptr<size_t> left;
+    caf::typed_response_promise<commit_result> rp;
+  };
+
+  /// Numbered as the tiling numbers them: class by class.
   std::vector<match_partition_actor> partitions;
-  /// Class of every flow routed so far (a delete names only the flow).
-  std::unordered_map<std::string, resource_class> flow_class;
+  std::unique_ptr<match_placement> placement;
+  /// Segments not sent yet, in order (one that needs quiet waits for
+  /// every segment before it to be answered, and the ones after it wait
+  /// behind it).
+  std::deque<pending_segment> waiting;
+  /// Segments sent and not yet answered.
+  size_t outstanding = 0;
   /// Batches whose matches are not all stored yet.
   uint64_t in_progress = 0;
   uint64_t batches = 0;
@@ -26,6 +44,7 @@ struct match_router_state {
 
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
-             std::vector<match_partition_actor> partitions, wait_limits limits);
+             std::vector<match_partition_actor> partitions,
+             match_tiling tiling, wait_limits limits);
 
 } // namespace flowmatch

@@ -108,6 +108,15 @@ struct flow_terms {
   resource_class resource = resource_class::heat;
   /// Flue gas or air: the gaseous heat-exchanger approach applies.
   bool gas = false;
+
+  friend bool operator==(const flow_terms& a, const flow_terms& b) {
+    return a.annual_quantity == b.annual_quantity
+           && a.effective_hours == b.effective_hours
+           && a.temperature_c == b.temperature_c
+           && a.max_transport_m == b.max_transport_m
+           && a.direction == b.direction && a.resource == b.resource
+           && a.gas == b.gas;
+  }
 };
 
 flow_terms terms_of(const resource_flow& f);
@@ -119,6 +128,12 @@ struct flow_taxonomy {
   caf::optional<std::vector<std::string>> accepts_ewc;
   bool hazardous = false;
   bool accepts_hazardous = false;
+
+  friend bool operator==(const flow_taxonomy& a, const flow_taxonomy& b) {
+    return a.ewc == b.ewc && a.accepts_ewc == b.accepts_ewc
+           && a.hazardous == b.hazardous
+           && a.accepts_hazardous == b.accepts_hazardous;
+  }
 };
 
 flow_taxonomy taxonomy_of(const resource_flow& f);

@@ -50,6 +50,9 @@ void registry::upsert_site(const event& ev, registry_output& out) {
     ++out.stats.stale;
     return;
   }
+  bool moved = i != sites_.end()
+               && (i->second.lat != incoming.lat
+                   || i->second.lon != incoming.lon);
   if (i == sites_.end())
     sites_.emplace(incoming.site_id, incoming);
   else
@@ -60,6 +63,8 @@ void registry::upsert_site(const event& ev, registry_output& out) {
   c.event_id = ev.id;
   c.site_data = incoming;
   out.changes.push_back(std::move(c));
+  if (moved)
+    replace_flows(incoming.site_id, ev.id, out);
   // Flows that waited for this site now apply, in arrival order.
   auto h = held_.find(incoming.site_id);
   if (h == held_.end())
@@ -71,6 +76,32 @@ void registry::upsert_site(const event& ev, registry_output& out) {
     --held_total_;
     ++out.stats.held_applied;
     upsert_flow(w.ev, out);
+  }
+}
+
+void registry::replace_flows(const std::string& site_id,
+                             const std::string& event_id,
+                             registry_output& out) {
+  auto owned = flows_by_site_.find(site_id);
+  if (owned == flows_by_site_.end())
+    return;
+  // Sorted, so the copies come in a reproducible order.
+  std::vector<const std::string*> ids;
+  ids.reserve(owned->second.size());
+  for (auto& id : owned->second)
+    ids.push_back(&id);
+  std::sort(ids.begin(), ids.end(),
+            [](const std::string* a, const std::string* b) { return *a < *b; });
+  for (auto* id : ids) {
+    auto f = flows_.find(*id);
+    if (f == flows_.end())
+      continue;
+    change c;
+    c.kind = change::flow_upserted;
+    c.event_id = event_id;
+    c.flow_data = f->second;
+    c.stored = true; // the row is unchanged: the store skips it
+    out.changes.push_back(std::move(c));
   }
 }
 

@@ -121,6 +121,11 @@ private:
 
   void upsert_site(const event& ev, registry_output& out);
   void delete_site(const event& ev, registry_output& out);
+  /// After a site moved: a copy of each of its flows, marked stored (the
+  /// database row is unchanged), so the match service can hand the flows
+  /// to the partitions of their new place without keeping their data.
+  void replace_flows(const std::string& site_id, const std::string& event_id,
+                     registry_output& out);
   void upsert_flow(const event& ev, registry_output& out);
   void delete_flow(const event& ev, registry_output& out);
   void put_site(const site& s);

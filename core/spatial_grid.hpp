@@ -26,6 +26,61 @@ struct search_box {
 
 search_box box_around(double lat, double lon, double radius_m);
 
+/// Rows of latitude and, per row, columns of longitude, each cell at least
+/// `cell_m` across everywhere in it (rows near a pole have fewer columns):
+/// the geometry shared by the spatial grid's cells and the match
+/// partitions' tiles. A box `cell_m / 2` around a point meets at most 2 x 2
+/// cells (more where it wraps or covers a pole).
+class grid_layout {
+public:
+  explicit grid_layout(double cell_m);
+
+  int64_t rows() const {
+    return static_cast<int64_t>(columns_.size());
+  }
+  int64_t columns(int64_t row) const {
+    return columns_[static_cast<size_t>(row)];
+  }
+  int64_t row_of(double lat) const;
+  int64_t column_of(int64_t row, double lon) const;
+
+  /// Calls `visit(row, col, lon_lo, lon_hi)` for each cell a box meets,
+  /// with the longitudes the box wants from it. Each cell once per half
+  /// of a box split at the antimeridian (the halves share no point).
+  template <class V>
+  void for_each_cell(const search_box& b, V&& visit) const;
+
+private:
+  /// Row height in degrees of latitude.
+  double row_deg_;
+  /// Columns per row: each row's cells are at least as wide as any query
+  /// box that can reach the row.
+  std::vector<int64_t> columns_;
+};
+
+template <class V>
+void grid_layout::for_each_cell(const search_box& b, V&& visit) const {
+  auto range = [&](int64_t row, double lon_lo, double lon_hi) {
+    for (auto col = column_of(row, lon_lo), last = column_of(row, lon_hi);
+         col <= last; ++col)
+      visit(row, col, lon_lo, lon_hi);
+  };
+  for (auto row = row_of(b.lat_lo), last = row_of(b.lat_hi); row <= last;
+       ++row) {
+    if (b.all_longitudes) {
+      range(row, -180.0, 180.0);
+    } else if (b.lon_lo < -180.0) {
+      range(row, b.lon_lo + 360.0, 180.0);
+      range(row, -180.0, b.lon_hi);
+    } else if (b.lon_hi > 180.0) {
+      range(row, b.lon_lo, 180.0);
+      range(row, -180.0, b.lon_hi - 360.0);
+    } else {
+      range(row, b.lon_lo, b.lon_hi);
+    }
+  }
+}
+
 class spatial_grid {
 public:
   /// A grid for queries of radius up to `max_radius_m` (larger ones are
@@ -56,18 +111,7 @@ private:
 
   using cell = std::vector<point>;
 
-  int64_t row_of(double lat) const;
-  int64_t column_of(int64_t row, double lon) const;
-  /// Calls `visit(cell, lon_lo, lon_hi)` for each cell a box meets that
-  /// exists, with the longitudes it wants from it.
-  template <class V>
-  void for_each_cell(const search_box& b, V&& visit) const;
-
-  /// Row height in degrees of latitude.
-  double row_deg_;
-  /// Columns per row: each row's cells are at least as wide as any query
-  /// box that can reach the row.
-  std::vector<int64_t> columns_;
+  grid_layout layout_;
   /// The cells, row by row; a row's cells exist once a point is in it.
   std::vector<std::vector<cell>> rows_;
   size_t size_ = 0;
@@ -77,41 +121,16 @@ template <class F>
 void spatial_grid::query(double lat, double lon, double radius_m,
                          F&& f) const {
   auto b = box_around(lat, lon, radius_m);
-  for_each_cell(b, [&](const cell& c, double lon_lo, double lon_hi) {
-    for (const auto& p : c)
+  layout_.for_each_cell(b, [&](int64_t row, int64_t col, double lon_lo,
+                               double lon_hi) {
+    auto& cells = rows_[static_cast<size_t>(row)];
+    if (cells.empty())
+      return; // no point in this row yet
+    for (const auto& p : cells[static_cast<size_t>(col)])
       if (p.lat >= b.lat_lo && p.lat <= b.lat_hi && p.lon >= lon_lo
           && p.lon <= lon_hi)
         f(p.slot);
   });
-}
-
-template <class V>
-void spatial_grid::for_each_cell(const search_box& b, V&& visit) const {
-  // The two halves of a box split at the antimeridian never share a point
-  // (one ends at 180, the other starts at -180), so no point is reported
-  // twice even when both halves read the same cell.
-  auto range = [&](int64_t row, double lon_lo, double lon_hi) {
-    auto& cells = rows_[static_cast<size_t>(row)];
-    if (cells.empty())
-      return; // no point in this row yet
-    for (auto col = column_of(row, lon_lo), last = column_of(row, lon_hi);
-         col <= last; ++col)
-      visit(cells[static_cast<size_t>(col)], lon_lo, lon_hi);
-  };
-  for (auto row = row_of(b.lat_lo), last = row_of(b.lat_hi); row <= last;
-       ++row) {
-    if (b.all_longitudes) {
-      range(row, -180.0, 180.0);
-    } else if (b.lon_lo < -180.0) {
-      range(row, b.lon_lo + 360.0, 180.0);
-      range(row, -180.0, b.lon_hi);
-    } else if (b.lon_hi > 180.0) {
-      range(row, b.lon_lo, 180.0);
-      range(row, -180.0, b.lon_hi - 360.0);
-    } else {
-      range(row, b.lon_lo, b.lon_hi);
-    }
-  }
 }
 
 } // namespace flowmatch

@@ -1,5 +1,7 @@
 #include "system/config.hpp"
 
+#include "core/match_tiling.hpp"
+
 #include "base/logging.hpp"
 #include "streams/redis.hpp"
 #include "system/http_endpoint.hpp"
@@ -81,6 +83,10 @@ flowmatch_config::flowmatch_config() {
     .add(output_matches, "matches",
          "write every match change to this NDJSON file (- for stdout)");
   opt_group{custom_options_, "match"}
+    .add(match_partitions_per_class, "partitions-per-class",
+         "match partitions of each resource class, by tile (1 to 16)")
+    .add(match_tile_km, "tile-km",
+         "smallest tile of a match partition in km (0: the class's d_max)")
     .add(match_check, "check",
          "recompute every match over the stored sites and flows, report "
          "differences from the matches table, exit 0 when none")
@@ -377,6 +383,17 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
   if (auto why = cfg.match.validate(); !why.empty())
     return bad(why);
   s.match = cfg.match;
+  if (cfg.match_partitions_per_class < 1
+      || cfg.match_partitions_per_class > match_tiling::max_per_class)
+    return bad("match.partitions-per-class must be between 1 and "
+               + std::to_string(match_tiling::max_per_class) + ", got "
+               + std::to_string(cfg.match_partitions_per_class));
+  s.match_partitions_per_class = static_cast<uint32_t>(
+    cfg.match_partitions_per_class);
+  if (!(cfg.match_tile_km >= 0) || cfg.match_tile_km > 20000)
+    return bad("match.tile-km must be between 0 and 20000 km, got "
+               + std::to_string(cfg.match_tile_km));
+  s.match_tile_km = cfg.match_tile_km;
   if (!s.output_dead_letters.empty() && !can_write(s.output_dead_letters))
     return bad("output.dead-letters: cannot write '" + s.output_dead_letters
                + "'");

@@ -73,6 +73,8 @@ public:
   // [match]: the match model's defaults (docs/contracts/matching.md).
   match_settings match;
   bool match_check = false;
+  size_t match_partitions_per_class = 1;
+  double match_tile_km = 0;
   // [registry]
   size_t registry_workers = 0;
   std::string registry_policy = "key-hash";
@@ -114,6 +116,10 @@ struct settings {
   /// The match stream file (`-` for stdout); empty: none.
   std::string output_matches;
   match_settings match;
+  /// Match partitions of each resource class, and their smallest tile
+  /// (never below the class's d_max).
+  uint32_t match_partitions_per_class = 1;
+  double match_tile_km = 0;
   /// Run the consistency check instead of the node.
   bool match_check = false;
   uint32_t registry_workers = 1;

@@ -354,26 +354,34 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
       match_stream, st.cfg.output_matches);
     started(self, "match stream", st.match_stream);
   }
-  std::vector<match_partition_actor> partitions;
-  for (auto cls : {resource_class::heat, resource_class::water,
-                   resource_class::material, resource_class::co2}) {
-    std::vector<match_sink_actor> sinks;
+  // Each class's writer is shared by the class's partitions (a pair's
+  // changes come from one partition at a time: the router's segments).
+  match_tiling tiling{st.cfg.match, st.cfg.match_partitions_per_class,
+                      st.cfg.match_tile_km};
+  std::vector<std::vector<match_sink_actor>> sinks(match_tiling::classes);
+  for (uint32_t c = 0; c < match_tiling::classes; ++c) {
+    auto cls = static_cast<resource_class>(c);
     if (with_db) {
       auto writer = self->spawn<caf::detached + caf::linked>(
         match_writer, std::string{to_string(cls)}, st.cfg.postgis);
-      sinks.push_back(started(self, fmt::format("match writer {}",
-                                                to_string(cls)),
-                              writer));
+      sinks[c].push_back(started(
+        self, fmt::format("match writer {}", to_string(cls)), writer));
     }
     if (st.match_stream)
-      sinks.push_back(st.match_stream);
+      sinks[c].push_back(st.match_stream);
+  }
+  std::vector<match_partition_actor> partitions;
+  for (uint32_t p = 0; p < tiling.partitions(); ++p) {
+    auto cls = tiling.class_of(p);
+    auto label = partition_label(tiling, p);
     auto partition = self->spawn<caf::linked>(
-      match_partition, cls, st.cfg.match, std::move(sinks), st.cfg.limits);
-    partitions.push_back(started(
-      self, fmt::format("match partition {}", to_string(cls)), partition));
+      match_partition, cls, label, st.cfg.match,
+      sinks[static_cast<size_t>(cls)], st.cfg.limits);
+    partitions.push_back(
+      started(self, fmt::format("match partition {}", label), partition));
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
-                                        st.cfg.limits);
+                                        std::move(tiling), st.cfg.limits);
   started(self, "match router", st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);

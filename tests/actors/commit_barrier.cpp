@@ -157,12 +157,14 @@ struct barrier_setup {
                                                    wait_limits{});
 
   barrier_setup() {
-    for (auto cls : {resource_class::heat, resource_class::water,
-                     resource_class::material, resource_class::co2})
-      partitions.push_back(sys.spawn(match_partition, cls, match_settings{},
+    match_tiling tiling{match_settings{}, 1};
+    for (uint32_t p = 0; p < tiling.partitions(); ++p)
+      partitions.push_back(sys.spawn(match_partition, tiling.class_of(p),
+                                     partition_label(tiling, p),
+                                     match_settings{},
                                      std::vector<match_sink_actor>{sink},
                                      wait_limits{}));
-    router = sys.spawn(match_router, partitions, wait_limits{});
+    router = sys.spawn(match_router, partitions, tiling, wait_limits{});
     self->send(coordinator, subscribe_atom::value, commit_sink_actor{router},
                all_workers);
     for (uint32_t w = 0; w < 2; ++w) {

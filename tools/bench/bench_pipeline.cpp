@@ -73,6 +73,8 @@ struct options {
   double overload_seconds = 6.0;
   /// postgis.max-batch-age of the sync and the match writers.
   std::chrono::milliseconds max_batch_age{20};
+  /// match.partitions-per-class of the match service.
+  uint32_t partitions = 1;
 };
 
 bool wants(const options& o, const char* section) {
@@ -305,7 +307,8 @@ constexpr uint32_t workers = 2;
 pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
                        const std::string& schema,
                        std::shared_ptr<probe_log> log,
-                       std::chrono::milliseconds max_batch_age) {
+                       std::chrono::milliseconds max_batch_age,
+                       uint32_t partitions_per_class) {
   pipeline p;
   auto dead = caf::actor_cast<dead_letter_sink_actor>(
     sys.spawn<caf::detached>(dead_letter_file_sink, std::string{}));
@@ -325,22 +328,27 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     }
   p.probe_actor = sys.spawn(
     probe, log, std::make_shared<commit_coordinator_actor>(coordinator));
-  std::vector<match_partition_actor> partitions;
-  for (auto cls : {resource_class::heat, resource_class::water,
-                   resource_class::material, resource_class::co2}) {
-    std::vector<match_sink_actor> sinks;
-    if (!dsn.empty()) {
+  match_tiling tiling{match_settings{}, partitions_per_class};
+  std::vector<std::vector<match_sink_actor>> sinks(match_tiling::classes);
+  if (!dsn.empty())
+    for (uint32_t c = 0; c < match_tiling::classes; ++c) {
       auto w = caf::actor_cast<match_sink_actor>(sys.spawn<caf::detached>(
-        match_writer, std::string{to_string(cls)}, pg));
+        match_writer,
+        std::string{to_string(static_cast<resource_class>(c))}, pg));
       p.others.push_back(caf::actor_cast<caf::actor>(w));
-      sinks.push_back(w);
+      sinks[c].push_back(w);
     }
-    auto part = sys.spawn(match_partition, cls, match_settings{},
-                          std::move(sinks), wait_limits{});
+  std::vector<match_partition_actor> partitions;
+  for (uint32_t k = 0; k < tiling.partitions(); ++k) {
+    auto cls = tiling.class_of(k);
+    auto part = sys.spawn(match_partition, cls, partition_label(tiling, k),
+                          match_settings{},
+                          sinks[static_cast<size_t>(cls)], wait_limits{});
     p.others.push_back(caf::actor_cast<caf::actor>(part));
     partitions.push_back(part);
   }
-  p.router = sys.spawn(match_router, std::move(partitions), wait_limits{});
+  p.router = sys.spawn(match_router, std::move(partitions), std::move(tiling),
+                       wait_limits{});
   caf::anon_send(coordinator, subscribe_atom::value,
                  commit_sink_actor{p.router}, all_workers);
   group_settings g;
@@ -502,7 +510,7 @@ latency_result bench_latency(caf::actor_system& sys, const options& o,
   auto noop_log = std::make_shared<probe_log>();
   noop_log->done_ns.assign(max_updates * 8, 0);
   caf::scoped_actor self{sys};
-  auto p = make_pipeline(sys, dsn, schema, log, o.max_batch_age);
+  auto p = make_pipeline(sys, dsn, schema, log, o.max_batch_age, o.partitions);
   auto noop = make_noop_pipeline(sys, noop_log);
   std::fprintf(stderr, "bench-pipeline: latency (%s): preloading %zu sites "
                        "and flows\n", r.mode.c_str(), o.sites);
@@ -588,7 +596,7 @@ memory_result bench_memory(caf::actor_system& sys, const options& o) {
   memory_result r;
   auto log = std::make_shared<probe_log>();
   caf::scoped_actor self{sys};
-  auto p = make_pipeline(sys, "", "", log, o.max_batch_age);
+  auto p = make_pipeline(sys, "", "", log, o.max_batch_age, o.partitions);
   auto w = make_workload(o.sites);
   // Sites only, then the supplies (no demand yet: no match), then the
   // demands (which bring the matches).
@@ -734,6 +742,8 @@ int main(int argc, char** argv) {
       o.sites = std::stoul(v_sites);
     else if (auto v_log = value("--log-level"))
       configure_logging(v_log, "%H:%M:%S.%e %l %v");
+    else if (auto v_parts = value("--partitions"))
+      o.partitions = static_cast<uint32_t>(std::stoul(v_parts));
     else if (auto v_age = value("--max-batch-age"))
       o.max_batch_age = std::chrono::milliseconds{std::stol(v_age)};
     else if (a == "--quick") {
@@ -745,7 +755,7 @@ int main(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: bench-pipeline --file=EVENTS.ndjson [--dsn=CONNINFO] "
-                   "[--quick] [--reps=N] [--sites=N] [--max-batch-age=MS] [--json=PATH] "
+                   "[--quick] [--reps=N] [--sites=N] [--max-batch-age=MS] [--partitions=N] [--json=PATH] "
                    "[--only=ingest,latency,memory,overload]\n");
       return 2;
     }
