@@ -3,8 +3,12 @@
 // When a database writer writes: the one policy of the three batching
 // writers (the PostGIS sync, the match writer, the dead-letter sink).
 //
-// Work is gathered until `batch_size` items wait or the oldest has waited
-// `max_age`, then written in one transaction. A write that fails for a
+// Group commit: work is written as soon as the writer has nothing more
+// queued, so a transaction takes whatever gathered while the one before it
+// ran. At low load each request is written at once (its latency is one
+// commit); under load transactions grow by themselves, up to `batch_size`
+// items, and `max_age` bounds how long work waits while more keeps
+// arriving. A write that fails for a
 // reason that can recover (connection lost, server restarting) is tried
 // again after a backoff (doubling from `retry_initial` up to `retry_max`)
 // as a delayed message to the writer itself, never by sleeping: between
@@ -55,15 +59,16 @@ public:
   }
 
   /// After taking in work, `pending` items now wait: flushes at once when
-  /// the batch is full, otherwise makes sure the age timer runs. While a
-  /// retry is scheduled it does nothing: the retry writes everything.
+  /// the batch is full or nothing more is queued for the writer, otherwise
+  /// makes sure the age timer runs. While a retry is scheduled it does
+  /// nothing: the retry writes everything.
   template <class Self, class Flush>
   void added(Self* self, size_t pending, Flush&& flush) {
     if (!waiting_since_)
       waiting_since_ = std::chrono::steady_clock::now();
     if (backing_off_)
       return;
-    if (pending >= policy_.batch_size) {
+    if (pending >= policy_.batch_size || self->mailbox().size() == 0) {
       flush();
       return;
     }

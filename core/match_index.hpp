@@ -57,6 +57,11 @@ public:
   uint64_t evaluations() const {
     return evaluations_;
   }
+  /// Distances computed (candidates a placed or moved flow tested), for
+  /// benchmarks.
+  uint64_t distances() const {
+    return distances_;
+  }
 
 private:
   /// A flow on the other side of the same class, at another site, within
@@ -210,6 +215,7 @@ private:
   std::vector<spatial_grid> grids_;
   size_t matches_ = 0;
   uint64_t evaluations_ = 0;
+  uint64_t distances_ = 0;
   /// Scratch space of rebuild, kept to avoid allocations per event.
   std::vector<uint32_t> candidates_;
   std::vector<neighbour> before_;

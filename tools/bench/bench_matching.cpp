@@ -104,6 +104,8 @@ struct result {
   /// neighbours found again through the grid, each pair's geodesic and
   /// rules.
   double move_us_per_event;
+  /// Candidates whose distance a move computed, per move.
+  double distances_per_move;
   double evaluations_per_event;
   double postgis_us_per_query;
   double ratio;
@@ -241,8 +243,34 @@ double time_moves(const options& o, subject& s) {
     c.site_data = site;
     batches.back().push_back(std::move(c));
   }
-  return seconds_to_apply(*s.idx, batches) * 1e6
-         / static_cast<double>(moves);
+  auto distances = s.idx->distances();
+  auto us = seconds_to_apply(*s.idx, batches) * 1e6
+            / static_cast<double>(moves);
+  s.r.distances_per_move = static_cast<double>(s.idx->distances() - distances)
+                           / static_cast<double>(moves);
+  return us;
+}
+
+/// What one distance costs the index: the sphere bound, then the WGS84
+/// geodesic (GeographicLib) for a pair within reach; pairs 0 to 20 km
+/// apart. Microseconds per call.
+double time_distance() {
+  std::mt19937 rng{11};
+  std::uniform_real_distribution<double> u{0, 1};
+  std::vector<std::pair<position, position>> pairs(200000);
+  for (auto& [a, b] : pairs) {
+    a = position{-50 + 100 * u(rng), -170 + 340 * u(rng)};
+    b = position{a.lat + (u(rng) - 0.5) * 0.25, a.lon + (u(rng) - 0.5) * 0.25};
+  }
+  double sink = 0;
+  auto start = clock_type::now();
+  for (auto& [a, b] : pairs)
+    if (auto d = distance_within(a, b, 20000))
+      sink += *d;
+  auto secs = std::chrono::duration<double>(clock_type::now() - start).count();
+  if (sink < 0)
+    std::puts("");
+  return secs * 1e6 / static_cast<double>(pairs.size());
 }
 
 /// One repetition of the baseline: microseconds per query.
@@ -367,6 +395,10 @@ int main(int argc, char** argv) {
   }
   auto scaling = median_ratio(subjects.back().index_us,
                               subjects.front().index_us);
+  std::vector<double> distance_us;
+  for (int rep = 0; rep < 3; ++rep)
+    distance_us.push_back(time_distance());
+  auto us_per_distance = median(distance_us);
   std::printf("matching: heat flows at %.4f per km2, %zu updates per "
               "repetition in batches of %zu, median of %d\n",
               density_per_km2, o.events, o.batch, o.reps);
@@ -383,6 +415,9 @@ int main(int argc, char** argv) {
   std::printf("  per-event cost %zu vs %zu flows: %.2fx (target <= 2; "
               "median of the per-repetition ratios)\n",
               big.flows, small.flows, scaling);
+  std::printf("  a move computes %.1f distances (largest size); one "
+              "distance (sphere bound + geodesic): %.3f us\n",
+              big.distances_per_move, us_per_distance);
   if (!o.json.empty()) {
     std::ofstream out{o.json};
     out << "{\"benchmark\":\"matching\",\"density_per_km2\":"
@@ -392,15 +427,17 @@ int main(int argc, char** argv) {
       out << (i ? "," : "")
           << fmt::format("{{\"flows\":{},\"us_per_event\":{:.3f},"
                          "\"us_per_move\":{:.3f},"
+                         "\"distances_per_move\":{:.2f},"
                          "\"evaluations_per_event\":{:.2f},"
                          "\"postgis_us_per_query\":{:.2f},"
                          "\"ratio\":{:.1f},\"bytes_per_flow\":{:.0f},"
                          "\"matches\":{:.0f}}}",
                          r.flows, r.index_us_per_event, r.move_us_per_event,
-                         r.evaluations_per_event, r.postgis_us_per_query,
+                         r.distances_per_move, r.evaluations_per_event, r.postgis_us_per_query,
                          r.ratio, r.bytes_per_flow, r.matches);
     }
-    out << fmt::format("],\"scaling\":{:.3f}}}\n", scaling);
+    out << fmt::format("],\"scaling\":{:.3f},\"us_per_distance\":{:.4f}}}\n",
+                       scaling, us_per_distance);
   }
   return 0;
 }

@@ -46,6 +46,7 @@
 #include <cstring>
 #include <fstream>
 #include <malloc.h>
+#include <sys/resource.h>
 #include <map>
 #include <memory>
 #include <random>
@@ -75,11 +76,27 @@ struct options {
   std::chrono::milliseconds max_batch_age{20};
   /// match.partitions-per-class of the match service.
   uint32_t partitions = 1;
+  /// CAF scheduler settings (`work-stealing.*`): numbers, or durations in
+  /// microseconds for keys that end in `-duration`.
+  std::vector<std::pair<std::string, std::string>> caf_settings;
+  /// Shares of the maximum rate to measure latency at (empty: the
+  /// suite's 25, 50, 75 and 90 %).
+  std::vector<double> loads;
 };
 
 bool wants(const options& o, const char* section) {
   return ("," + o.only + ",").find(std::string{","} + section + ",")
          != std::string::npos;
+}
+
+/// User and system CPU seconds of this process so far.
+double cpu_seconds() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto secs = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return secs(u.ru_utime) + secs(u.ru_stime);
 }
 
 /// Bytes allocated on the heap now (every thread allocates from the main
@@ -416,7 +433,7 @@ double feed_all(caf::scoped_actor& self, const pipeline& p,
 }
 
 struct percentiles {
-  double p50 = 0, p99 = 0, p999 = 0, max = 0;
+  double p25 = 0, p50 = 0, p75 = 0, p90 = 0, p99 = 0, p999 = 0, max = 0;
   size_t seen = 0, sent = 0;
 };
 
@@ -429,24 +446,48 @@ percentiles feed_paced(caf::scoped_actor& self, const pipeline& p,
   auto per_batch = std::max<size_t>(1, static_cast<size_t>(rate / 1000));
   auto tick = std::chrono::nanoseconds{
     static_cast<int64_t>(1e9 * static_cast<double>(per_batch) / rate)};
-  auto next = clock_type::now();
+  // The batches are cut before the clock starts: the producer only stamps
+  // and sends while it keeps the pace (it shares the two cores).
+  std::vector<std::vector<event>> batches;
   for (size_t i = 0; i < events.size(); i += per_batch) {
+    auto end = std::min(events.size(), i + per_batch);
+    batches.emplace_back(std::make_move_iterator(events.begin() + i),
+                         std::make_move_iterator(events.begin() + end));
+  }
+  auto next = clock_type::now();
+  for (size_t b = 0, i = 0; b < batches.size(); ++b, i += per_batch) {
     std::this_thread::sleep_until(next);
     next += tick;
-    auto end = std::min(events.size(), i + per_batch);
-    std::vector<event> b(std::make_move_iterator(events.begin() + i),
-                         std::make_move_iterator(events.begin() + end));
     auto t = now_ns();
-    for (size_t k = i; k < end; ++k)
+    for (size_t k = i; k < i + batches[b].size(); ++k)
       sent_ns[k] = t;
     // Not waiting for admission: a paced producer keeps its pace.
-    self->send(p.dispatcher, ingest_atom::value, std::move(b));
+    self->send(p.dispatcher, ingest_atom::value, std::move(batches[b]));
   }
   self->request(p.dispatcher, caf::infinite, drain_atom::value)
     .receive([](caf::ok_atom) {}, [](caf::error&) {});
   // Every probe record happened before this answer.
   self->request(p.probe_actor, caf::infinite, caf::get_atom::value)
     .receive([](caf::ok_atom) {}, [](caf::error&) {});
+  if (auto* path = std::getenv("BENCH_TIMELINE")) {
+    // For looking into the tail: per batch, its send time and its
+    // slowest event's latency (ms).
+    if (auto* f = std::fopen(path, "a")) {
+      for (size_t i = 0; i < events.size(); i += per_batch) {
+        double worst = 0;
+        for (size_t k = i; k < std::min(events.size(), i + per_batch); ++k)
+          if (log.done_ns[first + k] != 0)
+            worst = std::max(worst, static_cast<double>(
+                                      log.done_ns[first + k] - sent_ns[k])
+                                      / 1e6);
+        std::fprintf(f, "%.6f %.3f\n",
+                     static_cast<double>(sent_ns[i]) / 1e9,
+                     worst);
+      }
+      std::fprintf(f, "\n");
+      std::fclose(f);
+    }
+  }
   std::vector<double> lat;
   lat.reserve(events.size());
   for (size_t k = 0; k < events.size(); ++k)
@@ -463,7 +504,10 @@ percentiles feed_paced(caf::scoped_actor& self, const pipeline& p,
     return lat[std::min(lat.size() - 1,
                         static_cast<size_t>(q * static_cast<double>(lat.size())))];
   };
+  r.p25 = at(0.25);
   r.p50 = at(0.5);
+  r.p75 = at(0.75);
+  r.p90 = at(0.9);
   r.p99 = at(0.99);
   r.p999 = at(0.999);
   r.max = lat.back();
@@ -479,6 +523,7 @@ struct latency_point {
 struct latency_result {
   std::string mode;
   double max_rate = 0;
+  double cpu_us_per_event = 0;
   double baseline_max_rate = 0;
   std::vector<latency_point> points;
 };
@@ -520,8 +565,13 @@ latency_result bench_latency(caf::actor_system& sys, const options& o,
   size_t first = 0;
   std::vector<double> max_ours, max_noop;
   for (int rep = 0; rep < 2; ++rep) {
-    max_ours.push_back(
-      feed_all(self, p, make_updates(w, max_updates, first)));
+    auto updates = make_updates(w, max_updates, first);
+    auto cpu_before = cpu_seconds();
+    max_ours.push_back(feed_all(self, p, std::move(updates)));
+    // CPU of the whole process (every stage, both scheduler threads) per
+    // event at the maximum rate: what bounds the rate on two cores.
+    r.cpu_us_per_event = (cpu_seconds() - cpu_before) * 1e6
+                         / static_cast<double>(max_updates);
     max_noop.push_back(
       feed_all(self, noop, make_updates(w, max_updates, first)));
     first += max_updates;
@@ -531,8 +581,10 @@ latency_result bench_latency(caf::actor_system& sys, const options& o,
   std::fprintf(stderr, "bench-pipeline: latency (%s): max %.0f events/s "
                        "(no-op pipeline %.0f)\n",
                r.mode.c_str(), r.max_rate, r.baseline_max_rate);
-  for (double load : o.quick ? std::vector<double>{0.5, 0.9}
-                             : std::vector<double>{0.25, 0.5, 0.75, 0.9}) {
+  auto loads = !o.loads.empty() ? o.loads
+               : o.quick      ? std::vector<double>{0.5, 0.9}
+                              : std::vector<double>{0.25, 0.5, 0.75, 0.9};
+  for (double load : loads) {
     latency_point pt;
     pt.load = load;
     pt.rate = load * r.max_rate;
@@ -742,7 +794,24 @@ int main(int argc, char** argv) {
       o.sites = std::stoul(v_sites);
     else if (auto v_log = value("--log-level"))
       configure_logging(v_log, "%H:%M:%S.%e %l %v");
-    else if (auto v_parts = value("--partitions"))
+    else if (auto v_caf = value("--caf")) {
+      std::string kv = v_caf;
+      auto eq = kv.find('=');
+      if (eq == std::string::npos) {
+        std::fprintf(stderr, "bench-pipeline: --caf=KEY=VALUE\n");
+        return 2;
+      }
+      o.caf_settings.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+    } else if (auto v_loads = value("--loads")) {
+      std::string list = v_loads;
+      for (size_t at = 0; at < list.size();) {
+        auto comma = list.find(',', at);
+        if (comma == std::string::npos)
+          comma = list.size();
+        o.loads.push_back(std::stod(list.substr(at, comma - at)));
+        at = comma + 1;
+      }
+    } else if (auto v_parts = value("--partitions"))
       o.partitions = static_cast<uint32_t>(std::stoul(v_parts));
     else if (auto v_age = value("--max-batch-age"))
       o.max_batch_age = std::chrono::milliseconds{std::stol(v_age)};
@@ -763,6 +832,12 @@ int main(int argc, char** argv) {
   caf::actor_system_config cfg;
   flowmatch::add_message_types(cfg);
   cfg.set("scheduler.max-threads", size_t{2});
+  for (auto& [key, v] : o.caf_settings) {
+    if (key.size() > 9 && key.compare(key.size() - 9, 9, "-duration") == 0)
+      cfg.set(key, caf::timespan{std::chrono::microseconds{std::stol(v)}});
+    else
+      cfg.set(key, static_cast<size_t>(std::stoul(v)));
+  }
   caf::actor_system sys{cfg};
   std::string json = "{\"benchmark\":\"pipeline\"";
   if (wants(o, "ingest")) {
@@ -798,9 +873,15 @@ int main(int argc, char** argv) {
       if (!first_mode)
         json += ",";
       first_mode = false;
+      std::printf("  CPU at the maximum rate: %.2f us per event (both "
+                  "threads, every stage); %u partitions per class\n",
+                  r.cpu_us_per_event, o.partitions);
       json += fmt::format("{{\"mode\":\"{}\",\"max_rate\":{:.0f},"
-                          "\"baseline_max_rate\":{:.0f},\"points\":[",
-                          r.mode, r.max_rate, r.baseline_max_rate);
+                          "\"baseline_max_rate\":{:.0f},"
+                          "\"cpu_us_per_event\":{:.3f},\"partitions\":{},"
+                          "\"points\":[",
+                          r.mode, r.max_rate, r.baseline_max_rate,
+                          r.cpu_us_per_event, o.partitions);
       bool first_pt = true;
       for (auto& pt : r.points) {
         std::printf("  %3.0f%% (%8.0f/s)  p50 %7.3f  p99 %7.3f  p99.9 %7.3f  "
@@ -815,10 +896,12 @@ int main(int argc, char** argv) {
         first_pt = false;
         json += fmt::format(
           "{{\"load\":{},\"rate\":{:.0f},\"sent\":{},\"seen\":{},"
+          "\"p25_ms\":{:.4f},\"p75_ms\":{:.4f},\"p90_ms\":{:.4f},"
           "\"p50_ms\":{:.4f},\"p99_ms\":{:.4f},\"p999_ms\":{:.4f},"
           "\"max_ms\":{:.4f},\"baseline_p50_ms\":{:.4f},"
           "\"baseline_p99_ms\":{:.4f},\"baseline_p999_ms\":{:.4f}}}",
-          pt.load, pt.rate, pt.ours.sent, pt.ours.seen, pt.ours.p50,
+          pt.load, pt.rate, pt.ours.sent, pt.ours.seen, pt.ours.p25,
+          pt.ours.p75, pt.ours.p90, pt.ours.p50,
           pt.ours.p99, pt.ours.p999, pt.ours.max, pt.baseline.p50,
           pt.baseline.p99, pt.baseline.p999);
       }
