@@ -142,6 +142,11 @@ size_t route(dispatcher_ptr self,
   auto end = events->size();
   size_t i = from;
   dispatcher_state::handover wanted;
+  // Room for an even share and some skew up front: growing the pick lists
+  // one doubling at a time cost about a tenth of the routing time.
+  for (auto& g : st.groups)
+    for (auto& picks : g.picks)
+      picks.reserve((end - from) / g.picks.size() + (end - from) / 8 + 8);
   for (; i < end; ++i) {
     const auto& ev = (*events)[i];
     auto gi = st.route[static_cast<size_t>(ev.type)];
