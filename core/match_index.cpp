@@ -162,38 +162,6 @@ void match_index::apply(const std::vector<change>& batch,
 
 void match_index::load_ahead(const change& c, uint32_t& slot,
                              size_t step) const {
-  if (c.kind == change::site_upserted) {
-    // A site move reads the site's entry, its flows' slots, their cores
-    // and positions, then their neighbour lists. The entry is looked up
-    // again at each stage (it is in cache by then): an insert before this
-    // change may have moved it.
-    const auto& id = c.site_data.site_id;
-    if (step == 0) {
-      sites_.prefetch(id);
-      return;
-    }
-    auto i = sites_.find(id);
-    if (i == sites_.end())
-      return;
-    const auto& flows = i->second.flows;
-    if (step == 1) {
-      __builtin_prefetch(flows.data());
-      return;
-    }
-    for (auto f : flows) {
-      if (f >= cores_.size())
-        continue;
-      if (step == 2) {
-        auto core = reinterpret_cast<const char*>(&cores_[f]);
-        __builtin_prefetch(core);
-        __builtin_prefetch(core + 64);
-        __builtin_prefetch(&rest_[f]);
-      } else {
-        __builtin_prefetch(cores_[f].neighbours.begin());
-      }
-    }
-    return;
-  }
   if (step == 0) {
     if (auto id = flow_id_of(c))
       flows_.prefetch(slot_table::hash(*id));

@@ -454,10 +454,14 @@ def report(results, pngs, quick):
     routing = results.get("routing")
     if routing:
         two = next((r for r in routing if r["workers"] == 2), routing[0])
-        rows.append(("routing, 2 workers", f"{two['dispatcher_per_s']:,.0f} ev/s",
+        runs = results.get("routing_runs") or [two]
+        ratios = sorted(r["ratio_batched"] for r in runs)
+        median_ratio = ratios[len(ratios) // 2]
+        rows.append((f"routing, 2 workers (median of {len(runs)} runs)",
+                     f"{two['dispatcher_per_s']:,.0f} ev/s",
                      f"{two['pool_batched_per_s']:,.0f} ev/s (actor_pool, 64/msg)",
-                     f"{two['ratio_batched']:.2f}x", ">= 0.6x",
-                     verdict(two["ratio_batched"] >= 0.6)))
+                     f"{median_ratio:.2f}x (runs {ratios[0]:.2f}-{ratios[-1]:.2f})",
+                     ">= 0.6x", verdict(median_ratio >= 0.6)))
         rows.append(("routing, absolute", f"{two['dispatcher_per_s'] / 1e6:.1f} M ev/s",
                      "", "", ">= 10 M ev/s", verdict(two["dispatcher_per_s"] >= 1e7)))
     pipe = results.get("pipeline") or {}
@@ -476,6 +480,32 @@ def report(results, pngs, quick):
                          f"{p['baseline_p99_ms']:.2f} ms (no-op pipeline)",
                          f"{p['p99_ms'] / max(p['baseline_p99_ms'], 1e-9):.0f}x",
                          f"<= {target:g} ms", verdict(p["p99_ms"] <= target)))
+    for mode in pipe.get("latency", []):
+        if mode["mode"] != "memory":
+            continue
+        target = 1.5 * 342_000  # issue 16: 1.5x the rate before it
+        cpu = mode.get("cpu_us_per_event")
+        bound = f"; CPU {cpu:.2f} us/event, so 2 cores allow {2e6 / cpu:,.0f}" if cpu else ""
+        rows.append(("maximum rate, memory, matching on",
+                     f"{mode['max_rate']:,.0f} ev/s",
+                     f"342,000 ev/s (before issue 16){bound}",
+                     f"{mode['max_rate'] / 342_000:.2f}x", ">= 1.5x",
+                     verdict(mode["max_rate"] >= target)))
+    part = results.get("partitions")
+    if part:
+        for mode in part.get("latency", []):
+            for p in mode["points"]:
+                rows.append((f"latency p99, memory, {p['load'] * 100:.0f}%, "
+                             f"{mode['partitions']} partitions per class "
+                             f"({p['rate']:,.0f} ev/s)",
+                             f"{p['p99_ms']:.2f} ms",
+                             f"{p['baseline_p99_ms']:.2f} ms (no-op pipeline)",
+                             f"{p['p99_ms'] / max(p['baseline_p99_ms'], 1e-9):.0f}x",
+                             "(trade-off)", "-"))
+            rows.append((f"maximum rate, memory, {mode['partitions']} partitions per class",
+                         f"{mode['max_rate']:,.0f} ev/s",
+                         f"CPU {mode.get('cpu_us_per_event', 0):.2f} us/event", "",
+                         "(trade-off)", "-"))
     if "memory" in pipe:
         mm = pipe["memory"]
         rows.append(("memory per site", f"{mm['bytes_per_site']:,.0f} B",
@@ -517,11 +547,18 @@ def report(results, pngs, quick):
                      "<= 2x", verdict(mt["scaling"] <= 2)))
         for r in mt["results"]:
             if "us_per_move" in r:
+                largest = r is mt["results"][-1]
+                ratio = r["postgis_us_per_query"] / r["us_per_move"]
+                extra = ""
+                if "distances_per_move" in r and "us_per_distance" in mt:
+                    extra = (f"; {r['distances_per_move']:.1f} distances x "
+                             f"{mt['us_per_distance']:.2f} us")
                 rows.append((f"matching, a site moves, {r['flows']:,} flows",
-                             f"{r['us_per_move']:.2f} us/event",
+                             f"{r['us_per_move']:.2f} us/event{extra}",
                              f"{r['postgis_us_per_query']:.1f} us (ST_DWithin query)",
-                             f"{r['postgis_us_per_query'] / r['us_per_move']:.0f}x",
-                             "(no target)", "-"))
+                             f"{ratio:.0f}x",
+                             ">= 100x" if largest else "",
+                             verdict(ratio >= 100) if largest else ""))
     ps = results.get("persistence")
     if ps:
         rows.append(("persistence (sync path)", f"{ps['sync_rows_per_s']:,.0f} rows/s",
@@ -581,12 +618,14 @@ def report(results, pngs, quick):
         lines += ["", f"![routing]({pngs['routing']})", ""]
     if "latency" in pngs:
         lines += ["## Latency against load", "",
-                  "| mode | load | ev/s | p50 ms | p99 ms | p99.9 ms | max ms | no-op p50 | no-op p99 | no-op p99.9 |",
-                  "|------|-----:|-----:|-------:|-------:|---------:|-------:|----------:|----------:|------------:|"]
+                  "| mode | load | ev/s | p25 ms | p50 ms | p75 ms | p90 ms | p99 ms | p99.9 ms | max ms | no-op p50 | no-op p99 | no-op p99.9 |",
+                  "|------|-----:|-----:|-------:|-------:|-------:|-------:|-------:|---------:|-------:|----------:|----------:|------------:|"]
         for mode in pipe["latency"]:
             for p in mode["points"]:
                 lines.append(f"| {mode['mode']} | {p['load'] * 100:.0f}% | {p['rate']:,.0f} | "
-                             f"{p['p50_ms']:.3f} | {p['p99_ms']:.3f} | {p['p999_ms']:.3f} | "
+                             f"{p.get('p25_ms', 0):.3f} | {p['p50_ms']:.3f} | "
+                             f"{p.get('p75_ms', 0):.3f} | {p.get('p90_ms', 0):.3f} | "
+                             f"{p['p99_ms']:.3f} | {p['p999_ms']:.3f} | "
                              f"{p['max_ms']:.3f} | {p['baseline_p50_ms']:.3f} | "
                              f"{p['baseline_p99_ms']:.3f} | {p['baseline_p999_ms']:.3f} |")
         lines.append("")
@@ -608,8 +647,8 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out")
     ap.add_argument("--only",
-                    default="routing,pipeline,drain,matching,persistence,stream,"
-                            "metrics")
+                    default="routing,pipeline,partitions,drain,matching,"
+                            "persistence,stream,metrics")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite report.md and the plots from suite.json")
     opts = ap.parse_args()
@@ -654,10 +693,24 @@ def main():
             bench("bench-routing", quick + [f"--workers={w}"],
                   os.path.join(work, f"routing-{w}.json"))
             for w in (1, 2, 4)]
+        # The target is on the median of five runs at 2 workers: single
+        # runs move by +-30 % on this shared machine.
+        results["routing_runs"] = [
+            next(r for r in results["routing"] if r["workers"] == 2)] + [
+            bench("bench-routing", quick + ["--workers=2"],
+                  os.path.join(work, f"routing-2-{k}.json"))
+            for k in range(1 if opts.quick else 4)]
     if "pipeline" in only:
         results["pipeline"] = bench("bench-pipeline",
                                     quick + [f"--file={events}", f"--dsn={dsn}"],
                                     os.path.join(work, "pipeline.json"))
+    if "partitions" in only:
+        # The same latency run, memory only, with the heat class split in
+        # four partitions by tile: what the split costs per batch.
+        results["partitions"] = bench(
+            "bench-pipeline", quick + ["--only=latency", "--partitions=4",
+                                       "--loads=0.5"],
+            os.path.join(work, "partitions.json"))
     if "drain" in only:
         # The whole log through a pipe: admission runs ahead of the
         # registry by up to the in-flight budget, so at the signal about
