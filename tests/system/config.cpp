@@ -53,6 +53,12 @@ TEST_CASE("bad configuration values are refused before start") {
                       "registry.policy must be key-hash, round-robin or "
                       "least-loaded");
   expect_config_error({input, "--log.level=loud"}, "log.level must be one of");
+  expect_config_error({input, "--match.partitions-per-class=0"},
+                      "match.partitions-per-class must be between 1 and 16");
+  expect_config_error({input, "--match.partitions-per-class=17"},
+                      "match.partitions-per-class must be between 1 and 16");
+  expect_config_error({input, "--match.tile-km=-3"},
+                      "match.tile-km must be between 0 and 20000 km");
   expect_config_error({input, "--shutdown.grace-period=0s"},
                       "shutdown.grace-period must be positive");
   expect_config_error({input, "--ingest.batch-size=0"},
