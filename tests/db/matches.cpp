@@ -136,6 +136,26 @@ void check_against_sql(const std::string& schema) {
   CHECK(differences == 0);
 }
 
+/// Starts the node, waits for its first committed matches and kills it
+/// with SIGKILL mid-run.
+void kill_after_first_matches(const std::vector<std::string>& args,
+                              const std::string& schema) {
+  auto c = child_process::start(args);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
+  for (;;) {
+    auto conn = pg::connection::open(test_dsn(), "flowmatch-test-wait");
+    if (conn.value && !use_schema(*conn.value, schema)) {
+      auto r = conn.value->exec("SELECT count(*) FROM matches");
+      if (r.value && r.value->as_int64(0, 0) > 0)
+        break;
+    }
+    REQUIRE(std::chrono::steady_clock::now() < deadline);
+    std::this_thread::sleep_for(std::chrono::milliseconds{2});
+  }
+  ::kill(c.pid, SIGKILL);
+  c.wait();
+}
+
 } // namespace
 
 TEST_CASE("stored matches equal an independent SQL version of the rules") {
@@ -161,21 +181,7 @@ TEST_CASE("stored matches equal an independent SQL version of the rules") {
 TEST_CASE("matches stay right across kill -9 and a re-run") {
   auto schema = fresh_schema("matchkill");
   auto input = data_dir + "/hotmaps-sample.ndjson";
-  auto c = child_process::start(db_args(schema, input));
-  // Wait for the first committed matches, then kill mid-run.
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
-  for (;;) {
-    auto conn = pg::connection::open(test_dsn(), "flowmatch-test-wait");
-    if (conn.value && !use_schema(*conn.value, schema)) {
-      auto r = conn.value->exec("SELECT count(*) FROM matches");
-      if (r.value && r.value->as_int64(0, 0) > 0)
-        break;
-    }
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds{2});
-  }
-  ::kill(c.pid, SIGKILL);
-  c.wait();
+  kill_after_first_matches(db_args(schema, input), schema);
   std::string out, err;
   REQUIRE(run(db_args(schema, input), &out, &err) == 0);
   INFO("stderr:\n" << err);
@@ -223,20 +229,7 @@ TEST_CASE("with many partitions and sites moving across tiles, stored "
   // Killed mid-run with 3 partitions per class...
   drop_schema(schema);
   schema = fresh_schema("matchparts");
-  auto c = child_process::start(args(3));
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{60};
-  for (;;) {
-    auto conn = pg::connection::open(test_dsn(), "flowmatch-test-wait");
-    if (conn.value && !use_schema(*conn.value, schema)) {
-      auto r = conn.value->exec("SELECT count(*) FROM matches");
-      if (r.value && r.value->as_int64(0, 0) > 0)
-        break;
-    }
-    REQUIRE(std::chrono::steady_clock::now() < deadline);
-    std::this_thread::sleep_for(std::chrono::milliseconds{2});
-  }
-  ::kill(c.pid, SIGKILL);
-  c.wait();
+  kill_after_first_matches(args(3), schema);
   // ...then tampered with, and restarted with 16: the restore places every
   // stored match at the partition of its supply, which repairs it.
   exec_sql(schema, "UPDATE matches SET score = 0 WHERE resource = 'heat'");

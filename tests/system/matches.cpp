@@ -66,6 +66,20 @@ replay(const std::string& stream_path, size_t& removals) {
   return set;
 }
 
+/// The replayed stream holds exactly the from-scratch matches, each line
+/// with the same numbers.
+void check_stream_is_rules(
+  const std::map<std::pair<std::string, std::string>, std::string>& streamed,
+  const std::vector<match>& expected) {
+  CHECK(expected.size() > 500);
+  REQUIRE(streamed.size() == expected.size());
+  for (auto& m : expected) {
+    auto i = streamed.find({m.supply_flow_id, m.demand_flow_id});
+    REQUIRE(i != streamed.end());
+    CHECK(i->second == match_change_line(match_change{false, m}));
+  }
+}
+
 } // namespace
 
 TEST_CASE("replaying the match stream gives the rules' result from scratch") {
@@ -81,17 +95,11 @@ TEST_CASE("replaying the match stream gives the rules' result from scratch") {
   auto streamed = replay(stream, removals);
   auto expected = from_scratch(state);
   // Real data with updates, moves and deletes: matches come and go.
-  CHECK(expected.size() > 500);
   CHECK(removals > 0);
-  REQUIRE(streamed.size() == expected.size());
+  check_stream_is_rules(streamed, expected);
   std::map<std::string, size_t> per_class;
-  for (auto& m : expected) {
-    auto i = streamed.find({m.supply_flow_id, m.demand_flow_id});
-    REQUIRE(i != streamed.end());
-    // The line carries the same numbers as the from-scratch match.
-    CHECK(i->second == match_change_line(match_change{false, m}));
+  for (auto& m : expected)
     ++per_class[std::string{to_string(m.resource)}];
-  }
   CHECK(per_class.size() == 4); // heat, water, material and co2 all match
   CHECK_THAT(out, Catch::Contains("matches                 "
                                   + std::to_string(expected.size())));
@@ -120,14 +128,7 @@ TEST_CASE("partitions by tile give the matches of one partition on real "
     REQUIRE(code == 0);
     size_t removals = 0;
     auto streamed = replay(stream, removals);
-    auto expected = from_scratch(state);
-    CHECK(expected.size() > 500);
-    REQUIRE(streamed.size() == expected.size());
-    for (auto& m : expected) {
-      auto i = streamed.find({m.supply_flow_id, m.demand_flow_id});
-      REQUIRE(i != streamed.end());
-      CHECK(i->second == match_change_line(match_change{false, m}));
-    }
+    check_stream_is_rules(streamed, from_scratch(state));
     if (first.empty())
       first = streamed;
     else
