@@ -274,15 +274,16 @@ void match_index::upsert_flow(const resource_flow& f,
       // Same site, same side, same class: the position in the grid
       // stands; only the numbers change.
       auto terms_now = terms_of(f);
+      bool material = f.resource == resource_class::material;
+      auto taxonomy_now = material ? taxonomy_of(f) : flow_taxonomy{};
       if (terms_now == core.terms
-          && (f.resource != resource_class::material
-              || taxonomy_of(f) == rest_[slot].taxonomy))
+          && (!material || taxonomy_now == rest_[slot].taxonomy))
         return; // nothing the rules read changed (a copy after a move)
       auto terms_before = core.terms;
       flow_taxonomy taxonomy_before;
-      if (f.resource == resource_class::material) {
+      if (material) {
         taxonomy_before = std::move(rest_[slot].taxonomy);
-        rest_[slot].taxonomy = taxonomy_of(f);
+        rest_[slot].taxonomy = std::move(taxonomy_now);
       }
       core.terms = terms_now;
       refresh(slot, {terms_before, taxonomy_before}, out);

@@ -18,17 +18,18 @@ partition_mask match_placement::holders_of(resource_class cls,
 }
 
 void match_placement::send(partition_mask mask, change&& c) {
+  if (mask == 0)
+    return;
   auto& parts = out_.back().parts;
-  while (mask != 0) {
-    auto p = static_cast<uint32_t>(__builtin_ctzll(mask));
-    mask &= mask - 1;
-    if (mask == 0) {
+  auto last = static_cast<uint32_t>(63 - __builtin_clzll(mask));
+  for_each_partition(mask, [&](uint32_t p) {
+    if (p == last) {
       parts[p].push_back(std::move(c));
     } else {
       parts[p].push_back(c);
       ++copies_;
     }
-  }
+  });
 }
 
 void match_placement::break_segment() {
@@ -167,21 +168,16 @@ void match_placement::place(registry_snapshot&& stored,
   auto n = partitions();
   entities.assign(n, {});
   stored_matches.assign(n, {});
-  auto each = [](partition_mask mask, auto&& visit) {
-    while (mask != 0) {
-      visit(static_cast<uint32_t>(__builtin_ctzll(mask)));
-      mask &= mask - 1;
-    }
-  };
   for (auto& s : stored.sites) {
     sites_[s.site_id] = placed_site{s.lat, s.lon};
-    each(tiling_.site_holders(s.lat, s.lon),
-         [&](uint32_t p) { entities[p].sites.push_back(s); });
+    for_each_partition(tiling_.site_holders(s.lat, s.lon),
+                       [&](uint32_t p) { entities[p].sites.push_back(s); });
   }
   for (auto& f : stored.flows) {
     auto mask = holders_of(f.resource, f.direction, f.site_id);
     flows_[f.flow_id] = placed_flow{mask, f.resource, f.direction};
-    each(mask, [&](uint32_t p) { entities[p].flows.push_back(f); });
+    for_each_partition(mask,
+                       [&](uint32_t p) { entities[p].flows.push_back(f); });
   }
   for (auto& m : matches) {
     // The supply's partition evaluates the pair; a match of a supply not

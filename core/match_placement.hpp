@@ -21,7 +21,6 @@
 #include "messages/match.hpp"
 
 #include <absl/container/flat_hash_map.h>
-#include <absl/container/flat_hash_set.h>
 
 #include <string>
 #include <vector>

@@ -27,6 +27,15 @@ namespace flowmatch {
 
 using partition_mask = uint64_t;
 
+/// Calls `f(partition)` for each partition in `mask`, lowest first.
+template <class F>
+void for_each_partition(partition_mask mask, F&& f) {
+  while (mask != 0) {
+    f(static_cast<uint32_t>(__builtin_ctzll(mask)));
+    mask &= mask - 1;
+  }
+}
+
 class match_tiling {
 public:
   static constexpr uint32_t classes = 4;

@@ -79,21 +79,23 @@ void registry::upsert_site(const event& ev, registry_output& out) {
   }
 }
 
+std::vector<std::string>
+registry::flows_at(const std::string& site_id) const {
+  std::vector<std::string> ids;
+  auto owned = flows_by_site_.find(site_id);
+  if (owned == flows_by_site_.end())
+    return ids;
+  // Sorted, so what follows from them comes in a reproducible order.
+  ids.assign(owned->second.begin(), owned->second.end());
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
 void registry::replace_flows(const std::string& site_id,
                              const std::string& event_id,
                              registry_output& out) {
-  auto owned = flows_by_site_.find(site_id);
-  if (owned == flows_by_site_.end())
-    return;
-  // Sorted, so the copies come in a reproducible order.
-  std::vector<const std::string*> ids;
-  ids.reserve(owned->second.size());
-  for (auto& id : owned->second)
-    ids.push_back(&id);
-  std::sort(ids.begin(), ids.end(),
-            [](const std::string* a, const std::string* b) { return *a < *b; });
-  for (auto* id : ids) {
-    auto f = flows_.find(*id);
+  for (auto& id : flows_at(site_id)) {
+    auto f = flows_.find(id);
     if (f == flows_.end())
       continue;
     change c;
@@ -111,15 +113,9 @@ void registry::delete_site(const event& ev, registry_output& out) {
   auto i = sites_.find(ev.target_id);
   if (i == sites_.end())
     return; // deleting something unknown is a no-op
-  auto owned = flows_by_site_.find(ev.target_id);
-  if (owned != flows_by_site_.end()) {
-    // Sorted, so the cascade publishes in a reproducible order.
-    std::vector<std::string> ids(owned->second.begin(), owned->second.end());
-    std::sort(ids.begin(), ids.end());
-    for (const auto& id : ids)
-      remove_flow(id, ev.id, out);
-    flows_by_site_.erase(ev.target_id);
-  }
+  for (const auto& id : flows_at(ev.target_id))
+    remove_flow(id, ev.id, out);
+  flows_by_site_.erase(ev.target_id);
   sites_.erase(i);
   change c;
   c.kind = change::site_deleted;
@@ -359,15 +355,9 @@ void registry::repair(const change& refused, const registry_snapshot& stored,
       // Never stored: gone, with the flows memory put there (their own
       // inserts failed for want of the site row).
       auto from = out.changes.size();
-      auto owned = flows_by_site_.find(id);
-      if (owned != flows_by_site_.end()) {
-        std::vector<std::string> ids(owned->second.begin(),
-                                     owned->second.end());
-        std::sort(ids.begin(), ids.end());
-        for (auto& f : ids)
-          remove_flow(f, {}, out);
-        flows_by_site_.erase(id);
-      }
+      for (auto& f : flows_at(id))
+        remove_flow(f, {}, out);
+      flows_by_site_.erase(id);
       sites_.erase(id);
       change c;
       c.kind = change::site_deleted;

@@ -121,6 +121,8 @@ private:
 
   void upsert_site(const event& ev, registry_output& out);
   void delete_site(const event& ev, registry_output& out);
+  /// The ids of the flows at a site, sorted.
+  std::vector<std::string> flows_at(const std::string& site_id) const;
   /// After a site moved: a copy of each of its flows, marked stored (the
   /// database row is unchanged), so the match service can hand the flows
   /// to the partitions of their new place without keeping their data.

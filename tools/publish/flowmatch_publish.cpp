@@ -11,6 +11,8 @@
 
 #include "streams/publisher.hpp"
 
+#include "tools/cli_args.hpp"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -87,23 +89,12 @@ options parse(int argc, char** argv) {
   else
     o.publisher.url = "redis://127.0.0.1:63790";
   bool have_input = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* name) -> std::string {
-      auto eq = a.find('=');
-      if (eq != std::string::npos)
-        return a.substr(eq + 1);
-      if (i + 1 >= argc)
-        bad_args(fmt::format("{} needs a value", name));
-      return argv[++i];
-    };
-    auto is = [&](const char* name) {
-      return a == name || a.rfind(std::string{name} + "=", 0) == 0;
-    };
-    if (a == "-h" || a == "--help") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    } else if (is("--redis")) {
+  cli_args args{argc, argv, usage, bad_args};
+  while (args.next()) {
+    const auto& a = args.arg();
+    auto value = [&](const char* name) { return args.value(name); };
+    auto is = [&](const char* name) { return args.is(name); };
+    if (is("--redis")) {
       o.publisher.url = value("--redis");
     } else if (is("--stream")) {
       o.publisher.stream = value("--stream");

@@ -20,6 +20,8 @@
 #include "storage/pg.hpp"
 #include "streams/publisher.hpp"
 
+#include "tools/cli_args.hpp"
+
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -78,23 +80,12 @@ struct options {
 
 options parse(int argc, char** argv) {
   options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&](const char* name) -> std::string {
-      auto eq = a.find('=');
-      if (eq != std::string::npos)
-        return a.substr(eq + 1);
-      if (i + 1 >= argc)
-        bad_args(fmt::format("{} needs a value", name));
-      return argv[++i];
-    };
-    auto is = [&](const char* name) {
-      return a == name || a.rfind(std::string{name} + "=", 0) == 0;
-    };
-    if (a == "-h" || a == "--help") {
-      std::fputs(usage, stdout);
-      std::exit(0);
-    } else if (is("--dsn")) {
+  cli_args args{argc, argv, usage, bad_args};
+  while (args.next()) {
+    const auto& a = args.arg();
+    auto value = [&](const char* name) { return args.value(name); };
+    auto is = [&](const char* name) { return args.is(name); };
+    if (is("--dsn")) {
       o.dsn = value("--dsn");
     } else if (is("--schema")) {
       o.schema = value("--schema");
