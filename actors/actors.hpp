@@ -20,6 +20,7 @@
 // Every long-lived actor also answers `status` (messages/status.hpp) for
 // the telemetry actor.
 
+#include "core/cluster_plan.hpp"
 #include "messages/batch.hpp"
 #include "messages/dead_letter.hpp"
 #include "messages/domain.hpp"
@@ -35,6 +36,7 @@
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <cstdint>
 #include <vector>
 
@@ -49,6 +51,10 @@ struct wait_limits {
   std::chrono::milliseconds reply{30000};
   std::chrono::milliseconds stall{std::chrono::minutes{15}};
 };
+
+/// How the error of a writer that lost a cluster lease begins (the node
+/// exits with its own code for it).
+inline const std::string lease_lost_prefix = "lease lost: ";
 
 /// Anything that answers the status protocol (messages/status.hpp): every
 /// long-lived actor's interface includes this request, so its handle
@@ -227,6 +233,113 @@ using dispatcher_actor = caf::typed_actor<
   // spread over the workers the way events will be routed.
   caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>>;
 
+/// Admits batches of events (the dispatcher; in a cluster, the shard
+/// router): the answer comes once the batch is inside the in-flight budget.
+/// The sender must be a source_actor: it hears `forget` and `settled`.
+using admission_actor = caf::typed_actor<
+  caf::replies_to<ingest_atom, std::vector<event>>::with<caf::ok_atom>>;
+
+// -- cluster mode (docs/cluster.md) ------------------------------------------
+
+/// The reader side of a routed batch: told what became of the events it
+/// sent to a registry shard's owner (durable, or dead-lettered).
+using shard_client_actor = caf::typed_actor<
+  caf::reacts_to<settled_atom, std::vector<std::string>>,
+  caf::reacts_to<forget_atom, std::vector<std::string>>>;
+
+/// A node's door for the other nodes, published on `cluster.listen`: the
+/// only actor a peer can reach. Every request names the lease epoch its
+/// sender believes in; a node refuses work for a resource it does not hold
+/// at that epoch (the sender keeps the work and sends it again to the
+/// owner the leases name), and holds work that comes a moment before it
+/// has restored a resource it just took.
+using cluster_gateway_actor = caf::typed_actor<
+  // Who is there: the node id.
+  caf::replies_to<hello_atom>::with<std::string>,
+  // Events of registry shard `shard` at lease epoch; the answer is the
+  // credit (admitted), the outcome comes later to the client.
+  caf::replies_to<route_atom, uint32_t, int64_t, std::vector<event>,
+                  shard_client_actor>::with<caf::ok_atom>,
+  // Changes for match partition `p` at lease epoch; answered once the
+  // match changes they caused are stored.
+  caf::replies_to<partition_atom, uint32_t, int64_t,
+                  std::vector<change>>::with<caf::ok_atom>,
+  // For partition `p` at its epoch: the entities of registry shard
+  // `shard` placed there, replacing what the partition held of that shard
+  // (a new owner of the shard, whose predecessor may have died before its
+  // last changes reached the partition).
+  caf::replies_to<resync_atom, uint32_t, int64_t, uint32_t,
+                  registry_snapshot>::with<caf::ok_atom>,
+  // Current matches of the partitions this node holds.
+  caf::replies_to<matches_atom>::with<uint64_t>>;
+
+/// Who owns what, as the lease table said at the last look, with a handle
+/// on every reachable node's gateway. Local only: every node builds its
+/// own from PostgreSQL.
+struct cluster_directory {
+  struct owner {
+    int32_t node = -1; ///< index into `nodes`; -1: nobody
+    int64_t epoch = 0;
+  };
+  std::vector<std::string> nodes;
+  /// By node index; invalid while the node is unreachable.
+  std::vector<cluster_gateway_actor> gateways;
+  std::vector<owner> shards;
+  std::vector<owner> partitions;
+  std::vector<owner> streams;
+  /// This node's index.
+  int32_t self = -1;
+
+  /// The gateway of a resource's owner, if known and reachable.
+  const cluster_gateway_actor* gateway_of(const owner& o) const {
+    if (o.node < 0 || static_cast<size_t>(o.node) >= gateways.size()
+        || !gateways[static_cast<size_t>(o.node)])
+      return nullptr;
+    return &gateways[static_cast<size_t>(o.node)];
+  }
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f,
+                                        cluster_directory::owner& x) {
+  return f(caf::meta::type_name("directory_owner"), x.node, x.epoch);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_directory& x) {
+  return f(caf::meta::type_name("cluster_directory"), x.nodes, x.gateways,
+           x.shards, x.partitions, x.streams, x.self);
+}
+
+/// A lease this node took, as the node hears of it.
+struct lease_gain {
+  resource_id resource;
+  int64_t epoch = 0;
+  bool clean = true;
+};
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, resource_id& x) {
+  return f(caf::meta::type_name("resource_id"), x.kind, x.index);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_gain& x) {
+  return f(caf::meta::type_name("lease_gain"), x.resource, x.epoch, x.clean);
+}
+
+/// Told by the membership actor what this node now owns.
+using lease_listener_actor = caf::typed_actor<
+  // Leases taken in one beat (restore them, then open them).
+  caf::reacts_to<gain_atom, std::vector<lease_gain>>,
+  // A lease was lost, or the node id was taken over: stop now.
+  caf::reacts_to<leave_atom, std::string>>;
+
+/// Told whenever the directory changes (the shard router, the match
+/// router).
+using directory_sink_actor = caf::typed_actor<
+  caf::reacts_to<directory_atom, cluster_directory>>;
+
 /// Stores or emits match changes: the match writer (the `matches` table)
 /// and the match stream (`[output] matches`).
 using match_sink_actor = caf::typed_actor<
@@ -247,6 +360,11 @@ using match_partition_actor = caf::typed_actor<
   // stored matches of its class to equal the rules' result.
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
+  // Cluster mode: the entities of registry shard `shard` (of `shards`)
+  // placed here replace what the partition held of that shard; the match
+  // changes this causes are stored before the answer.
+  caf::replies_to<resync_atom, uint32_t, uint32_t,
+                  registry_snapshot>::with<caf::ok_atom>,
   // Number of current matches.
   caf::replies_to<matches_atom>::with<uint64_t>,
   caf::replies_to<status_atom>::with<actor_status>>;
@@ -258,6 +376,16 @@ using match_router_actor = commit_sink_actor::extend<
   // At start-up: the stored entities and matches, for the partitions.
   caf::replies_to<restore_atom, registry_snapshot,
                   std::vector<match>>::with<caf::ok_atom>,
+  // Cluster mode: this node took registry shard `shard`; its entities
+  // (loaded from the database) are placed, and unless its previous owner
+  // released it cleanly (`clean`), sent to every partition to replace
+  // what they held of the shard. Answers once all partitions took them.
+  caf::replies_to<resync_atom, uint32_t, bool,
+                  registry_snapshot>::with<caf::ok_atom>,
+  // Cluster mode: who owns which partition now.
+  caf::reacts_to<directory_atom, cluster_directory>,
+  // Cluster mode, timer: send again what a partition's owner did not take.
+  caf::reacts_to<retry_atom>,
   // Number of current matches over all partitions.
   caf::replies_to<matches_atom>::with<uint64_t>,
   caf::replies_to<status_atom>::with<actor_status>>;
@@ -289,6 +417,7 @@ using source_actor = caf::typed_actor<
   caf::reacts_to<expire_atom>,
   caf::replies_to<status_atom>::with<actor_status>>;
 
+
 /// The root of a node: starts the stages, turns signals into a graceful
 /// drain, and reports the run.
 using node_actor = caf::typed_actor<
@@ -306,7 +435,12 @@ using node_actor = caf::typed_actor<
   // it can (database connected, state restored, input connected).
   caf::replies_to<ready_atom>::with<std::string>,
   // From the HTTP endpoint: the latest status of every stage.
-  caf::replies_to<metrics_atom>::with<std::vector<actor_status>>>;
+  caf::replies_to<metrics_atom>::with<std::vector<actor_status>>,
+  // Cluster mode, from the membership actor (lease_listener_actor).
+  caf::reacts_to<gain_atom, std::vector<lease_gain>>,
+  caf::reacts_to<leave_atom, std::string>,
+  // Cluster mode, timer: take the next round of gained leases.
+  caf::reacts_to<retry_atom>>;
 
 } // namespace flowmatch
 
@@ -321,6 +455,13 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch_actors, caf::id_block::flowmatch::end)
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::settled_sink_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::status_source_actor))
   CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::worker_crash))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::shard_client_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::cluster_gateway_actor))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::cluster_directory))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (flowmatch::lease_gain))
+  CAF_ADD_TYPE_ID(flowmatch_actors, (std::vector<flowmatch::lease_gain>))
+  CAF_ADD_TYPE_ID(flowmatch_actors,
+                  (std::vector<flowmatch::cluster_gateway_actor>))
 
 CAF_END_TYPE_ID_BLOCK(flowmatch_actors)
 

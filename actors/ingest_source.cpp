@@ -49,6 +49,20 @@ void take_line(source_ptr self, const input_item& item) {
   auto result = st.decoder.decode(item.text, item.origin, true);
   if (auto* ev = std::get_if<event>(&result)) {
     ++st.stats.events;
+    if (st.settings.require_site_id
+        && ev->type == event_type::resource_flow_deleted
+        && ev->flow_data.site_id.empty()) {
+      dead_letter dl;
+      dl.origin = item.origin;
+      dl.event_id = ev->id;
+      dl.reason = reject_reason::missing_field;
+      dl.detail = "data.site_id is required in a resource_flow_deleted on a "
+                  "partitioned stream (ingest.md: it is the routing key)";
+      dl.payload = std::move(ev->raw);
+      reject(self, std::move(dl));
+      settle(self, item.origin.line);
+      return;
+    }
     if (!st.seen.admit(ev->id, st.now_ms)) {
       // Its first copy is durable or still pending in the input itself.
       ++st.stats.duplicates;
@@ -312,7 +326,7 @@ void on_stop(source_ptr self) {
 
 source_actor::behavior_type
 ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
-              ingest_settings settings, dispatcher_actor dispatcher,
+              ingest_settings settings, admission_actor dispatcher,
               source_listener_actor listener,
               dead_letter_sink_actor dead_letters,
               commit_coordinator_actor coordinator,

@@ -56,6 +56,10 @@ struct ingest_settings {
   /// once after a pause (0: one batch). See core/token_bucket.hpp.
   double max_rate = 0;
   size_t burst = 0;
+  /// Cluster mode: every event must name its site, the routing key of the
+  /// shards (ingest.md: a flow delete without `data.site_id` on a
+  /// partitioned stream is dead-lettered as missing_field).
+  bool require_site_id = false;
   /// How long a flush of the dead-letter sink may take (before an
   /// acknowledgement).
   std::chrono::milliseconds reply_timeout{30000};
@@ -72,7 +76,7 @@ struct ingest_source_state {
   static inline const char* name = "ingest-source";
   ingest_settings settings;
   std::unique_ptr<line_reader> reader;
-  dispatcher_actor dispatcher;
+  admission_actor dispatcher;
   source_listener_actor listener;
   dead_letter_sink_actor dead_letters;
   bool stopping = false;
@@ -114,7 +118,7 @@ struct ingest_source_state {
 /// otherwise it quits after `eof` (the coordinator may be invalid).
 source_actor::behavior_type
 ingest_source(source_actor::stateful_pointer<ingest_source_state> self,
-              ingest_settings settings, dispatcher_actor dispatcher,
+              ingest_settings settings, admission_actor dispatcher,
               source_listener_actor listener,
               dead_letter_sink_actor dead_letters,
               commit_coordinator_actor coordinator,

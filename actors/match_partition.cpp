@@ -2,6 +2,9 @@
 
 #include "actors/gather.hpp"
 #include "base/logging.hpp"
+#include "core/cluster_plan.hpp"
+
+#include <absl/container/flat_hash_set.h>
 
 #include <caf/all.hpp>
 
@@ -132,6 +135,58 @@ match_partition(match_partition_actor::stateful_pointer<match_partition_state> s
                   idx.match_count(), written, removed);
       auto rp = self->make_response_promise<caf::ok_atom>();
       store(self, std::move(repair), rp);
+      return rp;
+    },
+    [self](resync_atom, uint32_t shard, uint32_t shards,
+           registry_snapshot& entities) -> caf::result<caf::ok_atom> {
+      // Deletes of what the shard's new owner does not have, then all it
+      // has: the index ends up holding exactly the owner's entities.
+      auto& idx = *self->state.index;
+      std::vector<std::string> site_ids, flow_ids;
+      idx.collect(
+        [&](const std::string& id) { return shard_of(id, shards) == shard; },
+        site_ids, flow_ids);
+      absl::flat_hash_set<std::string> keep_sites, keep_flows;
+      for (auto& s : entities.sites)
+        keep_sites.insert(s.site_id);
+      for (auto& f : entities.flows)
+        keep_flows.insert(f.flow_id);
+      std::vector<change> changes;
+      for (auto& id : flow_ids)
+        if (!keep_flows.contains(id)) {
+          change c;
+          c.kind = change::flow_deleted;
+          c.id = id;
+          changes.push_back(std::move(c));
+        }
+      for (auto& id : site_ids)
+        if (!keep_sites.contains(id)) {
+          change c;
+          c.kind = change::site_deleted;
+          c.id = id;
+          changes.push_back(std::move(c));
+        }
+      for (auto& s : entities.sites) {
+        change c;
+        c.kind = change::site_upserted;
+        c.site_data = std::move(s);
+        changes.push_back(std::move(c));
+      }
+      for (auto& f : entities.flows) {
+        change c;
+        c.kind = change::flow_upserted;
+        c.flow_data = std::move(f);
+        changes.push_back(std::move(c));
+      }
+      std::vector<match_change> out;
+      idx.apply(changes, out);
+      log()->info("{} {}: registry shard {} resynced ({} sites, {} flows "
+                  "held before), {} match changes",
+                  self->name(), self->state.label, shard, site_ids.size(),
+                  flow_ids.size(), out.size());
+      self->state.match_changes += out.size();
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      store(self, std::move(out), rp);
       return rp;
     },
     [self](matches_atom) {

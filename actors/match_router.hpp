@@ -11,7 +11,9 @@
 #include "core/match_placement.hpp"
 
 #include <deque>
+#include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 namespace flowmatch {
@@ -27,8 +29,33 @@ struct match_router_state {
     caf::typed_response_promise<commit_result> rp;
   };
 
-  /// Numbered as the tiling numbers them: class by class.
+  /// Cluster mode: one partition's part of a segment (or a resync), kept
+  /// until the partition's owner answered; sent again, in order, when the
+  /// owner is lost or refuses (a new owner restores from the database
+  /// and takes what its predecessor had not answered).
+  struct remote_part {
+    bool resync = false;
+    uint32_t shard = 0;
+    std::vector<change> changes;
+    registry_snapshot entities;
+    std::function<void()> done;
+    /// Where it went (node id, epoch); empty: not sent (again) yet.
+    std::string node;
+    int64_t epoch = 0;
+    bool answered = false;
+  };
+
+  /// Numbered as the tiling numbers them: class by class. Empty in
+  /// cluster mode, where partitions live on the nodes holding their
+  /// leases and parts go through the owners' gateways.
   std::vector<match_partition_actor> partitions;
+  bool cluster = false;
+  uint32_t shards = 0;
+  cluster_directory directory;
+  std::vector<std::deque<std::shared_ptr<remote_part>>> remote;
+  bool retry_scheduled = false;
+  uint64_t resent_parts = 0;
+  uint64_t part_failures = 0;
   std::unique_ptr<match_placement> placement;
   /// Segments not sent yet, in order (one that needs quiet waits for
   /// every segment before it to be answered, and the ones after it wait
@@ -45,6 +72,7 @@ struct match_router_state {
 match_router_actor::behavior_type
 match_router(match_router_actor::stateful_pointer<match_router_state> self,
              std::vector<match_partition_actor> partitions,
-             match_tiling tiling, wait_limits limits);
+             match_tiling tiling, wait_limits limits,
+             uint32_t cluster_shards);
 
 } // namespace flowmatch

@@ -24,10 +24,20 @@ void flush(writer_ptr self) {
     auto attempt = attempt_write(
       self, st.schedule, st.conn, st.settings, "flowmatch-matches-" + st.label,
       who,
-      [&](pg::connection& c) { return store::write_matches(c, st.pending); },
+      [&](pg::connection& c) {
+        return store::write_matches(c, st.pending, st.fence);
+      },
       rows);
     if (attempt.retrying)
       return;
+    if (attempt.refused && attempt.refused->fenced()) {
+      // This node lost the partition's lease: a successor owns it. Stop.
+      log()->critical("{} {}", who, attempt.refused->describe());
+      self->quit(caf::make_error(caf::sec::runtime_error,
+                                 lease_lost_prefix
+                                   + attempt.refused->message));
+      return;
+    }
     if (attempt.refused) {
       // Match rows come from validated flows; the database refusing one
       // is a bug or a schema change. Say so loudly and go on: the next
@@ -54,8 +64,10 @@ void flush(writer_ptr self) {
 
 match_writer_actor::behavior_type
 match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
-             std::string label, postgis_settings settings) {
+             std::string label, postgis_settings settings,
+             store::fence fence) {
   self->state.label = std::move(label);
+  self->state.fence = std::move(fence);
   self->state.settings = std::move(settings);
   self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
   return {

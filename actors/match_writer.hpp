@@ -10,6 +10,7 @@
 #include "actors/actors.hpp"
 #include "actors/write_schedule.hpp"
 #include "storage/session.hpp"
+#include "storage/store.hpp"
 
 namespace flowmatch {
 
@@ -23,6 +24,8 @@ struct match_writer_state {
   std::vector<caf::typed_response_promise<uint64_t>> flushes;
   uint64_t written = 0;
   write_schedule schedule;
+  /// Cluster mode: the partition's lease, checked in every transaction.
+  store::fence fence;
 };
 
 using match_writer_actor
@@ -30,6 +33,7 @@ using match_writer_actor
 
 match_writer_actor::behavior_type
 match_writer(match_writer_actor::stateful_pointer<match_writer_state> self,
-             std::string label, postgis_settings settings);
+             std::string label, postgis_settings settings,
+             store::fence fence);
 
 } // namespace flowmatch

@@ -92,15 +92,15 @@ void flush(sync_ptr self) {
     "flowmatch-sync-" + std::to_string(st.index), who(self),
     [&](pg::connection& c) -> std::optional<pg::db_error> {
       if (!st.isolating) {
-        auto err = store::write(c, st.pending);
-        if (!err || err->retryable())
+        auto err = store::write(c, st.pending, st.fence);
+        if (!err || err->retryable() || err->fenced())
           return err;
         log()->warn("{} the database refused a batch of {} changes ({}); "
                     "writing them one by one to find the culprit",
                     who(self), st.pending.changes(), err->describe());
         st.isolating = true;
       }
-      auto r = store::write_isolating(c, st.batches);
+      auto r = store::write_isolating(c, st.batches, st.fence);
       if (r.error)
         return r.error;
       refusals = std::move(*r.value);
@@ -109,6 +109,14 @@ void flush(sync_ptr self) {
     changes);
   if (attempt.retrying)
     return;
+  if (attempt.refused && attempt.refused->fenced()) {
+    // This node lost a shard lease: a successor owns the shard. Stop.
+    log()->critical("{} {}", who(self), attempt.refused->describe());
+    self->quit(caf::make_error(caf::sec::runtime_error,
+                               lease_lost_prefix
+                                 + attempt.refused->message));
+    return;
+  }
   if (attempt.refused) {
     // Each change has its own savepoint here: a failure of the whole is
     // the connection's, whatever its code says. Try again.
@@ -152,8 +160,9 @@ void flush(sync_ptr self) {
 
 postgis_sync_actor::behavior_type
 postgis_sync(sync_ptr self, uint32_t index, postgis_settings settings,
-             dead_letter_sink_actor dead_letters) {
+             dead_letter_sink_actor dead_letters, std::string fence_writer) {
   self->state.index = index;
+  self->state.fence.writer = std::move(fence_writer);
   self->state.settings = std::move(settings);
   self->state.dead_letters = std::move(dead_letters);
   self->state.schedule = write_schedule{write_policy_of(self->state.settings)};
@@ -176,6 +185,11 @@ postgis_sync(sync_ptr self, uint32_t index, postgis_settings settings,
     [self](tick_atom, uint64_t generation) {
       if (self->state.schedule.current(generation))
         flush(self);
+    },
+    [self](fence_atom, std::vector<std::string>& resources,
+           std::vector<int64_t>& epochs) {
+      self->state.fence.resources = std::move(resources);
+      self->state.fence.epochs = std::move(epochs);
     },
     [self](status_atom) {
       auto& st = self->state;

@@ -42,18 +42,25 @@ struct postgis_sync_state {
   /// each in a savepoint, to find the culprit (kept across retries).
   bool isolating = false;
   uint64_t transactions = 0;
+  /// Cluster mode: the shard leases every transaction must still hold
+  /// (the node's, updated as it takes more); empty writer: a single node.
+  store::fence fence;
 };
 
 /// The sync's interface: a committing subscriber, its batch timer and the
 /// status protocol.
 using postgis_sync_actor = commit_sink_actor::extend<
   caf::reacts_to<tick_atom, uint64_t>,
+  // Cluster mode: the node's shard leases (names, epochs), checked in
+  // every transaction from now on.
+  caf::reacts_to<fence_atom, std::vector<std::string>, std::vector<int64_t>>,
   caf::replies_to<status_atom>::with<actor_status>>;
 
 /// Spawn detached. `index` names the worker whose share it writes.
 postgis_sync_actor::behavior_type
 postgis_sync(postgis_sync_actor::stateful_pointer<postgis_sync_state> self,
              uint32_t index, postgis_settings settings,
-             dead_letter_sink_actor dead_letters);
+             dead_letter_sink_actor dead_letters,
+             std::string fence_writer);
 
 } // namespace flowmatch

@@ -32,9 +32,13 @@ std::string owner_lock_keys(const std::string& schema) {
 /// node holds it, nothing when the lock is ours.
 std::optional<std::string> take_owner_lock(pg::connection& conn,
                                            const std::string& schema,
+                                           bool shared,
                                            std::optional<pg::db_error>& err) {
+  // A single node takes the lock alone; the nodes of a cluster share it
+  // (their leases coordinate them), so neither kind runs beside the other.
   auto keys = owner_lock_keys(schema);
-  auto r = conn.exec("SELECT pg_try_advisory_lock(" + keys + ")");
+  auto r = conn.exec(std::string{"SELECT pg_try_advisory_lock"}
+                     + (shared ? "_shared(" : "(") + keys + ")");
   if (r.error) {
     err = r.error;
     return std::nullopt;
@@ -53,8 +57,14 @@ std::optional<std::string> take_owner_lock(pg::connection& conn,
     owner = fmt::format("a node (backend pid {}, {}, {}, since {})",
                         who.value->text(0, 0), who.value->text(0, 1),
                         who.value->text(0, 2), who.value->text(0, 3));
-  return fmt::format("schema {} is owned by {}: one writer per schema until "
-                     "cluster mode (storage.md v1.1); stop that node or use "
+  if (shared)
+    return fmt::format("schema {} is owned by a single node, {}: a cluster "
+                       "and a single node never share a schema; stop it or "
+                       "use another postgis.schema",
+                       schema, owner);
+  return fmt::format("schema {} is owned by {}: one writer per schema "
+                     "(storage.md v1.1) unless every writer is a node of "
+                     "one cluster (cluster.node-id); stop that node or use "
                      "another postgis.schema",
                      schema, owner);
 }
@@ -70,8 +80,14 @@ void attempt(owner_ptr self) {
     auto m = migrate(*conn.value, pgs.schema);
     if (m.error) {
       err = m.error;
-    } else if (auto taken = take_owner_lock(*conn.value, pgs.schema, err)) {
+    } else if (auto taken = take_owner_lock(*conn.value, pgs.schema,
+                                            st.cluster, err)) {
       st.answer.deliver(caf::make_error(caf::sec::runtime_error, *taken));
+      return;
+    } else if (!err && st.cluster) {
+      // A cluster node loads what it takes, when it takes it.
+      st.conn = std::move(*conn.value);
+      st.answer.deliver(stored_state{});
       return;
     } else if (!err) {
       auto loaded = store::load(*conn.value, st.dedup_retention);
@@ -104,8 +120,9 @@ void attempt(owner_ptr self) {
 schema_owner_actor::behavior_type
 schema_owner(schema_owner_actor::stateful_pointer<schema_owner_state> self,
              postgis_settings settings,
-             std::chrono::milliseconds dedup_retention) {
+             std::chrono::milliseconds dedup_retention, bool cluster) {
   self->state.settings = std::move(settings);
+  self->state.cluster = cluster;
   self->state.dedup_retention = dedup_retention;
   self->state.delay = self->state.settings.retry_initial;
   return {
@@ -117,6 +134,17 @@ schema_owner(schema_owner_actor::stateful_pointer<schema_owner_state> self,
     [self](tick_atom) {
       if (self->state.answer.pending())
         attempt(self);
+    },
+    [self](snapshot_atom) -> caf::result<stored_state> {
+      auto& st = self->state;
+      // Retention pruning stays with the load at start (and single
+      // nodes): here every processed id counts.
+      auto loaded = store::load(st.conn);
+      if (loaded.error)
+        return caf::make_error(caf::sec::runtime_error,
+                               "loading the stored state: "
+                                 + loaded.error->describe());
+      return std::move(*loaded.value);
     },
   };
 }

@@ -23,12 +23,18 @@ using schema_owner_actor = caf::typed_actor<
   // trying again cannot help.
   caf::replies_to<connect_atom>::with<stored_state>,
   // Timer: try again.
-  caf::reacts_to<tick_atom>>;
+  caf::reacts_to<tick_atom>,
+  // Cluster mode: the stored state now (sites, flows, matches, processed
+  // ids), read in one snapshot, for the resources this node just took.
+  caf::replies_to<snapshot_atom>::with<stored_state>>;
 
 struct schema_owner_state {
   static inline const char* name = "schema-owner";
   postgis_settings settings;
   std::chrono::milliseconds dedup_retention{0};
+  /// Cluster mode: the schema is shared by the cluster's nodes (a shared
+  /// lock that keeps single nodes out), and nothing is loaded at start.
+  bool cluster = false;
   std::chrono::milliseconds delay{0};
   caf::typed_response_promise<stored_state> answer;
   /// Holds the owner lock while the actor lives.
@@ -38,6 +44,6 @@ struct schema_owner_state {
 schema_owner_actor::behavior_type
 schema_owner(schema_owner_actor::stateful_pointer<schema_owner_state> self,
              postgis_settings settings,
-             std::chrono::milliseconds dedup_retention);
+             std::chrono::milliseconds dedup_retention, bool cluster);
 
 } // namespace flowmatch

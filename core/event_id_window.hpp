@@ -60,6 +60,15 @@ public:
     return true;
   }
 
+  /// Whether `id` is in the window (seen within the retention), without
+  /// admitting it.
+  bool contains(std::string_view id, millis now) const {
+    auto fp = fingerprint_of(id);
+    auto& s = shards_[fp.hash >> 58];
+    auto i = s.find(fp);
+    return i != s.end() && i->second + retention_ >= now;
+  }
+
   /// An admitted id whose event was dead-lettered: a resend applies.
   void forget(std::string_view id) {
     auto fp = fingerprint_of(id);

@@ -46,6 +46,22 @@ public:
   /// The current match set, sorted by (supply, demand).
   std::vector<match> matches() const;
 
+  /// The sites (placed or only named by flows) whose id passes `keep`,
+  /// and the flows at them: what a cluster replaces when a registry shard
+  /// changes owner (`keep` tests the shard of a site id).
+  template <class Keep>
+  void collect(Keep&& keep, std::vector<std::string>& site_ids,
+               std::vector<std::string>& flow_ids) const {
+    for (auto& [id, info] : sites_) {
+      if (!keep(id))
+        continue;
+      if (info.placed)
+        site_ids.push_back(id);
+      for (auto slot : info.flows)
+        flow_ids.push_back(cores_[slot].flow_id);
+    }
+  }
+
   size_t flow_count() const {
     return flows_.size();
   }

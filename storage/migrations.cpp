@@ -116,6 +116,53 @@ CREATE INDEX processed_events_at_idx ON processed_events (processed_at);
 -- stays for files.
 ALTER TABLE dead_letters ADD COLUMN entry_id text;
 )sql"},
+  {4, "cluster mode: members, leases, the fence",
+   R"sql(
+-- Cluster mode (docs/contracts/cluster.md). Who is there: one row per node
+-- id, its address and the incarnation (one process run) that last beat.
+CREATE TABLE cluster_members (
+  node_id      text PRIMARY KEY,
+  address      text NOT NULL,
+  incarnation  text NOT NULL,
+  started_at   timestamptz NOT NULL DEFAULT now(),
+  heartbeat_at timestamptz NOT NULL DEFAULT now(),
+  left_at      timestamptz
+);
+-- Who owns what: a registry shard ('shard/12'), a match partition
+-- ('match/3') or a stream partition ('stream/0'). The epoch grows with
+-- every change of owner; `owner` is null once released. `clean` says the
+-- owner before the current one released it (nothing of it was lost).
+CREATE TABLE cluster_leases (
+  resource   text PRIMARY KEY,
+  owner      text,
+  epoch      bigint NOT NULL DEFAULT 0,
+  expires_at timestamptz NOT NULL DEFAULT '-infinity',
+  clean      boolean NOT NULL DEFAULT true
+);
+-- The fence: called first in every transaction that writes a resource's
+-- data. It locks the writer's lease rows (a takeover's UPDATE waits for
+-- the writer's COMMIT, so the successor reads what was written) and
+-- raises FL001 unless the writer holds each lease with its epoch and the
+-- lease has not expired: a node that froze past its lease can never
+-- write over its successor.
+CREATE FUNCTION cluster_fence(writer text, resources text[], epochs bigint[])
+RETURNS void LANGUAGE plpgsql AS $fence$
+DECLARE
+  held int;
+BEGIN
+  SELECT count(*) INTO held FROM (
+    SELECT 1 FROM cluster_leases l
+    JOIN unnest(resources, epochs) AS t(resource, epoch)
+      ON l.resource = t.resource AND l.epoch = t.epoch
+    WHERE l.owner = writer AND l.expires_at > clock_timestamp()
+    FOR SHARE OF l) AS locked;
+  IF held <> coalesce(cardinality(resources), 0) THEN
+    RAISE EXCEPTION 'lease lost: % no longer holds all of %', writer,
+      resources USING ERRCODE = 'FL001';
+  END IF;
+END
+$fence$;
+)sql"},
 };
 
 } // namespace

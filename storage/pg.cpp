@@ -18,6 +18,8 @@ std::string db_error::describe() const {
 error_kind classify(std::string_view s) {
   if (s.size() != 5)
     return error_kind::permanent;
+  if (s == "FL001")
+    return error_kind::fenced; // cluster_fence: a lease was lost
   auto cls = s.substr(0, 2);
   if (cls == "08" || cls == "53")
     return error_kind::retryable; // connection exception, resources

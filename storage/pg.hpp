@@ -19,8 +19,10 @@ struct pg_result;
 
 namespace flowmatch::pg {
 
-/// Whether trying again (after reconnecting) can succeed.
-enum class error_kind { retryable, permanent };
+/// Whether trying again (after reconnecting) can succeed; `fenced`: the
+/// writer lost a cluster lease (SQLSTATE FL001, raised by the fence in
+/// the transaction), so it must stop writing for good.
+enum class error_kind { retryable, permanent, fenced };
 
 struct db_error {
   error_kind kind = error_kind::permanent;
@@ -29,6 +31,9 @@ struct db_error {
 
   bool retryable() const {
     return kind == error_kind::retryable;
+  }
+  bool fenced() const {
+    return kind == error_kind::fenced;
   }
 
   /// "SQLSTATE 23505: duplicate key ..." or the client message.

@@ -267,7 +267,9 @@ std::optional<pg::db_error> prepare(pg::connection& conn) {
         std::pair{"resolve_dead_letters", resolve_dead_letters_sql},
         std::pair{"insert_dead_letters", insert_dead_letters_sql},
         std::pair{"upsert_matches", upsert_matches_sql},
-        std::pair{"delete_matches", delete_matches_sql}})
+        std::pair{"delete_matches", delete_matches_sql},
+        std::pair{"cluster_fence",
+                  "SELECT cluster_fence($1, $2::text[], $3::bigint[])"}})
     if (auto e = conn.prepare(name, sql))
       return e;
   return std::nullopt;
@@ -367,14 +369,31 @@ void write_set::clear() {
 
 namespace {
 
+/// The parameters of the prepared `cluster_fence`.
+std::vector<pg::param> fence_params(const fence& held) {
+  std::vector<pg::param> resources(held.resources.begin(),
+                                   held.resources.end());
+  std::vector<std::optional<int64_t>> epochs(held.epochs.begin(),
+                                             held.epochs.end());
+  return {held.writer, pg::text_array(resources), pg::int_array(epochs)};
+}
+
+/// Queues the fence right after BEGIN (nothing when there is none).
+void add_fence(pg::connection::pipeline& p, const fence& held) {
+  if (!held.empty())
+    p.add_prepared("cluster_fence", fence_params(held));
+}
+
 /// Sends BEGIN and the entity statements as one pipeline, leaving the
 /// transaction open. With `processed_in_pipeline`, processed_events goes
 /// into the pipeline too (as INSERT ... ON CONFLICT DO NOTHING).
 std::optional<pg::db_error> begin_and_write(pg::connection& conn,
                                             const write_set& ws,
-                                            bool processed_in_pipeline) {
+                                            bool processed_in_pipeline,
+                                            const fence& held) {
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
+  add_fence(p, held);
   // Deletes first: a flow delete is conditional on its old site, so it can
   // never remove a row an upsert below writes.
   if (!ws.flow_deletes.empty())
@@ -396,14 +415,15 @@ std::optional<pg::db_error> begin_and_write(pg::connection& conn,
 
 } // namespace
 
-std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
+std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws,
+                                  const fence& held) {
   // Fast path: processed_events by COPY (half the cost of INSERT for these
   // many small rows). COPY cannot skip ids already there, which happens
   // only when a COMMIT went through but its answer was lost; then the
   // whole transaction is redone with INSERT ... ON CONFLICT DO NOTHING.
   {
     pg::transaction tx{conn, pg::transaction::already_begun};
-    if (auto e = begin_and_write(conn, ws, false))
+    if (auto e = begin_and_write(conn, ws, false, held))
       return e;
     if (ws.processed.empty())
       return tx.commit();
@@ -424,14 +444,14 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws) {
       return e;
   } // rolled back: some ids were stored already
   pg::transaction again{conn, pg::transaction::already_begun};
-  if (auto e = begin_and_write(conn, ws, true))
+  if (auto e = begin_and_write(conn, ws, true, held))
     return e;
   return again.commit();
 }
 
 pg::outcome<std::vector<refused>>
 write_isolating(pg::connection& conn,
-                const std::vector<change_batch>& batches) {
+                const std::vector<change_batch>& batches, const fence& held) {
   pg::outcome<std::vector<refused>> out;
   std::vector<refused> failures;
   std::unordered_set<std::string> failed_events;
@@ -443,6 +463,9 @@ write_isolating(pg::connection& conn,
   };
   if (tx.begin_error())
     return abort(*tx.begin_error());
+  if (!held.empty())
+    if (auto r = conn.run("cluster_fence", fence_params(held)); r.error)
+      return abort(*r.error);
   for (auto& batch : batches) {
     for (auto& c : batch.changes) {
       if (c.stored)
@@ -695,7 +718,8 @@ load(pg::connection& conn,
 }
 
 std::optional<pg::db_error>
-write_matches(pg::connection& conn, const std::vector<match_change>& changes) {
+write_matches(pg::connection& conn, const std::vector<match_change>& changes,
+              const fence& held) {
   // The last word per pair.
   std::map<std::pair<std::string, std::string>, const match_change*> last;
   for (auto& c : changes)
@@ -729,6 +753,7 @@ write_matches(pg::connection& conn, const std::vector<match_change>& changes) {
   pg::transaction tx{conn, pg::transaction::already_begun};
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
+  add_fence(p, held);
   if (!del_s.empty())
     p.add_prepared("delete_matches",
                    {pg::text_array(del_s), pg::text_array(del_d)});

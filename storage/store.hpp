@@ -22,6 +22,19 @@ namespace flowmatch::store {
 /// Prepares the write statements on a connection (once per connection).
 std::optional<pg::db_error> prepare(pg::connection& conn);
 
+/// Cluster mode's fence (docs/contracts/cluster.md, migration 4): the
+/// leases a writing transaction must still hold, checked and locked inside
+/// it. Empty (no writer): a single node, no check.
+struct fence {
+  std::string writer; ///< the node id
+  std::vector<std::string> resources;
+  std::vector<int64_t> epochs;
+
+  bool empty() const {
+    return writer.empty();
+  }
+};
+
 /// The net effect of a run of changes: the last change per entity wins, so
 /// each row is written once and bulk statements never touch a row twice.
 struct write_set {
@@ -63,7 +76,8 @@ public:
 /// Writes a write set in one transaction, sent as one pipeline: BEGIN, the
 /// deletes, the upserts, processed_events, COMMIT; one round trip.
 std::optional<pg::db_error> write(pg::connection& conn,
-                                  const write_set& ws);
+                                  const write_set& ws,
+                                  const fence& held = {});
 
 /// A change the database refused for good.
 struct refused {
@@ -75,7 +89,8 @@ struct refused {
 /// its own savepoint, one transaction. Returns what was refused; commits
 /// the rest. A retryable error aborts and is returned as the error.
 pg::outcome<std::vector<refused>>
-write_isolating(pg::connection& conn, const std::vector<change_batch>& batches);
+write_isolating(pg::connection& conn, const std::vector<change_batch>& batches,
+                const fence& held = {});
 
 /// Everything a restarted node needs (messages/batch.hpp).
 using stored_state = flowmatch::stored_state;
@@ -104,7 +119,8 @@ pg::outcome<int64_t> prune_processed(pg::connection& conn,
 /// Writes match changes in one transaction: the last change per pair wins;
 /// removals delete, upserts insert or update (idempotent).
 std::optional<pg::db_error>
-write_matches(pg::connection& conn, const std::vector<match_change>& changes);
+write_matches(pg::connection& conn, const std::vector<match_change>& changes,
+              const fence& held = {});
 
 /// The stored matches (all classes, or one).
 pg::outcome<std::vector<match>>

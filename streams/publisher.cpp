@@ -1,6 +1,9 @@
 #include "streams/publisher.hpp"
 
+#include "messages/routing_hash.hpp"
 #include "streams/redis.hpp"
+
+#include <simdjson.h>
 
 #include <fmt/format.h>
 
@@ -26,11 +29,14 @@ public:
   bool publish(std::string_view event) override {
     if (!error_.empty())
       return false;
+    auto key = s_.partitions > 1
+                 ? partition_key(s_.stream, s_.partitions, event)
+                 : s_.stream;
     if (s_.max_len > 0)
-      conn_.append({"XADD", s_.stream, "MAXLEN", "~", max_len_, "*", "event",
+      conn_.append({"XADD", key, "MAXLEN", "~", max_len_, "*", "event",
                     event});
     else
-      conn_.append({"XADD", s_.stream, "*", "event", event});
+      conn_.append({"XADD", key, "*", "event", event});
     ++outstanding_;
     if (outstanding_ >= s_.pipeline)
       return collect(outstanding_ - s_.pipeline / 2);
@@ -148,6 +154,23 @@ private:
 };
 
 } // namespace
+
+std::string partition_key(const std::string& stream, uint32_t partitions,
+                          std::string_view event) {
+  if (partitions <= 1)
+    return stream;
+  thread_local simdjson::dom::parser parser;
+  std::string_view site;
+  simdjson::padded_string padded{event};
+  auto doc = parser.parse(padded);
+  if (!doc.error()) {
+    auto id = doc.value()["data"]["site_id"].get_string();
+    if (!id.error())
+      site = id.value();
+  }
+  return stream + ":"
+         + std::to_string(site.empty() ? 0 : routing_slot(site, partitions));
+}
 
 std::unique_ptr<event_publisher>
 make_redis_publisher(const redis_publisher_settings& settings,

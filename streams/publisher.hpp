@@ -60,6 +60,9 @@ struct redis_publisher_settings {
   uint64_t max_len = 0;
   /// XADDs sent before their answers are read.
   size_t pipeline = 512;
+  /// Stream partitions (ingest.md): above 1, an event goes to
+  /// `stream:N` with N = fnv1a64(data.site_id) mod partitions.
+  uint32_t partitions = 1;
   std::chrono::milliseconds timeout{std::chrono::seconds{10}};
 };
 
@@ -89,6 +92,13 @@ struct group_progress {
 
 /// Asks Redis for `group`'s progress on `stream`; false with `error` when
 /// Redis cannot be asked.
+/// The stream key an event goes to (ingest.md): the stream itself, or
+/// with partitions its partition by the event's routing key (data.site_id;
+/// an event without one goes to partition 0, where the consumer
+/// dead-letters it).
+std::string partition_key(const std::string& stream, uint32_t partitions,
+                          std::string_view event);
+
 bool read_group_progress(const std::string& url, const std::string& stream,
                          const std::string& group, group_progress& out,
                          std::string& error);

@@ -74,7 +74,34 @@ flowmatch_config::flowmatch_config() {
     .add(ingest_read_count, "read-count", "stream entries asked for per read")
     .add(ingest_until_caught_up, "until-caught-up",
          "end once every stream entry was delivered (a catch-up run) "
-         "instead of running until a signal");
+         "instead of running until a signal")
+    .add(ingest_partitions, "partitions",
+         "stream partitions: keys STREAM:0 .. STREAM:P-1 when above 1 "
+         "(cluster mode)");
+  opt_group{custom_options_, "cluster"}
+    .add(cluster_node_id, "node-id",
+         "this node's id in a cluster (stable across restarts); empty: a "
+         "single node")
+    .add(cluster_listen, "listen",
+         "host:port where this node listens for the other nodes (an "
+         "explicit address; off loopback only with openssl.* keys)")
+    .add(cluster_seeds, "seeds",
+         "the other nodes' host:port, waited for at start")
+    .add(cluster_shards, "shards",
+         "registry shards (fixed for the life of a database)")
+    .add(cluster_lease, "lease",
+         "how long a lease lasts unless renewed; a failover takes about "
+         "this long")
+    .add(cluster_beat, "beat",
+         "how often a node renews its leases and looks at the others")
+    .add(cluster_peer_timeout, "peer-timeout",
+         "a peer silent this long is dropped (BASP heartbeats)")
+    .add(cluster_join_timeout, "join-timeout",
+         "how long a starting node waits for its seeds before taking leases")
+    .add(cluster_max_batch_bytes, "max-batch-bytes",
+         "largest batch of events sent to another node")
+    .add(cluster_max_unsettled, "max-unsettled",
+         "events a node's readers keep in flight across the cluster");
   opt_group{custom_options_, "output"}
     .add(output_state, "state",
          "write the sites and flows at drain to this NDJSON file")
@@ -272,6 +299,8 @@ caf::error bad(std::string what) {
   return caf::make_error(caf::sec::invalid_argument, std::move(what));
 }
 
+caf::error validate_cluster(const flowmatch_config& cfg, settings& s);
+
 /// Whether a whole file can be written at `path`: its directory takes a
 /// new file (the temporary one renamed into place), and an existing file
 /// may be replaced. Creates nothing.
@@ -292,6 +321,132 @@ bool can_write(const std::string& path) {
     return false;
   ::close(fd);
   return true;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+/// Splits and checks "host:port" (explicit host, port 1..65535).
+std::string parse_host_port(const std::string& address, std::string& host,
+                            uint16_t& port) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    return "must be host:port";
+  host = address.substr(0, colon);
+  if (host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  auto digits = address.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5
+      || digits.find_first_not_of("0123456789") != std::string::npos)
+    return "the port must be a number";
+  auto n = std::stoul(digits);
+  if (n == 0 || n > 65535)
+    return "the port must be within 1..65535";
+  port = static_cast<uint16_t>(n);
+  if (host == "0.0.0.0" || host == "::" || host == "*")
+    return "listen on an explicit address, not on every interface";
+  return {};
+}
+
+caf::error validate_cluster(const flowmatch_config& cfg, settings& s) {
+  auto& c = s.cluster;
+  bool wants = !cfg.cluster_node_id.empty();
+  if (cfg.ingest_partitions < 1 || cfg.ingest_partitions > 1024)
+    return bad("ingest.partitions must be within 1..1024");
+  if (!wants) {
+    if (cfg.ingest_partitions > 1)
+      return bad("ingest.partitions above 1 needs cluster mode "
+                 "(cluster.node-id): a partitioned stream is read by the "
+                 "nodes that hold its partitions' leases");
+    if (!cfg.cluster_listen.empty() || !cfg.cluster_seeds.empty())
+      return bad("cluster.listen and cluster.seeds need cluster.node-id");
+    return caf::none;
+  }
+  if (!is_name(cfg.cluster_node_id) || cfg.cluster_node_id.size() > 64)
+    return bad("cluster.node-id must be 1..64 letters, digits, '-', '_' or "
+               "'.', got '" + cfg.cluster_node_id + "'");
+  c.node_id = cfg.cluster_node_id;
+  if (s.postgis.dsn.empty())
+    return bad("cluster.node-id needs postgis.dsn: the leases live in "
+               "PostgreSQL");
+  if (s.source.reader.stream.url.empty())
+    return bad("cluster.node-id needs ingest.redis: a cluster reads a Redis "
+               "stream (a file has no owner to hand over)");
+  if (!s.output_state.empty())
+    return bad("output.state is a single node's snapshot; in cluster mode "
+               "the database holds the state");
+  if (cfg.cluster_listen.empty())
+    return bad("cluster.listen is required in cluster mode (host:port)");
+  if (auto why = parse_host_port(cfg.cluster_listen, c.listen_host,
+                                 c.listen_port);
+      !why.empty())
+    return bad("cluster.listen '" + cfg.cluster_listen + "': " + why);
+  for (auto& seed : cfg.cluster_seeds) {
+    std::string host;
+    uint16_t port = 0;
+    if (auto why = parse_host_port(seed, host, port); !why.empty())
+      return bad("cluster.seeds '" + seed + "': " + why);
+    if (seed != cfg.cluster_listen)
+      c.seeds.push_back(seed);
+  }
+  c.tls = !cfg.openssl_certificate.empty() || !cfg.openssl_key.empty()
+          || !cfg.openssl_cafile.empty() || !cfg.openssl_capath.empty();
+  if (c.tls) {
+    for (auto [key, value] :
+         {std::pair{"openssl.certificate", &cfg.openssl_certificate},
+          std::pair{"openssl.key", &cfg.openssl_key},
+          std::pair{"openssl.cafile", &cfg.openssl_cafile}}) {
+      if (value->empty())
+        return bad(std::string{key} + " is required with the other "
+                   "openssl.* keys (mutual TLS needs a certificate, its key "
+                   "and the cluster's CA)");
+      if (::access(value->c_str(), R_OK) != 0)
+        return bad(std::string{key} + ": cannot read '" + *value + "'");
+    }
+  } else if (!is_loopback(c.listen_host)) {
+    return bad("cluster.listen '" + cfg.cluster_listen
+               + "' is not a loopback address: set openssl.certificate, "
+                 "openssl.key and openssl.cafile (BASP authenticates "
+                 "nobody; mutual TLS against the cluster's own CA does)");
+  }
+  if (cfg.cluster_shards < 1 || cfg.cluster_shards > 4096)
+    return bad("cluster.shards must be within 1..4096");
+  c.shape.shards = static_cast<uint32_t>(cfg.cluster_shards);
+  c.shape.match_partitions = match_tiling::classes
+                             * s.match_partitions_per_class;
+  c.shape.stream_partitions = static_cast<uint32_t>(cfg.ingest_partitions);
+  c.lease = to_ms(cfg.cluster_lease);
+  c.beat = to_ms(cfg.cluster_beat);
+  s.peer_timeout = to_ms(cfg.cluster_peer_timeout);
+  if (c.lease < std::chrono::milliseconds{1000})
+    return bad("cluster.lease must be at least 1s");
+  if (c.beat.count() <= 0 || c.beat * 3 > c.lease)
+    return bad("cluster.beat must be positive and at most a third of "
+               "cluster.lease (a lease is renewed well before it expires)");
+  if (s.peer_timeout < std::chrono::milliseconds{200}
+      || s.peer_timeout >= c.lease)
+    return bad("cluster.peer-timeout must be at least 200ms and shorter "
+               "than cluster.lease (a link that spans a takeover must be "
+               "dropped before it)");
+  s.peer_heartbeat = s.peer_timeout / 4;
+  if (cfg.cluster_join_timeout.count() < 0)
+    return bad("cluster.join-timeout must not be negative");
+  c.join_timeout = to_ms(cfg.cluster_join_timeout);
+  if (cfg.cluster_max_batch_bytes < 4096
+      || cfg.cluster_max_batch_bytes > 64 * 1024 * 1024)
+    return bad("cluster.max-batch-bytes must be within 4096..67108864 (BASP "
+               "allocates whatever a peer announces: keep batches small)");
+  c.max_batch_bytes = cfg.cluster_max_batch_bytes;
+  if (cfg.cluster_max_unsettled < 1)
+    return bad("cluster.max-unsettled must be at least 1");
+  c.max_unsettled = cfg.cluster_max_unsettled;
+  // The readers' consumer name is the node id (ingest.md), and entries of
+  // a dead node are claimed once idle half a lease.
+  s.source.reader.stream.consumer = c.node_id;
+  s.source.reader.stream.claim_idle
+    = std::min(s.source.reader.stream.claim_idle, c.lease / 2);
+  return caf::none;
 }
 
 } // namespace
@@ -486,6 +641,8 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
                "postgis.retry-max");
   s.postgis.retry_initial = to_ms(cfg.postgis_retry_initial);
   s.postgis.retry_max = to_ms(cfg.postgis_retry_max);
+  if (auto err = validate_cluster(cfg, s))
+    return err;
   return s;
 }
 

@@ -5,6 +5,7 @@
 // options land in `flowmatch_config`; `validate` checks them all before
 // anything starts and turns them into `settings`.
 
+#include "actors/cluster.hpp"
 #include "actors/dispatcher.hpp"
 #include "core/match_rules.hpp"
 #include "actors/ingest_source.hpp"
@@ -66,6 +67,18 @@ public:
   size_t ingest_delivery_limit = stream_settings{}.delivery_limit;
   size_t ingest_read_count = stream_settings{}.read_count;
   bool ingest_until_caught_up = false;
+  size_t ingest_partitions = 1;
+  // [cluster]
+  std::string cluster_node_id;
+  std::string cluster_listen;
+  std::vector<std::string> cluster_seeds;
+  size_t cluster_shards = cluster_shape{}.shards;
+  caf::timespan cluster_lease = cluster_settings{}.lease;
+  caf::timespan cluster_beat = cluster_settings{}.beat;
+  caf::timespan cluster_peer_timeout = std::chrono::seconds{2};
+  caf::timespan cluster_join_timeout = cluster_settings{}.join_timeout;
+  size_t cluster_max_batch_bytes = cluster_settings{}.max_batch_bytes;
+  size_t cluster_max_unsettled = cluster_settings{}.max_unsettled;
   // [output]
   std::string output_state;
   std::string output_dead_letters;
@@ -139,6 +152,13 @@ struct settings {
   postgis_settings postgis;
   telemetry_settings telemetry;
   http_settings http;
+  /// Cluster mode (node id set), or a single node.
+  cluster_settings cluster;
+  /// BASP heartbeats between the nodes (both sides send them) and how long
+  /// a silent peer is kept (`middleman.heartbeat-interval`,
+  /// `middleman.connection-timeout`).
+  std::chrono::milliseconds peer_heartbeat{500};
+  std::chrono::milliseconds peer_timeout{2000};
 };
 
 /// Checks every option; the error names the key and the allowed values.
@@ -152,6 +172,8 @@ enum exit_code : int {
   exit_failure = 4,     ///< a stage failed (e.g. restart intensity exceeded)
   exit_interrupted = 5, ///< a second signal cut the drain short
   exit_input = 6,       ///< the input could not be read (I/O error)
+  exit_lease_lost = 7,  ///< cluster mode: a lease was lost (a successor
+                        ///< may own the work now); restart to rejoin
 };
 
 } // namespace flowmatch

@@ -8,6 +8,8 @@
 #include "system/signals.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 
 #include <condition_variable>
 #include <cstdio>
@@ -123,6 +125,21 @@ int main(int argc, char** argv) {
   if (s->match_check)
     return check_matches(*s);
   cfg.set("scheduler.max-threads", s->threads);
+  if (s->cluster.enabled()) {
+    // The network layer only in cluster mode: a single node opens no
+    // port but its metrics endpoint. Heartbeats on every node (a frozen
+    // or cut-off peer is dropped after peer-timeout; both sides must send
+    // them, or an idle healthy peer is dropped) and our own application
+    // identifier (a CAF program of another kind is refused at connect).
+    cfg.load<caf::io::middleman>();
+    if (s->cluster.tls)
+      cfg.load<caf::openssl::manager>();
+    cfg.set("middleman.heartbeat-interval",
+            caf::timespan{s->peer_heartbeat});
+    cfg.set("middleman.connection-timeout", caf::timespan{s->peer_timeout});
+    cfg.set("middleman.app-identifiers",
+            std::vector<std::string>{"flowmatch-cluster-v1"});
+  }
   int code = exit_failure;
   std::optional<shutdown_watchdog> watchdog;
   {

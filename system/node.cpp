@@ -15,6 +15,8 @@
 #include "system/summary.hpp"
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/openssl/publish.hpp>
 
 #include <fmt/format.h>
 
@@ -64,6 +66,11 @@ std::string input_name(const settings& cfg) {
   auto& s = cfg.source.reader.stream;
   if (s.url.empty())
     return cfg.source.reader.path;
+  if (cfg.cluster.enabled())
+    return fmt::format("redis:{} ({} partitions) at {} (group {}, consumer "
+                       "{})",
+                       s.stream, cfg.cluster.shape.stream_partitions, s.url,
+                       s.group, s.consumer);
   return fmt::format("redis:{} at {} (group {}, consumer {})", s.stream,
                      s.url, s.group, s.consumer);
 }
@@ -342,7 +349,7 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
   if (with_db)
     for (uint32_t i = 0; i < st.cfg.registry_workers; ++i) {
       auto sync = self->spawn<caf::detached + caf::linked>(
-        postgis_sync, i, st.cfg.postgis, st.dead_letters);
+        postgis_sync, i, st.cfg.postgis, st.dead_letters, std::string{});
       started(self, fmt::format("PostGIS sync {}", i), sync);
       self->send(st.coordinator, subscribe_atom::value,
                  commit_sink_actor{sync}, i);
@@ -363,7 +370,8 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
     auto cls = static_cast<resource_class>(c);
     if (with_db) {
       auto writer = self->spawn<caf::detached + caf::linked>(
-        match_writer, std::string{to_string(cls)}, st.cfg.postgis);
+        match_writer, std::string{to_string(cls)}, st.cfg.postgis,
+        store::fence{});
       sinks[c].push_back(started(
         self, fmt::format("match writer {}", to_string(cls)), writer));
     }
@@ -381,7 +389,7 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
       started(self, fmt::format("match partition {}", label), partition));
   }
   st.matcher = self->spawn<caf::linked>(match_router, std::move(partitions),
-                                        std::move(tiling), st.cfg.limits);
+                                        std::move(tiling), st.cfg.limits, 0u);
   started(self, "match router", st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);
@@ -442,6 +450,400 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
       failed);
 }
 
+
+// -- cluster mode ------------------------------------------------------------
+
+/// The stream key of partition `q` (ingest.md): the key itself when the
+/// stream has one partition.
+std::string stream_key(const settings& cfg, uint32_t q) {
+  auto& base = cfg.source.reader.stream.stream;
+  return cfg.cluster.shape.stream_partitions > 1
+           ? base + ":" + std::to_string(q)
+           : base;
+}
+
+/// Publishes the gateway on cluster.listen (mutual TLS with openssl.*).
+bool publish_gateway(node_ptr self) {
+  auto& st = self->state;
+  auto& c = st.cfg.cluster;
+  auto host = c.listen_host;
+  auto published
+    = c.tls ? caf::openssl::publish(st.gateway, c.listen_port, host.c_str(),
+                                    true)
+            : self->system().middleman().publish(st.gateway, c.listen_port,
+                                                 host.c_str(), true);
+  if (!published) {
+    log()->critical("{} cannot listen on cluster.listen {}: {}", self->name(),
+                    c.address(), self->system().render(published.error()));
+    return false;
+  }
+  log()->info("{} node {} listening for the cluster on {}{}", self->name(),
+              c.node_id, c.address(), c.tls ? " (mutual TLS)" : "");
+  return true;
+}
+
+/// Tells every sync the shard leases its transactions must hold.
+void send_fences(node_ptr self) {
+  auto& st = self->state;
+  std::vector<std::string> names;
+  std::vector<int64_t> epochs;
+  for (auto& [name, epoch] : st.shard_leases) {
+    names.push_back(name);
+    epochs.push_back(epoch);
+  }
+  for (auto& sync : st.syncs)
+    self->send(sync, fence_atom::value, names, epochs);
+}
+
+void take_next_gains(node_ptr self);
+
+/// Starts what a lease round brought, from one snapshot of the database:
+/// registry shards (restored into the dispatcher, placed by the match
+/// router, then opened at the shard host), match partitions (spawned with
+/// their own fenced writer, restored, then opened at the gateway), and,
+/// once those are open, stream readers.
+void take_gains(node_ptr self, std::vector<lease_gain> round) {
+  auto& node = self->state;
+  node.gaining = true;
+  for (auto& g : round)
+    if (g.resource.kind == resource_kind::shard)
+      node.shard_leases[resource_name(g.resource)] = g.epoch;
+  send_fences(self);
+  auto timeout = node.cfg.limits.reply;
+  self->request(node.owner, timeout, snapshot_atom::value)
+    .then(
+      [self, round, timeout](stored_state& stored) mutable {
+        auto& st = self->state;
+        auto& cfg = st.cfg;
+        auto shards = cfg.cluster.shape.shards;
+        // Each gained shard's part of the snapshot.
+        std::map<uint32_t, registry_snapshot> parts;
+        std::vector<lease_gain> shard_gains, partition_gains, stream_gains;
+        for (auto& g : round) {
+          if (g.resource.kind == resource_kind::shard) {
+            parts[g.resource.index];
+            shard_gains.push_back(g);
+          } else if (g.resource.kind == resource_kind::match) {
+            partition_gains.push_back(g);
+          } else {
+            stream_gains.push_back(g);
+          }
+        }
+        if (!parts.empty()) {
+          for (auto& s : stored.snapshot.sites)
+            if (auto i = parts.find(shard_of(s.site_id, shards));
+                i != parts.end())
+              i->second.sites.push_back(s);
+          for (auto& f : stored.snapshot.flows)
+            if (auto i = parts.find(shard_of(f.site_id, shards));
+                i != parts.end())
+              i->second.flows.push_back(f);
+        }
+        // Each gained partition's entities and stored matches.
+        std::vector<registry_snapshot> placed;
+        std::vector<std::vector<match>> placed_matches;
+        match_tiling tiling{cfg.match, cfg.match_partitions_per_class,
+                            cfg.match_tile_km};
+        if (!partition_gains.empty()) {
+          match_placement placement{tiling};
+          placement.place(registry_snapshot{stored.snapshot},
+                          std::move(stored.matches), placed, placed_matches);
+        }
+        auto ids = std::make_shared<processed_ids>();
+        ids->ids = std::move(stored.event_ids);
+        ids->applied_ms = std::move(stored.event_applied_ms);
+        auto steps = shard_gains.size() + partition_gains.size();
+        auto left = std::make_shared<size_t>(steps);
+        auto failed = std::make_shared<bool>(false);
+        auto fail = [self, round, failed](caf::error& err) {
+          if (*failed)
+            return;
+          *failed = true;
+          log()->critical("{} taking over leased work failed: {}",
+                          self->name(), self->system().render(err));
+          finish(self, exit_failure);
+        };
+        auto taken = round.size();
+        auto start_streams = [self, stream_gains, ids, taken]() {
+          auto& now = self->state;
+          for (auto& g : stream_gains) {
+            auto src = now.cfg.source;
+            src.reader.stream.stream = stream_key(now.cfg, g.resource.index);
+            src.require_site_id = true;
+            auto source = self->spawn<caf::detached + caf::linked>(
+              ingest_source, src, admission_actor{now.shard_router},
+              caf::actor_cast<source_listener_actor>(self), now.dead_letters,
+              commit_coordinator_actor{}, *ids);
+            now.sources.push_back(source);
+            ++now.sources_running;
+            started(self, fmt::format("ingest source {}",
+                                      src.reader.stream.stream),
+                    now.sources.back());
+          }
+          log()->info("{} took over {} leases; holds {} registry shards, {} "
+                      "match partitions, {} stream readers",
+                      self->name(), taken, now.shard_leases.size(),
+                      now.partitions.size(), now.sources.size());
+          now.gaining = false;
+          take_next_gains(self);
+        };
+        auto one_done = [left, start_streams]() {
+          if (--*left == 0)
+            start_streams();
+        };
+        if (steps == 0) {
+          start_streams();
+          return;
+        }
+        bool first = true;
+        for (auto& g : shard_gains) {
+          auto s = g.resource.index;
+          auto part = std::move(parts[s]);
+          auto epoch = g.epoch;
+          auto clean = g.clean;
+          auto shard_ids = first ? ids : std::make_shared<processed_ids>();
+          first = false;
+          auto copy = part;
+          self->request(st.dispatcher, timeout, restore_atom::value,
+                        std::move(part))
+            .then(
+              [self, s, epoch, clean, copy, shard_ids, one_done,
+               fail](caf::ok_atom) mutable {
+                auto& now = self->state;
+                self
+                  ->request(now.matcher, now.cfg.limits.stall,
+                            resync_atom::value, s, clean, std::move(copy))
+                  .then(
+                    [self, s, epoch, shard_ids, one_done](caf::ok_atom) {
+                      self->send(self->state.shard_host, open_atom::value, s,
+                                 epoch, shard_ids->ids,
+                                 shard_ids->applied_ms);
+                      one_done();
+                    },
+                    fail);
+              },
+              fail);
+        }
+        for (auto& g : partition_gains) {
+          auto p = g.resource.index;
+          auto cls = tiling.class_of(p);
+          auto label = partition_label(tiling, p);
+          std::vector<match_sink_actor> sinks;
+          store::fence fence{cfg.cluster.node_id,
+                             {resource_name(g.resource)},
+                             {g.epoch}};
+          auto writer = self->spawn<caf::detached + caf::linked>(
+            match_writer, label, cfg.postgis, std::move(fence));
+          st.partition_writers.push_back(writer);
+          sinks.push_back(
+            started(self, fmt::format("match writer {}", label), writer));
+          if (st.match_stream)
+            sinks.push_back(st.match_stream);
+          auto partition = self->spawn<caf::linked>(
+            match_partition, cls, label, cfg.match, std::move(sinks),
+            cfg.limits);
+          st.partitions.push_back(partition);
+          started(self, fmt::format("match partition {}", label), partition);
+          auto epoch = g.epoch;
+          self
+            ->request(partition, st.cfg.limits.stall, restore_atom::value,
+                      std::move(placed[p]), std::move(placed_matches[p]))
+            .then(
+              [self, p, epoch, partition, one_done](caf::ok_atom) {
+                self->send(self->state.gateway, open_atom::value, p, epoch,
+                           partition);
+                one_done();
+              },
+              fail);
+        }
+      },
+      [self, round](caf::error& err) {
+        // The database is away: the leases are held; try again.
+        log()->warn("{} cannot load the state of the leases taken: {}; "
+                    "trying again",
+                    self->name(), self->system().render(err));
+        self->state.gains.push_front(round);
+        self->state.gaining = false;
+        self->delayed_send(self, self->state.cfg.cluster.beat,
+                           retry_atom::value);
+      });
+}
+
+void take_next_gains(node_ptr self) {
+  auto& st = self->state;
+  if (st.gaining || st.gains.empty()
+      || st.now != node_state::phase::running)
+    return;
+  auto round = std::move(st.gains.front());
+  st.gains.pop_front();
+  take_gains(self, std::move(round));
+}
+
+/// Cluster mode: the same stages as a single node without its own
+/// source and match partitions; the shard host, gateway, shard router and
+/// membership beside them. Work arrives as leases are taken.
+void start_cluster_stages(node_ptr self) {
+  auto& st = self->state;
+  auto& cfg = st.cfg;
+  st.now = node_state::phase::running;
+  st.telemetry = self->spawn<caf::linked>(telemetry, cfg.telemetry);
+  started(self, "telemetry", st.telemetry);
+  st.dead_letters = self->spawn<caf::detached + caf::linked>(
+    postgis_dead_letter_sink, cfg.postgis);
+  started(self, "dead-letter sink", st.dead_letters);
+  st.coordinator = self->spawn<caf::linked>(commit_coordinator, cfg.limits);
+  started(self, "commit coordinator", st.coordinator);
+  for (uint32_t i = 0; i < cfg.registry_workers; ++i) {
+    auto sync = self->spawn<caf::detached + caf::linked>(
+      postgis_sync, i, cfg.postgis, st.dead_letters, cfg.cluster.node_id);
+    st.syncs.push_back(sync);
+    started(self, fmt::format("PostGIS sync {}", i), sync);
+    self->send(st.coordinator, subscribe_atom::value, commit_sink_actor{sync},
+               i);
+  }
+  send_fences(self);
+  if (!cfg.output_matches.empty()) {
+    st.match_stream = self->spawn<caf::detached + caf::linked>(
+      match_stream, cfg.output_matches);
+    started(self, "match stream", st.match_stream);
+  }
+  match_tiling tiling{cfg.match, cfg.match_partitions_per_class,
+                      cfg.match_tile_km};
+  st.matcher = self->spawn<caf::linked>(match_router,
+                                        std::vector<match_partition_actor>{},
+                                        std::move(tiling), cfg.limits,
+                                        cfg.cluster.shape.shards);
+  started(self, "match router", st.matcher);
+  self->send(st.coordinator, subscribe_atom::value,
+             commit_sink_actor{st.matcher}, all_workers);
+  group_settings registry_group;
+  registry_group.name = "registry";
+  registry_group.workers = cfg.registry_workers;
+  registry_group.policy = cfg.registry_policy;
+  registry_group.max_in_flight = cfg.registry_max_in_flight;
+  registry_group.handles = contract_event_types();
+  registry_group.factory = registry_worker_factory(
+    st.coordinator, st.dead_letters, cfg.worker);
+  registry_group.supervision = cfg.supervision;
+  registry_group.on_pool_started = [self](const worker_pool_actor& pool) {
+    self->send(self->state.telemetry, attach_atom::value,
+               status_source_actor{pool});
+  };
+  st.dispatcher = self->spawn<caf::linked>(
+    dispatcher, std::vector<group_settings>{std::move(registry_group)});
+  started(self, "dispatcher", st.dispatcher);
+  st.shard_host = self->spawn<caf::linked>(
+    shard_host, cfg.cluster, admission_actor{st.dispatcher}, st.coordinator,
+    cfg.dedup_retention, cfg.limits);
+  started(self, "shard host", st.shard_host);
+  st.gateway = self->spawn<caf::linked>(cluster_gateway, cfg.cluster,
+                                        st.shard_host, cfg.limits);
+  started(self, "cluster gateway", st.gateway);
+  if (!publish_gateway(self)) {
+    finish(self, exit_config);
+    return;
+  }
+  st.shard_router = self->spawn<caf::linked>(shard_router, cfg.cluster,
+                                             cfg.limits);
+  started(self, "shard router", st.shard_router);
+  st.keeper = self->spawn<caf::detached + caf::linked>(
+    lease_keeper, cfg.cluster, cfg.postgis);
+  started(self, "lease keeper", st.keeper);
+  st.membership = self->spawn<caf::linked>(
+    cluster_membership, cfg.cluster, st.keeper,
+    caf::actor_cast<lease_listener_actor>(self),
+    cluster_gateway_actor{st.gateway});
+  started(self, "cluster membership", st.membership);
+  self->send(st.membership, subscribe_atom::value,
+             directory_sink_actor{st.matcher});
+  self->send(st.membership, subscribe_atom::value,
+             directory_sink_actor{st.shard_router});
+  if (cfg.progress_interval.count() > 0) {
+    st.progress_at = std::chrono::steady_clock::now();
+    self->delayed_send(self, cfg.progress_interval, progress_atom::value);
+  }
+  log()->info("{} running as cluster node {}: {} registry shards, {} match "
+              "partitions, {} stream partitions in the cluster; {} workers, "
+              "{} scheduler threads, PostGIS schema {}",
+              self->name(), cfg.cluster.node_id, cfg.cluster.shape.shards,
+              cfg.cluster.shape.match_partitions,
+              cfg.cluster.shape.stream_partitions, cfg.registry_workers,
+              cfg.threads, cfg.postgis.schema);
+}
+
+/// A graceful leave: the readers stop and their events settle (or stay
+/// pending: flows held for their sites), the node refuses new work from
+/// the others and finishes what it admitted, its writers flush, then it
+/// releases every lease so the others take over at once.
+std::vector<drain_step> cluster_drain_steps(node_ptr self) {
+  auto& st = self->state;
+  auto long_wait = st.cfg.grace_period + st.cfg.limits.reply;
+  auto reply = st.cfg.limits.reply;
+  std::vector<drain_step> steps;
+  steps.push_back(ask_step<caf::ok_atom>(
+    "settling the routed events", st.shard_router, long_wait,
+    drain_atom::value, [](node_ptr, caf::ok_atom) {}));
+  for (auto& source : st.sources)
+    steps.push_back(ask_step<uint64_t>(
+      "acknowledging stream entries", source, reply, drain_atom::value,
+      [](node_ptr s, uint64_t left) { s->state.unacknowledged += left; }));
+  steps.push_back({"refusing new work", [](node_ptr s, std::function<void()> next) {
+                     s->send(s->state.shard_host, stop_atom::value);
+                     s->send(s->state.gateway, stop_atom::value);
+                     next();
+                   }});
+  steps.push_back(ask_step<caf::ok_atom>(
+    "draining the dispatcher", st.dispatcher, long_wait, drain_atom::value,
+    [](node_ptr s, caf::ok_atom) {
+      s->state.drained = std::chrono::steady_clock::now();
+    }));
+  steps.push_back(ask_step<dispatch_status>(
+    "counting events", st.dispatcher, reply, flight_atom::value,
+    [](node_ptr s, dispatch_status& status) {
+      s->state.totals = std::move(status.totals);
+    }));
+  steps.push_back(ask_step<registry_snapshot>(
+    "counting sites and flows", st.dispatcher, long_wait, snapshot_atom::value,
+    [](node_ptr s, registry_snapshot& snap) {
+      s->state.totals.sites = snap.sites.size();
+      s->state.totals.flows = snap.flows.size();
+    }));
+  steps.push_back(ask_step<uint64_t>(
+    "counting matches", st.gateway, reply, matches_atom::value,
+    [](node_ptr s, uint64_t n) { s->state.matches = n; }));
+  for (auto& writer : st.partition_writers)
+    steps.push_back(ask_step<uint64_t>("flushing a match writer", writer,
+                                       long_wait, caf::flush_atom::value,
+                                       [](node_ptr, uint64_t) {}));
+  if (st.match_stream)
+    steps.push_back(ask_step<uint64_t>("flushing the match stream",
+                                       st.match_stream, reply,
+                                       caf::flush_atom::value,
+                                       [](node_ptr, uint64_t) {}));
+  steps.push_back(ask_step<uint64_t>(
+    "flushing dead letters", st.dead_letters, reply, caf::flush_atom::value,
+    [](node_ptr s, uint64_t n) { s->state.dead_letters_written = n; }));
+  steps.push_back(ask_step<caf::ok_atom>(
+    "releasing the leases", st.membership, reply, leave_atom::value,
+    [](node_ptr, caf::ok_atom) {}));
+  return steps;
+}
+
+/// Cluster mode: the first signal starts a graceful leave.
+void start_cluster_leave(node_ptr self) {
+  auto& st = self->state;
+  st.now = node_state::phase::draining;
+  if (st.sources_running == 0) {
+    run_drain(self,
+              std::make_shared<std::vector<drain_step>>(
+                cluster_drain_steps(self)),
+              0);
+    return;
+  }
+  for (auto& source : st.sources)
+    self->send(source, stop_atom::value);
+}
+
 /// With a database: the schema owner migrates and owns the schema and
 /// loads what it holds (waiting for a database that is down at start);
 /// then the stages start.
@@ -449,12 +851,17 @@ void open_database(node_ptr self) {
   auto& st = self->state;
   st.now = node_state::phase::connecting;
   st.owner = self->spawn<caf::detached + caf::linked>(
-    schema_owner, st.cfg.postgis, st.cfg.dedup_retention);
+    schema_owner, st.cfg.postgis, st.cfg.dedup_retention,
+    st.cfg.cluster.enabled());
   started(self, "schema owner", st.owner);
   self->request(st.owner, st.cfg.limits.stall, connect_atom::value)
     .then(
       [self](stored_state& stored) {
-        if (self->state.now == node_state::phase::connecting)
+        if (self->state.now != node_state::phase::connecting)
+          return;
+        if (self->state.cfg.cluster.enabled())
+          start_cluster_stages(self);
+        else
           start_stages(self, std::move(stored));
       },
       [self](caf::error& err) {
@@ -473,6 +880,13 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
   self->set_exit_handler([self](caf::exit_msg& msg) {
     if (!msg.reason || self->state.now == node_state::phase::finished)
       return;
+    auto why = error_text(self, msg.reason);
+    if (why.rfind(lease_lost_prefix, 0) == 0) {
+      log()->critical("{} {}: stopping (restart to rejoin the cluster)",
+                      self->name(), why);
+      finish(self, exit_lease_lost);
+      return;
+    }
     log()->critical("{} a stage failed: {}", self->name(),
                     self->system().render(msg.reason));
     finish(self, exit_failure);
@@ -490,6 +904,33 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
     },
     [self](eof_atom, source_stats& stats) {
       auto& st = self->state;
+      if (st.cfg.cluster.enabled()) {
+        // One of this node's stream readers ended (stopped for a leave,
+        // or the stream failed).
+        st.input.lines += stats.lines;
+        st.input.events += stats.events;
+        st.input.blank_lines += stats.blank_lines;
+        st.input.duplicates += stats.duplicates;
+        if (st.input.rejected.size() < stats.rejected.size())
+          st.input.rejected.resize(stats.rejected.size());
+        for (size_t i = 0; i < stats.rejected.size(); ++i)
+          st.input.rejected[i] += stats.rejected[i];
+        if (!stats.read_error.empty())
+          st.input.read_error = stats.read_error;
+        if (st.sources_running > 0)
+          --st.sources_running;
+        if (st.now == node_state::phase::draining && st.sources_running == 0)
+          run_drain(self,
+                    std::make_shared<std::vector<drain_step>>(
+                      cluster_drain_steps(self)),
+                    0);
+        else if (st.now == node_state::phase::running)
+          log()->warn("{} a stream reader ended before the node stops{}",
+                      self->name(),
+                      stats.read_error.empty() ? ""
+                                               : ": " + stats.read_error);
+        return;
+      }
       st.input = std::move(stats);
       if (st.now != node_state::phase::running
           && st.now != node_state::phase::draining)
@@ -521,6 +962,11 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
                   "signal again to stop at once)",
                   self->name(), strsignal(sig), st.cfg.grace_period.count());
       arm_deadline(self);
+      if (st.cfg.cluster.enabled()) {
+        if (st.now == node_state::phase::running)
+          start_cluster_leave(self);
+        return;
+      }
       if (st.now == node_state::phase::running)
         self->send(st.source, stop_atom::value);
       // What the drain has to finish, for the operator.
@@ -565,8 +1011,12 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
         case node_state::phase::running:
           break;
       }
-      if (!st.source)
+      if (st.cfg.cluster.enabled()) {
+        if (!st.membership || st.gaining)
+          return std::string{"taking over leased work"};
+      } else if (!st.source) {
         return std::string{"restoring the stored state"};
+      }
       auto rp = self->make_response_promise<std::string>();
       self->request(st.telemetry, st.cfg.limits.reply, metrics_atom::value)
         .then(
@@ -591,6 +1041,19 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
           [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
       return rp;
     },
+    [self](gain_atom, std::vector<lease_gain>& round) {
+      auto& st = self->state;
+      st.gains.push_back(std::move(round));
+      take_next_gains(self);
+    },
+    [self](leave_atom, std::string& why) {
+      if (self->state.now == node_state::phase::finished)
+        return;
+      log()->critical("{} {}: stopping (restart to rejoin the cluster)",
+                      self->name(), why);
+      finish(self, exit_lease_lost);
+    },
+    [self](retry_atom) { take_next_gains(self); },
     [self](deadline_atom) {
       if (self->state.now == node_state::phase::finished)
         return;

@@ -19,12 +19,16 @@
 // non-zero exit code and a log of what was unfinished.
 
 #include "actors/actors.hpp"
+#include "actors/cluster.hpp"
+#include "actors/postgis_sync.hpp"
 #include "actors/ingest_source.hpp"
 #include "actors/schema_owner.hpp"
 #include "actors/telemetry.hpp"
 #include "system/config.hpp"
 
 #include <chrono>
+#include <deque>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -69,6 +73,25 @@ struct node_state {
   /// Progress log: counters at the previous report, for the rate.
   uint64_t progress_applied = 0;
   std::chrono::steady_clock::time_point progress_at;
+
+  // Cluster mode (settings.cluster.enabled()): see actors/cluster.hpp.
+  std::vector<postgis_sync_actor> syncs;
+  shard_host_actor shard_host;
+  gateway_control_actor gateway;
+  shard_router_actor shard_router;
+  lease_keeper_actor keeper;
+  cluster_membership_actor membership;
+  /// The shard leases held (name -> epoch): every sync's fence.
+  std::map<std::string, int64_t> shard_leases;
+  /// Rounds of gained leases, taken in one at a time.
+  std::deque<std::vector<lease_gain>> gains;
+  bool gaining = false;
+  /// This node's stream readers and the match partitions it holds (with
+  /// their writers), for the drain.
+  std::vector<source_actor> sources;
+  size_t sources_running = 0;
+  std::vector<match_partition_actor> partitions;
+  std::vector<match_sink_actor> partition_writers;
 };
 
 /// Spawn with `spawn<caf::detached>` (it writes the state file at drain).

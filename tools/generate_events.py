@@ -293,7 +293,10 @@ def emit(args):
             log.add("site_updated", moved)
     for f in flows:
         if rng.random() < args.deletes:
-            log.add("resource_flow_deleted", {"flow_id": f["flow_id"]})
+            # With its site (events.md v1.1): the routing key a partitioned
+            # stream and a cluster's shards need (ingest.md).
+            log.add("resource_flow_deleted",
+                    {"flow_id": f["flow_id"], "site_id": f["site_id"]})
     for sid in site_ids:
         if rng.random() < args.deletes / 4:
             log.add("site_deleted", {"site_id": sid})

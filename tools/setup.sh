@@ -8,7 +8,8 @@ packages=(
   # toolchain
   g++ cmake make pkg-config
   # libraries
-  libcaf-dev            # C++ Actor Framework 0.17.6 (core + io)
+  libcaf-dev            # C++ Actor Framework 0.17.6 (core, io, openssl)
+  libssl-dev openssl    # TLS between cluster nodes; tools/certs.sh
   libspdlog-dev         # logging
   libsimdjson-dev       # NDJSON decoding
   libgeographiclib-dev  # WGS84 geodesic distance (matching)
@@ -26,6 +27,7 @@ packages=(
   gnuplot-nox           # map picture and benchmark plots
   python3               # the event generator (tools/generate_events.py)
   python3-yaml          # scenario files (tools/scenario.py)
+  iproute2              # network namespaces for the cluster's cut tests
 )
 
 missing=()

@@ -164,7 +164,7 @@ struct barrier_setup {
                                      match_settings{},
                                      std::vector<match_sink_actor>{sink},
                                      wait_limits{}));
-    router = sys.spawn(match_router, partitions, tiling, wait_limits{});
+    router = sys.spawn(match_router, partitions, tiling, wait_limits{}, 0u);
     self->send(coordinator, subscribe_atom::value, commit_sink_actor{router},
                all_workers);
     for (uint32_t w = 0; w < 2; ++w) {

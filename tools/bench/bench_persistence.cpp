@@ -190,7 +190,8 @@ double run_sync_actors(const options& o, const std::vector<site>& sites,
   std::vector<postgis_sync_actor> syncs;
   for (uint32_t w = 0; w < workers; ++w)
     syncs.push_back(
-      sys.spawn<caf::detached>(postgis_sync, w, ps, dead_letter_sink_actor{}));
+      sys.spawn<caf::detached>(postgis_sync, w, ps, dead_letter_sink_actor{},
+                               std::string{}));
   auto start = clock_type::now();
   // Sent, not requested: each answer comes back as a plain message.
   for (auto& b : batches) {

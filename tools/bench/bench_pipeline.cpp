@@ -338,7 +338,8 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
   p.others.push_back(caf::actor_cast<caf::actor>(coordinator));
   if (!dsn.empty())
     for (uint32_t i = 0; i < workers; ++i) {
-      auto s = sys.spawn<caf::detached>(postgis_sync, i, pg, dead);
+      auto s = sys.spawn<caf::detached>(postgis_sync, i, pg, dead,
+                                        std::string{});
       p.others.push_back(caf::actor_cast<caf::actor>(s));
       caf::anon_send(coordinator, subscribe_atom::value, commit_sink_actor{s},
                      i);
@@ -351,7 +352,8 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     for (uint32_t c = 0; c < match_tiling::classes; ++c) {
       auto w = caf::actor_cast<match_sink_actor>(sys.spawn<caf::detached>(
         match_writer,
-        std::string{to_string(static_cast<resource_class>(c))}, pg));
+        std::string{to_string(static_cast<resource_class>(c))}, pg,
+        store::fence{}));
       p.others.push_back(caf::actor_cast<caf::actor>(w));
       sinks[c].push_back(w);
     }
@@ -365,7 +367,7 @@ pipeline make_pipeline(caf::actor_system& sys, const std::string& dsn,
     partitions.push_back(part);
   }
   p.router = sys.spawn(match_router, std::move(partitions), std::move(tiling),
-                       wait_limits{});
+                       wait_limits{}, 0u);
   caf::anon_send(coordinator, subscribe_atom::value,
                  commit_sink_actor{p.router}, all_workers);
   group_settings g;

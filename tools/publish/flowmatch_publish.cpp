@@ -42,6 +42,8 @@ options:
                        (default: $FLOWMATCH_REDIS_URL, else
                        redis://127.0.0.1:63790, the one of tools/redis.sh)
   --stream KEY         stream key (default flowmatch:events)
+  --partitions P       stream partitions: an event goes to KEY:N, N the
+                       FNV-1a 64 of its data.site_id mod P (ingest.md)
   --maxlen N           trim the stream to about N entries (XADD MAXLEN ~ N);
                        default 0: never trim
   --pipeline N         XADDs in flight before their answers are read
@@ -98,6 +100,11 @@ options parse(int argc, char** argv) {
       o.publisher.url = value("--redis");
     } else if (is("--stream")) {
       o.publisher.stream = value("--stream");
+    } else if (is("--partitions")) {
+      o.publisher.partitions
+        = number<uint32_t>("--partitions", value("--partitions"));
+      if (o.publisher.partitions < 1 || o.publisher.partitions > 1024)
+        bad_args("--partitions must be within 1..1024");
     } else if (is("--maxlen")) {
       o.publisher.max_len = number<uint64_t>("--maxlen", value("--maxlen"));
     } else if (is("--pipeline")) {
@@ -135,8 +142,22 @@ bool wait_for_group(const options& o) {
   group_progress p;
   for (;;) {
     std::string why;
-    if (!read_group_progress(o.publisher.url, o.publisher.stream, o.wait_group,
-                             p, why)) {
+    // Every partition's group (ingest.md); their sums.
+    bool read = true;
+    p = group_progress{};
+    p.exists = true;
+    p.lag = 0;
+    for (uint32_t n = 0; n < o.publisher.partitions && read; ++n) {
+      group_progress one;
+      auto key = o.publisher.partitions > 1
+                   ? o.publisher.stream + ":" + std::to_string(n)
+                   : o.publisher.stream;
+      read = read_group_progress(o.publisher.url, key, o.wait_group, one, why);
+      p.exists = p.exists && one.exists;
+      p.pending += one.pending;
+      p.lag = (p.lag < 0 || one.lag < 0) ? -1 : p.lag + one.lag;
+    }
+    if (!read) {
       std::fprintf(stderr, "flowmatch-publish: cannot ask Redis: %s\n",
                    why.c_str());
     } else if (p.done()) {
