@@ -41,15 +41,19 @@ caf::error db_failure(const pg::db_error& e) {
 /// (they are renewed at the next beat that reaches the database).
 caf::expected<cluster_view> beat(keeper_ptr self, bool acquire) {
   auto& st = self->state;
+  bool fresh = !st.conn.is_open();
   if (auto e = ensure_session(st.conn, st.postgis, "flowmatch-leases")) {
     st.conn = pg::connection{};
     return db_failure(*e);
   }
-  if (!st.joined) {
+  if (fresh) {
+    // A new connection (first beat, or after the database restarted).
     if (auto e = cluster_store::prepare(st.conn)) {
       st.conn = pg::connection{};
       return db_failure(*e);
     }
+  }
+  if (!st.joined) {
     if (auto e = cluster_store::join(st.conn, st.cluster.node_id,
                                      st.cluster.address(), st.incarnation,
                                      st.cluster.lease)) {
@@ -64,8 +68,8 @@ caf::expected<cluster_view> beat(keeper_ptr self, bool acquire) {
     st.joined = true;
   }
   auto fail = [&](const pg::db_error& e) -> caf::error {
-    if (e.retryable())
-      st.conn = pg::connection{};
+    // Whatever went wrong, the next beat starts on a new connection.
+    st.conn = pg::connection{};
     return db_failure(e);
   };
   cluster_view view;

@@ -137,9 +137,26 @@ schema_owner(schema_owner_actor::stateful_pointer<schema_owner_state> self,
     },
     [self](snapshot_atom) -> caf::result<stored_state> {
       auto& st = self->state;
+      if (!st.conn.is_open()) {
+        // The database restarted since: a new session, and the shared
+        // owner lock on it again.
+        if (auto e = ensure_session(st.conn, st.settings, "flowmatch-node"))
+          return caf::make_error(caf::sec::runtime_error,
+                                 "reconnecting: " + e->describe());
+        std::optional<pg::db_error> err;
+        if (auto taken = take_owner_lock(st.conn, st.settings.schema, true,
+                                         err))
+          return caf::make_error(caf::sec::runtime_error, *taken);
+        if (err) {
+          st.conn = pg::connection{};
+          return caf::make_error(caf::sec::runtime_error, err->describe());
+        }
+      }
       // Retention pruning stays with the load at start (and single
       // nodes): here every processed id counts.
       auto loaded = store::load(st.conn);
+      if (loaded.error && loaded.error->retryable())
+        st.conn = pg::connection{};
       if (loaded.error)
         return caf::make_error(caf::sec::runtime_error,
                                "loading the stored state: "

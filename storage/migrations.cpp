@@ -142,9 +142,11 @@ CREATE TABLE cluster_leases (
 -- The fence: called first in every transaction that writes a resource's
 -- data. It locks the writer's lease rows (a takeover's UPDATE waits for
 -- the writer's COMMIT, so the successor reads what was written) and
--- raises FL001 unless the writer holds each lease with its epoch and the
--- lease has not expired: a node that froze past its lease can never
--- write over its successor.
+-- raises FL001 unless the writer still holds each lease with its epoch: a
+-- node that froze past its lease can never write over its successor. (An
+-- expired lease nobody took yet still has its owner and epoch: taking
+-- it over changes the epoch, so the epoch alone decides; a writer is not
+-- stopped by a database outage longer than its lease.)
 CREATE FUNCTION cluster_fence(writer text, resources text[], epochs bigint[])
 RETURNS void LANGUAGE plpgsql AS $fence$
 DECLARE
@@ -154,7 +156,7 @@ BEGIN
     SELECT 1 FROM cluster_leases l
     JOIN unnest(resources, epochs) AS t(resource, epoch)
       ON l.resource = t.resource AND l.epoch = t.epoch
-    WHERE l.owner = writer AND l.expires_at > clock_timestamp()
+    WHERE l.owner = writer
     FOR SHARE OF l) AS locked;
   IF held <> coalesce(cardinality(resources), 0) THEN
     RAISE EXCEPTION 'lease lost: % no longer holds all of %', writer,

@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 
 import yaml
 
@@ -39,6 +40,15 @@ DEFAULT_TIMEOUT = 60.0
 # SKIP_RETURN_CODE).
 SKIPPED = 77
 DEFAULT_TOLERANCE = 1e-6
+
+
+def fnv1a64(data):
+    """FNV-1a, 64 bits (ingest.md's routing hash), written from the spec."""
+    h = 14695981039346656037
+    for b in data:
+        h ^= b
+        h = (h * 1099511628211) % (1 << 64)
+    return h
 
 
 class ScenarioError(Exception):
@@ -282,7 +292,7 @@ def fmt_key(key):
 
 STEP_KINDS = ("start", "feed", "drain", "restart", "signal", "wait", "db",
               "redis", "redrive", "reset",
-              "snapshot", "expect")
+              "snapshot", "expect", "cluster")
 
 # What `snapshot` keeps and `expect: {same_as: NAME}` compares: every
 # table the contract defines, without the timestamps.
@@ -337,6 +347,12 @@ class Scenario:
         self.transport = opts.transport
         self.stream_key = "scenario:" + stem
         self.published = []  # entry ids published since the node started
+        # Cluster mode: nodes by number, and the stream's partitions
+        # (`cluster_partitions` at the top of the scenario, default 4).
+        self.cluster_nodes = {}
+        self.cluster_size = 0
+        self.cluster_extra = []
+        self.cluster_partitions = int(doc.get("cluster_partitions", 4))
         if self.transport == "redis":
             import redis  # Debian's python3-redis
             self.redis = redis.Redis.from_url(opts.redis_url)
@@ -372,8 +388,24 @@ class Scenario:
                          self.runs + 1)
         self.published = []
 
+    def partition_key(self, fields):
+        """The stream key of an entry: with a cluster's partitioned stream,
+        its partition by the FNV-1a 64 of data.site_id (ingest.md), computed
+        here independently of flowmatch's own code."""
+        if not self.cluster_nodes or self.cluster_partitions <= 1:
+            return self.stream_key
+        site = ""
+        try:
+            site = json.loads(fields.get("event", b"")).get("data", {}).get(
+                "site_id", "")
+        except (ValueError, AttributeError):
+            pass
+        return f"{self.stream_key}:{fnv1a64(str(site).encode()) % self.cluster_partitions if site else 0}"
+
     def feed(self, spec):
-        if not self.node or not self.node.running():
+        if self.cluster_nodes:
+            pass  # the cluster's nodes read the stream
+        elif not self.node or not self.node.running():
             self.start({})
         if self.transport != "redis":
             self.node.feed(self.lines(spec))
@@ -394,7 +426,7 @@ class Scenario:
             entries += [{"event": line} for line in lines]
         pipe = self.redis.pipeline(transaction=False)
         for fields in entries:
-            pipe.xadd(self.stream_key, fields)
+            pipe.xadd(self.partition_key(fields), fields)
         self.published += [i.decode() for i in pipe.execute()]
 
     def group_info(self):
@@ -551,7 +583,7 @@ class Scenario:
             raise ScenarioError("reset: the node is running")
         self.db.reset()
         if self.transport == "redis":
-            self.redis.delete(self.stream_key)
+            self.delete_streams()
         self.first_run_since_reset = self.runs + 1
 
     def take_snapshot(self):
@@ -791,12 +823,178 @@ class Scenario:
                                     f"{state[key]['score']} in the stream, "
                                     f"{table[key]['score']} in the table")
 
+
+    # -- cluster mode (docs/cluster.md) --
+
+    def cluster_port(self, i):
+        # Every scenario its own ports (CTest runs several at once).
+        base = 40000 + (zlib.crc32(self.name.encode()) % 2000) * 10
+        return base + i
+
+    def cluster_args(self, i, extra):
+        n = self.cluster_size
+        seeds = ",".join(f'"127.0.0.1:{self.cluster_port(j)}"'
+                         for j in range(1, n + 1) if j != i)
+        args = [f"--ingest.redis={self.opts.redis_url}",
+                f"--ingest.stream={self.stream_key}",
+                f"--ingest.partitions={self.cluster_partitions}",
+                "--metrics.listen=",
+                f"--postgis.dsn={self.opts.dsn}",
+                f"--postgis.schema={self.schema}",
+                "--system.threads=2", "--registry.workers=2",
+                f"--cluster.node-id=n{i}",
+                f"--cluster.listen=127.0.0.1:{self.cluster_port(i)}",
+                f"--cluster.seeds=[{seeds}]"]
+        args += [str(a) for a in self.doc.get("args", [])]
+        args += [str(a) for a in self.cluster_extra]
+        args += [str(a) for a in extra]
+        return args
+
+    def cluster_start(self, i, extra=()):
+        self.runs += 1
+        node = Node(self.opts.exe, self.cluster_args(i, extra), self.work,
+                    f"{self.runs}.n{i}")
+        self.cluster_nodes[i] = node
+        self.last = node
+
+    def cluster_node(self, i):
+        node = self.cluster_nodes.get(int(i))
+        if node is None:
+            raise ScenarioError(f"cluster: no node {i}")
+        return node
+
+    def wait_for(self, what, check, timeout, describe):
+        deadline = time.monotonic() + timeout
+        while True:
+            if check():
+                return
+            if time.monotonic() > deadline:
+                raise Failed(f"{what} did not happen within {timeout:g} s"
+                             + (f": {describe()}" if describe else ""))
+            time.sleep(0.1)
+
+    def partition_keys(self):
+        if not self.cluster_nodes or self.cluster_partitions <= 1:
+            return [self.stream_key]
+        return [f"{self.stream_key}:{q}" for q in range(self.cluster_partitions)]
+
+    def groups_idle(self):
+        """(pending, lag) summed over the partitions; None when a group is
+        missing."""
+        pending = lag = 0
+        for key in self.partition_keys():
+            try:
+                groups = self.redis.xinfo_groups(key)
+            except Exception:
+                return None
+            g = next((g for g in groups
+                      if g["name"] in (b"flowmatch", "flowmatch")), None)
+            if g is None or g.get("lag") is None:
+                return None
+            pending += g["pending"]
+            lag += g["lag"]
+        return pending, lag
+
+    def cluster_step(self, spec):
+        """One step on a cluster of nodes n1..nN (redis transport):
+        {up: N, partitions: P, args: [...]}, {kill|stop|cont|term|restart: I},
+        {wait_idle: SECONDS}, {joined: I}, {leases_left: I},
+        {exited: {node: I, code: C}}, {log: {node: I, contains: TEXT}},
+        `down` (SIGTERM every node, each must exit 0)."""
+        if self.transport != "redis":
+            raise ScenarioError("cluster: steps need the redis transport "
+                                "(give the scenario `transports: [redis]`)")
+        if spec == "down":
+            for i, node in sorted(self.cluster_nodes.items()):
+                if node.running():
+                    node.proc.send_signal(signals.SIGTERM)
+            for i, node in sorted(self.cluster_nodes.items()):
+                if node.code is None:
+                    code = node.wait(120)
+                    if code != 0:
+                        raise Failed(f"node n{i} exited {code} at down; log:\n"
+                                     + tail(node.stderr()))
+            self.cluster_nodes = {}
+            return
+        if not isinstance(spec, dict):
+            raise ScenarioError("cluster: a mapping or `down`")
+        spec = dict(spec)
+        extra = [str(a) for a in spec.pop("args", [])]
+        if len(spec) != 1:
+            raise ScenarioError(f"cluster: one action, got {show(spec)}")
+        action, value = next(iter(spec.items()))
+        if action == "up":
+            self.cluster_size = int(value)
+            self.cluster_extra = extra
+            for i in range(1, self.cluster_size + 1):
+                self.cluster_start(i)
+            for i in range(1, self.cluster_size + 1):
+                self.cluster_step({"joined": i})
+        elif action == "joined":
+            node = self.cluster_node(value)
+            self.wait_for(f"node n{value} taking its leases",
+                          lambda: "took over" in node.stderr()
+                          or not node.running(), 60, None)
+            if not node.running():
+                raise Failed(f"node n{value} stopped at start; log:\n"
+                             + tail(node.stderr()))
+        elif action in ("kill", "stop", "cont", "term"):
+            node = self.cluster_node(value)
+            sig = {"kill": signals.SIGKILL, "stop": signals.SIGSTOP,
+                   "cont": signals.SIGCONT, "term": signals.SIGTERM}[action]
+            node.proc.send_signal(sig)
+            if action == "kill":
+                node.wait(30)
+        elif action == "restart":
+            i = int(value)
+            old = self.cluster_node(i)
+            if old.running():
+                raise ScenarioError(f"cluster: node n{i} still runs")
+            self.cluster_start(i, extra)
+        elif action == "wait_idle":
+            self.wait_for("every stream partition consumed (pending 0, lag 0)",
+                          lambda: self.groups_idle() == (0, 0), float(value),
+                          lambda: f"(pending, lag) = {self.groups_idle()}")
+        elif action == "leases_left":
+            # Every lease of node I is held by another node now.
+            who = f"n{int(value)}"
+            def moved():
+                out = self.db.run(
+                    "SELECT count(*) FILTER (WHERE owner = '" + who + "'), "
+                    "count(*) FILTER (WHERE owner IS NULL OR "
+                    "expires_at < now()) FROM cluster_leases")
+                held, free = (int(x) for x in out.split("|"))
+                return held == 0 and free == 0
+            self.wait_for(f"the leases of {who} moving to other nodes",
+                          moved, 60, None)
+        elif action == "exited":
+            node = self.cluster_node(value["node"])
+            code = node.wait(float(value.get("timeout", 60)))
+            if code != value["code"]:
+                raise Failed(f"node n{value['node']} exited {code}, expected "
+                             f"{value['code']}; log:\n" + tail(node.stderr()))
+        elif action == "log":
+            node = self.cluster_node(value["node"])
+            needles = value["contains"]
+            for needle in ([needles] if isinstance(needles, str) else needles):
+                if needle not in node.stderr():
+                    raise Failed(f"node n{value['node']}: no log line "
+                                 f"containing {show(needle)}; log:\n"
+                                 + tail(node.stderr()))
+        else:
+            raise ScenarioError(f"cluster: unknown action {action!r}")
+
     # -- running --
+
+    def delete_streams(self):
+        self.redis.delete(self.stream_key)
+        for q in range(self.cluster_partitions):
+            self.redis.delete(f"{self.stream_key}:{q}")
 
     def run(self, verbose=False):
         self.db.reset()
         if self.transport == "redis":
-            self.redis.delete(self.stream_key)
+            self.delete_streams()
         steps = self.doc["steps"]
         if not isinstance(steps, list):
             raise ScenarioError(f"{self.path}: `steps` must be a list")
@@ -827,7 +1025,7 @@ class Scenario:
                     "redis": self.redis_step,
                     "redrive": self.redrive,
                     "reset": self.reset, "snapshot": self.snapshot,
-                    "expect": self.expect,
+                    "expect": self.expect, "cluster": self.cluster_step,
                 }.get(kind)
                 if handler is None:
                     raise ScenarioError(f"step {number}: unknown step {kind!r} "
@@ -842,6 +1040,11 @@ class Scenario:
             if self.node and self.node.running():
                 self.node.proc.kill()
                 self.node.proc.wait()
+            for node in self.cluster_nodes.values():
+                if node.running():
+                    node.proc.send_signal(signals.SIGCONT)
+                    node.proc.kill()
+                    node.proc.wait()
             if self.transport == "redis":
                 redis_tool("start")  # a failed step may have left it down
 
@@ -851,7 +1054,7 @@ class Scenario:
             try:
                 self.db.reset()
                 if self.transport == "redis":
-                    self.redis.delete(self.stream_key)
+                    self.delete_streams()
             except Exception:
                 pass
 
