@@ -67,6 +67,50 @@ TEST_CASE("bad configuration values are refused before start") {
                       "supervision.max-attempts must be at least 1");
   expect_config_error({input, "--output.state=/no/such/dir/state.ndjson"},
                       "output.state: cannot write");
+  expect_config_error({input, "--ingest.partitions=4"},
+                      "ingest.partitions above 1 needs cluster mode");
+}
+
+TEST_CASE("cluster settings are checked before anything starts, naming the "
+          "key") {
+  std::string redis = "--ingest.redis=redis://127.0.0.1:1";
+  std::string dsn = "--postgis.dsn=host=127.0.0.1 port=1";
+  std::string id = "--cluster.node-id=n1";
+  std::string listen = "--cluster.listen=127.0.0.1:47999";
+  expect_config_error({redis, id, listen},
+                      "cluster.node-id needs postgis.dsn");
+  expect_config_error({"--ingest.ndjson=-", dsn, id, listen},
+                      "cluster.node-id needs ingest.redis");
+  expect_config_error({redis, dsn, id},
+                      "cluster.listen is required in cluster mode");
+  expect_config_error({redis, dsn, "--cluster.node-id=n 1", listen},
+                      "cluster.node-id must be 1..64 letters");
+  expect_config_error({redis, dsn, id, "--cluster.listen=127.0.0.1"},
+                      "cluster.listen '127.0.0.1': must be host:port");
+  expect_config_error({redis, dsn, id, "--cluster.listen=0.0.0.0:47999"},
+                      "listen on an explicit address");
+  expect_config_error({redis, dsn, id, "--cluster.listen=10.1.2.3:47999"},
+                      "is not a loopback address: set openssl.certificate");
+  expect_config_error({redis, dsn, id, listen,
+                       "--openssl.certificate=/etc/hostname"},
+                      "openssl.key is required with the other openssl.*");
+  expect_config_error({redis, dsn, id, listen,
+                       "--cluster.seeds=[\"127.0.0.1:x\"]"},
+                      "cluster.seeds '127.0.0.1:x': the port must be a number");
+  expect_config_error({redis, dsn, id, listen, "--cluster.beat=3s"},
+                      "cluster.beat must be positive and at most a third");
+  expect_config_error({redis, dsn, id, listen, "--cluster.peer-timeout=6s"},
+                      "cluster.peer-timeout must be at least 200ms and "
+                      "shorter than cluster.lease");
+  expect_config_error({redis, dsn, id, listen, "--cluster.shards=0"},
+                      "cluster.shards must be within 1..4096");
+  expect_config_error({redis, dsn, id, listen, "--cluster.max-batch-bytes=10"},
+                      "cluster.max-batch-bytes must be within");
+  expect_config_error({redis, dsn, id, listen,
+                       "--output.state=/tmp/x.ndjson"},
+                      "output.state is a single node's snapshot");
+  expect_config_error({"--ingest.ndjson=-", listen},
+                      "cluster.listen and cluster.seeds need cluster.node-id");
 }
 
 TEST_CASE("unknown options and malformed values are refused") {

@@ -23,7 +23,7 @@ namespace {
 const std::set<std::string> our_sections{"system", "log",         "ingest",
                                          "output", "match",       "registry",
                                          "supervision", "postgis", "shutdown",
-                                         "telemetry", "metrics"};
+                                         "telemetry", "metrics", "cluster"};
 
 /// Every key of our sections, with the value the options hold now.
 std::map<std::string, std::string> option_values(flowmatch_config& cfg) {
