@@ -254,8 +254,11 @@ using shard_client_actor = caf::typed_actor<
 /// owner the leases name), and holds work that comes a moment before it
 /// has restored a resource it just took.
 using cluster_gateway_actor = caf::typed_actor<
-  // Who is there: the node id.
-  caf::replies_to<hello_atom>::with<std::string>,
+  // From a node that connected here (the one with the lower id connects,
+  // so each pair has one connection): its id and its gateway (an untyped
+  // handle: a type cannot name itself), checked and cast by the receiver;
+  // the answer is this node's id.
+  caf::replies_to<hello_atom, std::string, caf::actor>::with<std::string>,
   // Events of registry shard `shard` at lease epoch; the answer is the
   // credit (admitted), the outcome comes later to the client.
   caf::replies_to<route_atom, uint32_t, int64_t, std::vector<event>,

@@ -86,6 +86,21 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(flowmatch::cluster_view)
 
 namespace flowmatch {
 
+using cluster_membership_actor = caf::typed_actor<
+  // Timer: the beat.
+  caf::reacts_to<tick_atom>,
+  // A beat now, off the timer (to take leases once the seeds are there).
+  caf::reacts_to<retry_atom>,
+  // From this node's gateway: a node connected here and said hello.
+  caf::reacts_to<hello_atom, std::string, cluster_gateway_actor>,
+  // Subscribes to directory changes (gets the current one at once).
+  caf::reacts_to<subscribe_atom, directory_sink_actor>,
+  // The node is leaving: stop taking leases, release them all.
+  caf::replies_to<leave_atom>::with<caf::ok_atom>,
+  // The latest directory.
+  caf::replies_to<directory_atom>::with<cluster_directory>,
+  caf::replies_to<status_atom>::with<actor_status>>;
+
 // -- lease keeper -------------------------------------------------------------
 
 /// The node's session with the membership and lease tables. Detached
@@ -114,19 +129,6 @@ lease_keeper(lease_keeper_actor::stateful_pointer<lease_keeper_state> self,
              cluster_settings cluster, postgis_settings postgis);
 
 // -- membership ---------------------------------------------------------------
-
-using cluster_membership_actor = caf::typed_actor<
-  // Timer: the beat.
-  caf::reacts_to<tick_atom>,
-  // A beat now, off the timer (to take leases once the seeds are there).
-  caf::reacts_to<retry_atom>,
-  // Subscribes to directory changes (gets the current one at once).
-  caf::reacts_to<subscribe_atom, directory_sink_actor>,
-  // The node is leaving: stop taking leases, release them all.
-  caf::replies_to<leave_atom>::with<caf::ok_atom>,
-  // The latest directory.
-  caf::replies_to<directory_atom>::with<cluster_directory>,
-  caf::replies_to<status_atom>::with<actor_status>>;
 
 struct cluster_membership_state {
   static inline const char* name = "cluster-membership";
@@ -218,6 +220,8 @@ shard_host(shard_host_actor::stateful_pointer<shard_host_state> self,
 
 /// The node-side extension of the gateway: what the node tells it.
 using gateway_control_actor = cluster_gateway_actor::extend<
+  // The membership actor, told of every hello.
+  caf::reacts_to<attach_atom, cluster_membership_actor>,
   // Partition `p` is restored at that epoch and served by that actor.
   caf::reacts_to<open_atom, uint32_t, int64_t, match_partition_actor>,
   // Timer: refuse held requests for partitions never opened.
@@ -239,6 +243,7 @@ struct cluster_gateway_state {
   };
   cluster_settings cluster;
   shard_host_actor shards;
+  cluster_membership_actor membership;
   std::vector<int64_t> partition_epochs;
   std::vector<match_partition_actor> partitions;
   std::deque<held> waiting;

@@ -23,6 +23,13 @@ caf::error refusal(std::string why) {
   return caf::make_error(caf::sec::runtime_error, std::move(why));
 }
 
+/// Control messages come from this node's own actors only: a peer (even
+/// one with a certificate of the cluster) cannot open, close or attach.
+bool from_here(gateway_ptr self) {
+  auto& sender = self->current_sender();
+  return sender && sender->node() == self->node();
+}
+
 /// Hands one request to its partition; answers when the partition did.
 void forward(gateway_ptr self, cluster_gateway_state::held& h) {
   auto& part = self->state.partitions[h.partition];
@@ -98,7 +105,17 @@ cluster_gateway(gateway_control_actor::stateful_pointer<cluster_gateway_state> s
   init.partitions.resize(init.cluster.shape.match_partitions);
   self->delayed_send(self, init.cluster.beat, expire_atom::value);
   return {
-    [self](hello_atom) { return self->state.cluster.node_id; },
+    [self](hello_atom, std::string& id, caf::actor& peer) -> std::string {
+      auto& st = self->state;
+      if (st.membership && peer)
+        self->send(st.membership, hello_atom::value, std::move(id),
+                   caf::actor_cast<cluster_gateway_actor>(peer));
+      return st.cluster.node_id;
+    },
+    [self](attach_atom, cluster_membership_actor& membership) {
+      if (from_here(self))
+        self->state.membership = std::move(membership);
+    },
     [self](route_atom, uint32_t shard, int64_t epoch,
            std::vector<event>& events, shard_client_actor& client) {
       return self->delegate(self->state.shards, route_atom::value, shard,
@@ -143,7 +160,7 @@ cluster_gateway(gateway_control_actor::stateful_pointer<cluster_gateway_state> s
     [self](open_atom, uint32_t p, int64_t epoch,
            match_partition_actor& partition) {
       auto& st = self->state;
-      if (p >= st.partitions.size())
+      if (p >= st.partitions.size() || !from_here(self))
         return;
       st.partition_epochs[p] = epoch;
       st.partitions[p] = std::move(partition);
@@ -151,6 +168,8 @@ cluster_gateway(gateway_control_actor::stateful_pointer<cluster_gateway_state> s
     },
     [self](stop_atom) {
       auto& st = self->state;
+      if (!from_here(self))
+        return;
       st.closed = true;
       for (auto& h : st.waiting)
         h.rp.deliver(refusal(fmt::format("node {} is leaving the cluster",

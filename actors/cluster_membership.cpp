@@ -249,6 +249,11 @@ void rebuild(membership_ptr self, const cluster_view* view) {
 /// timeout (io::remote_actor would block without one).
 void connect(membership_ptr self, const std::string& node_id) {
   auto& cs = self->state;
+  // One connection per pair: the node with the lower id connects and says
+  // hello with its own gateway (two connections between the same nodes,
+  // one each way, make CAF drop both; with TLS every time).
+  if (!(cs.cluster.node_id < node_id))
+    return;
   if (cs.links.count(node_id) > 0 || cs.connecting[node_id])
     return;
   auto a = cs.addresses.find(node_id);
@@ -273,11 +278,29 @@ void connect(membership_ptr self, const std::string& node_id) {
           return;
         }
         auto gw = caf::actor_cast<cluster_gateway_actor>(ptr);
-        self->monitor(gw);
-        st.links[node_id] = gw;
-        log()->info("{} connected to {} at {}", self->name(), node_id,
-                    st.addresses[node_id]);
-        rebuild(self, nullptr);
+        self->request(gw, st.cluster.lease, hello_atom::value,
+                      st.cluster.node_id,
+                      caf::actor_cast<caf::actor>(st.own_gateway))
+          .then(
+            [self, node_id, gw](std::string& id) {
+              auto& now = self->state;
+              if (id != node_id) {
+                log()->warn("{} {} at {} says it is {}", self->name(),
+                            node_id, now.addresses[node_id], id);
+                return;
+              }
+              if (now.links.count(node_id) > 0)
+                return;
+              self->monitor(gw);
+              now.links[node_id] = gw;
+              log()->info("{} connected to {} at {}", self->name(), node_id,
+                          now.addresses[node_id]);
+              rebuild(self, nullptr);
+            },
+            [self, node_id](caf::error& err) {
+              log()->debug("{} {} did not answer hello: {}", self->name(),
+                           node_id, self->system().render(err));
+            });
       },
       [self, node_id](caf::error& err) {
         auto& st = self->state;
@@ -342,9 +365,6 @@ void start_beat(membership_ptr self) {
   if (st.leaving || st.beat_pending)
     return;
   st.beat_pending = true;
-  // Seeds by address until the members table names them.
-  for (auto& seed : st.cluster.seeds)
-    connect(self, "seed " + seed);
   self->request(st.keeper, st.cluster.lease, tick_atom::value, st.acquiring)
     .then(
       [self](cluster_view& view) {
@@ -406,8 +426,6 @@ cluster_membership_actor::behavior_type cluster_membership(
   init.own_gateway = std::move(own_gateway);
   init.started = std::chrono::steady_clock::now();
   init.acquiring = init.cluster.seeds.empty();
-  for (size_t i = 0; i < init.cluster.seeds.size(); ++i)
-    init.addresses["seed " + init.cluster.seeds[i]] = init.cluster.seeds[i];
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
     bool lost = false;
@@ -436,6 +454,15 @@ cluster_membership_actor::behavior_type cluster_membership(
       start_beat(self);
     },
     [self](retry_atom) { start_beat(self); },
+    [self](hello_atom, std::string& id, cluster_gateway_actor& gw) {
+      auto& st = self->state;
+      if (!gw || st.links.count(id) > 0)
+        return;
+      self->monitor(gw);
+      st.links[id] = gw;
+      log()->info("{} {} connected here", self->name(), id);
+      rebuild(self, nullptr);
+    },
     [self](subscribe_atom, directory_sink_actor& sink) {
       self->send(sink, directory_atom::value, self->state.directory);
       self->state.subscribers.push_back(std::move(sink));

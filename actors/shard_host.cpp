@@ -45,11 +45,15 @@ void admit(host_ptr self, std::vector<event>& events,
     }
     auto [i, added] = st.in_flight.try_emplace(ev.id);
     if (!added) {
-      // A resend of an event still in flight here: one more to tell.
+      // A resend of an event still in flight here: one more to tell. The
+      // same router again means its link broke and came back: the handle
+      // from before points to a dead proxy (CAF drops what is sent to
+      // it), so the new one replaces it.
       ++st.duplicates;
-      if (std::find(i->second.begin(), i->second.end(), client)
-          == i->second.end())
-        i->second.push_back(client);
+      auto& clients = i->second;
+      clients.erase(std::remove(clients.begin(), clients.end(), client),
+                    clients.end());
+      clients.push_back(client);
       continue;
     }
     i->second.push_back(client);

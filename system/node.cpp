@@ -467,10 +467,12 @@ bool publish_gateway(node_ptr self) {
   auto& st = self->state;
   auto& c = st.cfg.cluster;
   auto host = c.listen_host;
+  // The peers' view: the gateway's public interface only (the node's
+  // control messages are not announced, and refused from other nodes).
+  cluster_gateway_actor door{st.gateway};
   auto published
-    = c.tls ? caf::openssl::publish(st.gateway, c.listen_port, host.c_str(),
-                                    true)
-            : self->system().middleman().publish(st.gateway, c.listen_port,
+    = c.tls ? caf::openssl::publish(door, c.listen_port, host.c_str(), true)
+            : self->system().middleman().publish(door, c.listen_port,
                                                  host.c_str(), true);
   if (!published) {
     log()->critical("{} cannot listen on cluster.listen {}: {}", self->name(),
@@ -754,6 +756,7 @@ void start_cluster_stages(node_ptr self) {
     caf::actor_cast<lease_listener_actor>(self),
     cluster_gateway_actor{st.gateway});
   started(self, "cluster membership", st.membership);
+  self->send(st.gateway, attach_atom::value, st.membership);
   self->send(st.membership, subscribe_atom::value,
              directory_sink_actor{st.matcher});
   self->send(st.membership, subscribe_atom::value,

@@ -845,10 +845,71 @@ class Scenario:
                 f"--cluster.node-id=n{i}",
                 f"--cluster.listen=127.0.0.1:{self.cluster_port(i)}",
                 f"--cluster.seeds=[{seeds}]"]
+        if self.doc.get("cluster_tls"):
+            certs = self.cluster_certs()
+            args += [f"--openssl.certificate={certs}/n{i}.pem",
+                     f"--openssl.key={certs}/n{i}.key",
+                     f"--openssl.cafile={certs}/ca.pem"]
         args += [str(a) for a in self.doc.get("args", [])]
         args += [str(a) for a in self.cluster_extra]
         args += [str(a) for a in extra]
         return args
+
+    def cluster_certs(self):
+        """The cluster's CA and node certificates (tools/certs.sh), and a
+        rogue CA with a certificate of its own, in the work folder."""
+        certs = os.path.join(self.work, "certs")
+        if not os.path.exists(os.path.join(certs, "ca.pem")):
+            names = [f"n{i}" for i in range(1, max(self.cluster_size, 3) + 1)]
+            for folder, who in ((certs, names),
+                                (os.path.join(self.work, "rogue"), ["r1"])):
+                done = subprocess.run(
+                    [os.path.join(ROOT, "tools", "certs.sh"), folder] + who,
+                    capture_output=True, text=True, timeout=60)
+                if done.returncode != 0:
+                    raise Failed(f"tools/certs.sh failed:\n{done.stderr}")
+        return certs
+
+    def probe(self, spec):
+        """A peer that must be refused at node I's cluster port: `rogue`
+        (a certificate of another CA), `no_certificate`, or `garbage`
+        (plain TCP bytes). The node must go on running."""
+        i, peer = int(spec["node"]), spec["peer"]
+        node = self.cluster_node(i)
+        port = self.cluster_port(i)
+        certs = self.cluster_certs()
+        if peer in ("rogue", "no_certificate"):
+            cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}",
+                   "-CAfile", os.path.join(certs, "ca.pem"), "-quiet"]
+            if peer == "rogue":
+                rogue = os.path.join(self.work, "rogue")
+                cmd += ["-cert", os.path.join(rogue, "r1.pem"),
+                        "-key", os.path.join(rogue, "r1.key")]
+            done = subprocess.run(cmd, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=30)
+            err = done.stderr.decode("utf-8", "replace")
+            if done.returncode == 0 or "alert" not in err:
+                raise Failed(f"a {peer} peer was not refused by n{i} "
+                             f"(openssl s_client exit {done.returncode}):\n"
+                             + tail(err))
+            if b"flowmatch-cluster" in done.stdout:
+                raise Failed(f"a {peer} peer got n{i}'s BASP handshake")
+        elif peer == "garbage":
+            import socket
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                try:
+                    s.sendall(b"\x00\xff" * 8192 + b"GET / HTTP/1.0\r\n\r\n")
+                    s.settimeout(10)
+                    while s.recv(4096):
+                        pass
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+        else:
+            raise ScenarioError(f"probe: peer must be rogue, no_certificate "
+                                f"or garbage, got {peer!r}")
+        if not node.running():
+            raise Failed(f"n{i} stopped after a {peer} peer; log:\n"
+                         + tail(node.stderr()))
 
     def cluster_start(self, i, extra=()):
         self.runs += 1
@@ -900,6 +961,7 @@ class Scenario:
         {up: N, partitions: P, args: [...]}, {kill|stop|cont|term|restart: I},
         {wait_idle: SECONDS}, {joined: I}, {leases_left: I},
         {exited: {node: I, code: C}}, {log: {node: I, contains: TEXT}},
+        {probe: {node: I, peer: rogue|no_certificate|garbage}},
         `down` (SIGTERM every node, each must exit 0)."""
         if self.transport != "redis":
             raise ScenarioError("cluster: steps need the redis transport "
@@ -973,6 +1035,8 @@ class Scenario:
             if code != value["code"]:
                 raise Failed(f"node n{value['node']} exited {code}, expected "
                              f"{value['code']}; log:\n" + tail(node.stderr()))
+        elif action == "probe":
+            self.probe(value)
         elif action == "log":
             node = self.cluster_node(value["node"])
             needles = value["contains"]
