@@ -95,6 +95,8 @@ using cluster_membership_actor = caf::typed_actor<
   caf::reacts_to<hello_atom, std::string, cluster_gateway_actor>,
   // Subscribes to directory changes (gets the current one at once).
   caf::reacts_to<subscribe_atom, directory_sink_actor>,
+  // The node starts to leave: take no more leases (keep renewing).
+  caf::reacts_to<stop_atom>,
   // The node is leaving: stop taking leases, release them all.
   caf::replies_to<leave_atom>::with<caf::ok_atom>,
   // The latest directory.
@@ -144,6 +146,8 @@ struct cluster_membership_state {
   std::map<std::string, std::string> addresses;
   std::chrono::steady_clock::time_point started;
   bool acquiring = false;
+  /// The join wait is over (or a leave began): `acquiring` says all.
+  bool join_done = false;
   bool leaving = false;
   bool beat_pending = false;
   uint64_t beats = 0;

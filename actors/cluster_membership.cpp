@@ -135,6 +135,13 @@ caf::expected<cluster_view> beat(keeper_ptr self, bool acquire) {
     }
     auto taken = cluster_store::acquire(st.conn, st.cluster.node_id, wanted,
                                         st.cluster.lease);
+    if (taken.error && taken.error->sqlstate == "55P03") {
+      // A lease row is locked by a writer of its holder (frozen in a
+      // transaction until the server ends it): take it at a later beat.
+      log()->debug("{} a lease to take is locked: {}", self->name(),
+                   taken.error->describe());
+      return view;
+    }
     if (taken.error)
       return fail(*taken.error);
     for (auto& t : *taken.value) {
@@ -333,7 +340,7 @@ void on_view(membership_ptr self, cluster_view& view) {
       connect(self, m.node_id);
   if (!view.taken.empty())
     self->send(st.listener, gain_atom::value, std::move(view.taken));
-  if (!st.acquiring) {
+  if (!st.acquiring && !st.join_done) {
     // Wait for the seeds (they start at about the same time) so that the
     // first lease round spreads the work; at most join_timeout.
     bool all = true;
@@ -354,6 +361,7 @@ void on_view(membership_ptr self, cluster_view& view) {
                     "leases with the members there are",
                     self->name(), st.cluster.join_timeout.count());
       st.acquiring = true;
+      st.join_done = true;
       self->send(self, retry_atom::value); // take leases now
     }
   }
@@ -388,6 +396,9 @@ lease_keeper(lease_keeper_actor::stateful_pointer<lease_keeper_state> self,
              cluster_settings cluster, postgis_settings postgis) {
   self->state.cluster = std::move(cluster);
   self->state.postgis = std::move(postgis);
+  // A beat never waits long behind a lock (a takeover of a lease whose
+  // holder froze mid-transaction): it tries again at the next beat.
+  self->state.postgis.lock_timeout = self->state.cluster.beat / 2;
   self->state.incarnation = new_incarnation();
   return {
     [self](tick_atom, bool acquire) -> caf::result<cluster_view> {
@@ -426,6 +437,7 @@ cluster_membership_actor::behavior_type cluster_membership(
   init.own_gateway = std::move(own_gateway);
   init.started = std::chrono::steady_clock::now();
   init.acquiring = init.cluster.seeds.empty();
+  init.join_done = init.acquiring;
   self->set_down_handler([self](caf::down_msg& msg) {
     auto& st = self->state;
     bool lost = false;
@@ -466,6 +478,11 @@ cluster_membership_actor::behavior_type cluster_membership(
     [self](subscribe_atom, directory_sink_actor& sink) {
       self->send(sink, directory_atom::value, self->state.directory);
       self->state.subscribers.push_back(std::move(sink));
+    },
+    [self](stop_atom) {
+      // A leave has begun: what is held is handed over at its end.
+      self->state.acquiring = false;
+      self->state.join_done = true;
     },
     [self](leave_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;

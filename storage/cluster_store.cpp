@@ -48,6 +48,12 @@ std::optional<pg::db_error> prepare(pg::connection& conn) {
          // Free, expired, or left by an earlier run of this id (whose state
          // died with it): taken with the next epoch. `clean` is judged on
          // the row before the update.
+         // Row locks FOR UPDATE first: the upsert alone would not wait for
+         // a writer's fence (FOR KEY SHARE), and the successor must read
+         // after the predecessor's last COMMIT.
+         std::pair{"cluster_lock_leases",
+                   "SELECT resource FROM cluster_leases WHERE resource = "
+                   "ANY($1::text[]) FOR UPDATE"},
          std::pair{"cluster_acquire",
                    "INSERT INTO cluster_leases AS l (resource, owner, epoch, "
                    "expires_at, clean) SELECT r, $1, 1, now() + $3::bigint * "
@@ -147,9 +153,17 @@ acquire(pg::connection& conn, const std::string& node_id,
   out.value.emplace();
   if (resources.empty())
     return out;
-  auto r = conn.run("cluster_acquire",
-                    {node_id, pg::text_array(text_params(resources)),
-                     millis(lease)});
+  auto names = pg::text_array(text_params(resources));
+  pg::transaction tx{conn};
+  auto r = tx.begin_error() ? pg::outcome<pg::result>{}
+                            : conn.run("cluster_lock_leases", {names});
+  if (tx.begin_error())
+    r.error = tx.begin_error();
+  if (!r.error)
+    r = conn.run("cluster_acquire", {node_id, names, millis(lease)});
+  if (!r.error)
+    if (auto e = tx.commit())
+      r.error = e;
   if (r.error) {
     out.value.reset();
     out.error = r.error;

@@ -140,8 +140,10 @@ CREATE TABLE cluster_leases (
   clean      boolean NOT NULL DEFAULT true
 );
 -- The fence: called first in every transaction that writes a resource's
--- data. It locks the writer's lease rows (a takeover's UPDATE waits for
--- the writer's COMMIT, so the successor reads what was written) and
+-- data. It locks the writer's lease rows FOR KEY SHARE: a takeover (an
+-- upsert, which locks the row FOR UPDATE) waits for the writer's COMMIT,
+-- so the successor reads what was written, while the owner's own renewal
+-- (a plain UPDATE of expires_at) never waits for its writers. It
 -- raises FL001 unless the writer still holds each lease with its epoch: a
 -- node that froze past its lease can never write over its successor. (An
 -- expired lease nobody took yet still has its owner and epoch: taking
@@ -157,7 +159,7 @@ BEGIN
     JOIN unnest(resources, epochs) AS t(resource, epoch)
       ON l.resource = t.resource AND l.epoch = t.epoch
     WHERE l.owner = writer
-    FOR SHARE OF l) AS locked;
+    FOR KEY SHARE OF l) AS locked;
   IF held <> coalesce(cardinality(resources), 0) THEN
     RAISE EXCEPTION 'lease lost: % no longer holds all of %', writer,
       resources USING ERRCODE = 'FL001';

@@ -20,6 +20,13 @@ struct postgis_settings {
   /// Reconnect backoff: first delay, doubling up to the max.
   std::chrono::milliseconds retry_initial{100};
   std::chrono::milliseconds retry_max{5000};
+  /// Cluster mode: the server ends a transaction left open this long (a
+  /// writer frozen between two round trips of one transaction would hold
+  /// its fence locks, and with them every takeover of its leases); 0: off.
+  std::chrono::milliseconds idle_transaction_timeout{0};
+  /// Cluster mode: a statement waits at most this long for a row lock
+  /// (the lease keeper's beat must never hang behind another node); 0: off.
+  std::chrono::milliseconds lock_timeout{0};
 };
 
 /// Makes sure `conn` is an open session of a flowmatch actor: when it is

@@ -441,6 +441,9 @@ caf::error validate_cluster(const flowmatch_config& cfg, settings& s) {
   if (cfg.cluster_max_unsettled < 1)
     return bad("cluster.max-unsettled must be at least 1");
   c.max_unsettled = cfg.cluster_max_unsettled;
+  // A writer frozen mid-transaction must not hold its fence locks (and
+  // every takeover of its leases) for longer than half a lease.
+  s.postgis.idle_transaction_timeout = c.lease / 2;
   // The readers' consumer name is the node id (ingest.md), and entries of
   // a dead node are claimed once idle half a lease.
   s.source.reader.stream.consumer = c.node_id;

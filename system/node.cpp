@@ -836,6 +836,7 @@ std::vector<drain_step> cluster_drain_steps(node_ptr self) {
 void start_cluster_leave(node_ptr self) {
   auto& st = self->state;
   st.now = node_state::phase::draining;
+  self->send(st.membership, stop_atom::value);
   if (st.sources_running == 0) {
     run_drain(self,
               std::make_shared<std::vector<drain_step>>(

@@ -958,7 +958,8 @@ class Scenario:
 
     def cluster_step(self, spec):
         """One step on a cluster of nodes n1..nN (redis transport):
-        {up: N, partitions: P, args: [...]}, {kill|stop|cont|term|restart: I},
+        {up: N, args: [...]}, {kill|stop|cont|term|restart: I},
+        {joined: I}, {leased: I},
         {wait_idle: SECONDS}, {joined: I}, {leases_left: I},
         {exited: {node: I, code: C}}, {log: {node: I, contains: TEXT}},
         {probe: {node: I, peer: rogue|no_certificate|garbage}},
@@ -991,11 +992,16 @@ class Scenario:
             for i in range(1, self.cluster_size + 1):
                 self.cluster_start(i)
             for i in range(1, self.cluster_size + 1):
-                self.cluster_step({"joined": i})
-        elif action == "joined":
+                self.cluster_step({"leased": i})
+        elif action in ("joined", "leased"):
+            # joined: the node runs in the cluster (a node that rejoins may
+            # take nothing while the others hold everything); leased: it
+            # took its first leases.
             node = self.cluster_node(value)
-            self.wait_for(f"node n{value} taking its leases",
-                          lambda: "took over" in node.stderr()
+            needle = ("took over" if action == "leased"
+                      else "running as cluster node")
+            self.wait_for(f"node n{value} {action}",
+                          lambda: needle in node.stderr()
                           or not node.running(), 60, None)
             if not node.running():
                 raise Failed(f"node n{value} stopped at start; log:\n"
@@ -1013,6 +1019,7 @@ class Scenario:
             if old.running():
                 raise ScenarioError(f"cluster: node n{i} still runs")
             self.cluster_start(i, extra)
+            self.cluster_step({"joined": i})
         elif action == "wait_idle":
             self.wait_for("every stream partition consumed (pending 0, lag 0)",
                           lambda: self.groups_idle() == (0, 0), float(value),

@@ -85,7 +85,7 @@ TEST_CASE("a lease is taken once, renewed by its owner, and taken over only "
   drop_schema(schema);
 }
 
-TEST_CASE("one process per node id; members are live while they beat") {
+TEST_CASE("one process per node id, and members are live while they beat") {
   auto schema = fresh_schema("members");
   auto a = session(schema);
   auto b = session(schema);
