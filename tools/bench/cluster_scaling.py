@@ -42,7 +42,11 @@ def progress(r, keys):
     """(entries read, pending, lag) summed over the keys."""
     read = pending = lag = 0
     for key in keys:
-        for g in r.xinfo_groups(key):
+        groups = [g for g in r.xinfo_groups(key)
+                  if g["name"] in (b"flowmatch", "flowmatch")]
+        if not groups:  # no reader has come yet
+            return 0, 0, 10**9
+        for g in groups:
             read += g.get("entries-read") or 0
             pending += g["pending"]
             lag += g["lag"] if g["lag"] is not None else 10**9
