@@ -604,6 +604,29 @@ def report(results, pngs, quick):
                          f"{sc['render_ms']:.1f} ms ({sc['bytes'] / 1024:.0f} KiB)",
                          f"{sc['bare_lines_ms']:.1f} ms (the same series as bare lines)",
                          f"{sc['ratio']:.1f}x", "", ""))
+    cr = results.get("cluster_routing")
+    if cr:
+        base = cr["variants"][0]["events_per_second"]
+        for v in cr["variants"][1:]:
+            rows.append((f"cross-node routing, {v['name']}",
+                         f"{v['events_per_second']:,.0f} ev/s",
+                         f"{base:,.0f} ev/s (in process)",
+                         f"{v['ratio']:.2f}x", "", ""))
+    cf = results.get("cluster_failover")
+    if cf:
+        rows.append((f"failover, kill -9 to the successor's first commit "
+                     f"({cf['trials']} trials)",
+                     f"median {cf['median_s']:.2f} s, max {cf['max_s']:.2f} s",
+                     f"{cf['lease_s']:g} s (the lease)",
+                     f"{cf['median_s'] / cf['lease_s']:.2f}x", "", ""))
+    cs = results.get("cluster_scaling")
+    if cs:
+        base = cs["results"][0]["events_per_second"]
+        for r in cs["results"][1:]:
+            rows.append((f"{r['setup']}, end to end (2 shared cores)",
+                         f"{r['events_per_second']:,.0f} ev/s",
+                         f"{base:,.0f} ev/s (single node)",
+                         f"{r['ratio']:.2f}x", "", ""))
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     lines.append("")
@@ -648,7 +671,7 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--only",
                     default="routing,pipeline,partitions,drain,matching,"
-                            "persistence,stream,metrics")
+                            "persistence,stream,metrics,cluster")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite report.md and the plots from suite.json")
     opts = ap.parse_args()
@@ -668,7 +691,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     for exe in ("actor-system", "bench-routing", "bench-pipeline",
                 "bench-matching", "bench-persistence", "bench-stream",
-                "bench-metrics",
+                "bench-metrics", "bench-cluster-routing",
                 "flowmatch-publish"):
         if not os.path.exists(os.path.join(BUILD, exe)):
             raise SystemExit(f"suite: build/{exe} is missing: run tools/build.sh")
@@ -738,6 +761,28 @@ def main():
     if "persistence" in only:
         results["persistence"] = bench("bench-persistence", quick + [f"--dsn={dsn}"],
                                        os.path.join(work, "persistence.json"))
+    if "cluster" in only:
+        # Cluster mode (docs/cluster.md): cross-node routing, failover, and
+        # 1..3 nodes end to end, each against its baseline.
+        results["cluster_routing"] = bench(
+            "bench-cluster-routing",
+            ["--events=50000", "--reps=1"] if opts.quick
+            else ["--events=300000", "--reps=3"],
+            os.path.join(work, "cluster_routing.json"))
+        for name, script, args in (
+                ("cluster_failover", "cluster_failover.py",
+                 ["--trials", "2" if opts.quick else "10"]),
+                ("cluster_scaling", "cluster_scaling.py",
+                 ["--copies", "1", "--nodes", "1,2"] if opts.quick
+                 else ["--copies", "2"])):
+            path = os.path.join(work, name + ".json")
+            say(f"{script}: {' '.join(args)}")
+            print("    " + run(["/usr/bin/python3",
+                                os.path.join(ROOT, "tools", "bench", script)]
+                               + args + ["--json", path]).strip()
+                  .replace("\n", "\n    "), flush=True)
+            with open(path) as f:
+                results[name] = json.load(f)
     results["seconds"] = round(time.monotonic() - started, 1)
     with open(os.path.join(out, "suite.json"), "w") as f:
         json.dump(results, f, indent=1)
