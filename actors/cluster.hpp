@@ -45,6 +45,9 @@ struct cluster_settings {
   /// Where this node listens for the others: an explicit host and port.
   std::string listen_host;
   uint16_t listen_port = 0;
+  /// The address the others connect to, when not the listen address (a
+  /// proxy or a NAT in between); empty: the listen address.
+  std::string advertise;
   /// The other nodes' addresses (host:port), to wait for at start.
   std::vector<std::string> seeds;
   cluster_shape shape;
@@ -64,8 +67,11 @@ struct cluster_settings {
   bool enabled() const {
     return !node_id.empty();
   }
+  /// What the members table says the others connect to.
   std::string address() const {
-    return listen_host + ":" + std::to_string(listen_port);
+    return advertise.empty()
+             ? listen_host + ":" + std::to_string(listen_port)
+             : advertise;
   }
 };
 

@@ -85,6 +85,9 @@ flowmatch_config::flowmatch_config() {
     .add(cluster_listen, "listen",
          "host:port where this node listens for the other nodes (an "
          "explicit address; off loopback only with openssl.* keys)")
+    .add(cluster_advertise, "advertise",
+         "host:port the other nodes connect to when not cluster.listen (a "
+         "proxy or NAT between them); empty: cluster.listen")
     .add(cluster_seeds, "seeds",
          "the other nodes' host:port, waited for at start")
     .add(cluster_shards, "shards",
@@ -359,8 +362,10 @@ caf::error validate_cluster(const flowmatch_config& cfg, settings& s) {
       return bad("ingest.partitions above 1 needs cluster mode "
                  "(cluster.node-id): a partitioned stream is read by the "
                  "nodes that hold its partitions' leases");
-    if (!cfg.cluster_listen.empty() || !cfg.cluster_seeds.empty())
-      return bad("cluster.listen and cluster.seeds need cluster.node-id");
+    if (!cfg.cluster_listen.empty() || !cfg.cluster_seeds.empty()
+        || !cfg.cluster_advertise.empty())
+      return bad("cluster.listen, cluster.advertise and cluster.seeds need "
+                 "cluster.node-id");
     return caf::none;
   }
   if (!is_name(cfg.cluster_node_id) || cfg.cluster_node_id.size() > 64)
@@ -382,6 +387,14 @@ caf::error validate_cluster(const flowmatch_config& cfg, settings& s) {
                                  c.listen_port);
       !why.empty())
     return bad("cluster.listen '" + cfg.cluster_listen + "': " + why);
+  if (!cfg.cluster_advertise.empty()) {
+    std::string host;
+    uint16_t port = 0;
+    if (auto why = parse_host_port(cfg.cluster_advertise, host, port);
+        !why.empty())
+      return bad("cluster.advertise '" + cfg.cluster_advertise + "': " + why);
+    c.advertise = cfg.cluster_advertise;
+  }
   for (auto& seed : cfg.cluster_seeds) {
     std::string host;
     uint16_t port = 0;

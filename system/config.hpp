@@ -71,6 +71,7 @@ public:
   // [cluster]
   std::string cluster_node_id;
   std::string cluster_listen;
+  std::string cluster_advertise;
   std::vector<std::string> cluster_seeds;
   size_t cluster_shards = cluster_shape{}.shards;
   caf::timespan cluster_lease = cluster_settings{}.lease;

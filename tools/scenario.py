@@ -29,6 +29,7 @@ import signal as signals
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 
@@ -175,6 +176,75 @@ class Node:
     def stderr(self):
         with open(self.err_path, "rb") as f:
             return f.read().decode("utf-8", "replace")
+
+
+class CutProxy:
+    """A TCP proxy in front of a node's cluster port, which can cut the link
+    for real: while cut, it forwards nothing either way (bytes are read and
+    dropped, as a network that loses every packet; heartbeats stop, CAF
+    drops the link after cluster.peer-timeout). Healing closes what crossed
+    the cut (those streams lost bytes), so the nodes connect again."""
+
+    def __init__(self, port, target):
+        import socket
+        self.socket_module = socket
+        self.target = target
+        self.cut = False
+        self.pairs = []
+        self.server = socket.socket()
+        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.server.bind(("127.0.0.1", port))
+        self.server.listen(16)
+        threading.Thread(target=self.accept, daemon=True).start()
+
+    def accept(self):
+        while True:
+            try:
+                down, _ = self.server.accept()
+            except OSError:
+                return
+            try:
+                up = self.socket_module.create_connection(
+                    ("127.0.0.1", self.target))
+            except OSError:
+                down.close()
+                continue
+            self.pairs.append((down, up))
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self.pump, args=(a, b),
+                                 daemon=True).start()
+
+    def pump(self, a, b):
+        while True:
+            try:
+                data = a.recv(65536)
+                if not data:
+                    break
+                if not self.cut:
+                    b.sendall(data)
+            except OSError:
+                break
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def set_cut(self, cut):
+        self.cut = cut
+        if not cut:
+            for pair in self.pairs:
+                for s in pair:
+                    try:
+                        s.shutdown(self.socket_module.SHUT_RDWR)
+                        s.close()
+                    except OSError:
+                        pass
+            self.pairs = []
+
+    def close(self):
+        self.server.close()
+        self.set_cut(False)
 
 
 def tail(text, lines=15):
@@ -353,6 +423,7 @@ class Scenario:
         self.cluster_size = 0
         self.cluster_extra = []
         self.cluster_partitions = int(doc.get("cluster_partitions", 4))
+        self.cluster_proxies = {}
         if self.transport == "redis":
             import redis  # Debian's python3-redis
             self.redis = redis.Redis.from_url(opts.redis_url)
@@ -831,9 +902,14 @@ class Scenario:
         base = 40000 + (zlib.crc32(self.name.encode()) % 2000) * 10
         return base + i
 
+    def advertised(self, i):
+        """Where the others reach node I: its proxy, if it has one."""
+        port = self.cluster_port(i) + (100 if i in self.cluster_proxies else 0)
+        return f"127.0.0.1:{port}"
+
     def cluster_args(self, i, extra):
         n = self.cluster_size
-        seeds = ",".join(f'"127.0.0.1:{self.cluster_port(j)}"'
+        seeds = ",".join(f'"{self.advertised(j)}"'
                          for j in range(1, n + 1) if j != i)
         args = [f"--ingest.redis={self.opts.redis_url}",
                 f"--ingest.stream={self.stream_key}",
@@ -844,6 +920,7 @@ class Scenario:
                 "--system.threads=2", "--registry.workers=2",
                 f"--cluster.node-id=n{i}",
                 f"--cluster.listen=127.0.0.1:{self.cluster_port(i)}",
+                f"--cluster.advertise={self.advertised(i)}",
                 f"--cluster.seeds=[{seeds}]"]
         if self.doc.get("cluster_tls"):
             certs = self.cluster_certs()
@@ -963,6 +1040,8 @@ class Scenario:
         {wait_idle: SECONDS}, {joined: I}, {leases_left: I},
         {exited: {node: I, code: C}}, {log: {node: I, contains: TEXT}},
         {probe: {node: I, peer: rogue|no_certificate|garbage}},
+        {up: N, proxy: [I]} puts a cutting proxy in front of node I, then
+        {cut: I} / {heal: I}; {wait_log: {node: I, contains: TEXT}},
         `down` (SIGTERM every node, each must exit 0)."""
         if self.transport != "redis":
             raise ScenarioError("cluster: steps need the redis transport "
@@ -983,12 +1062,16 @@ class Scenario:
             raise ScenarioError("cluster: a mapping or `down`")
         spec = dict(spec)
         extra = [str(a) for a in spec.pop("args", [])]
+        proxies = [int(i) for i in spec.pop("proxy", [])]
         if len(spec) != 1:
             raise ScenarioError(f"cluster: one action, got {show(spec)}")
         action, value = next(iter(spec.items()))
         if action == "up":
             self.cluster_size = int(value)
             self.cluster_extra = extra
+            for i in proxies:
+                self.cluster_proxies[i] = CutProxy(self.cluster_port(i) + 100,
+                                                   self.cluster_port(i))
             for i in range(1, self.cluster_size + 1):
                 self.cluster_start(i)
             for i in range(1, self.cluster_size + 1):
@@ -1044,6 +1127,22 @@ class Scenario:
                              f"{value['code']}; log:\n" + tail(node.stderr()))
         elif action == "probe":
             self.probe(value)
+        elif action in ("cut", "heal"):
+            # The link to node I, through the proxy in front of it (only
+            # lower ids connect to it: in a cluster of three, cutting n2's
+            # proxy cuts n1-n2 and nothing else).
+            proxy = self.cluster_proxies.get(int(value))
+            if proxy is None:
+                raise ScenarioError(f"cluster: node {value} has no proxy "
+                                    "(up: {proxy: [I]})")
+            proxy.set_cut(action == "cut")
+        elif action == "wait_log":
+            node = self.cluster_node(value["node"])
+            needle = value["contains"]
+            self.wait_for(f"n{value['node']} logging {needle!r}",
+                          lambda: needle in node.stderr(),
+                          float(value.get("timeout", 60)),
+                          lambda: "\n" + tail(node.stderr()))
         elif action == "log":
             node = self.cluster_node(value["node"])
             needles = value["contains"]
@@ -1116,6 +1215,8 @@ class Scenario:
                     node.proc.send_signal(signals.SIGCONT)
                     node.proc.kill()
                     node.proc.wait()
+            for proxy in self.cluster_proxies.values():
+                proxy.close()
             if self.transport == "redis":
                 redis_tool("start")  # a failed step may have left it down
 

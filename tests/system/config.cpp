@@ -110,7 +110,10 @@ TEST_CASE("cluster settings are checked before anything starts, naming the "
                        "--output.state=/tmp/x.ndjson"},
                       "output.state is a single node's snapshot");
   expect_config_error({"--ingest.ndjson=-", listen},
-                      "cluster.listen and cluster.seeds need cluster.node-id");
+                      "cluster.listen, cluster.advertise and cluster.seeds "
+                      "need cluster.node-id");
+  expect_config_error({redis, dsn, id, listen, "--cluster.advertise=nowhere"},
+                      "cluster.advertise 'nowhere': must be host:port");
 }
 
 TEST_CASE("unknown options and malformed values are refused") {
