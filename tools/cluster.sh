@@ -2,7 +2,7 @@
 # A local flowmatch cluster on 127.0.0.1 (docs/cluster.md): N nodes of the
 # same executable and config, with PostgreSQL and Redis from tools/pg.sh and
 # tools/redis.sh. Node I is `nI`, listens for the others on port BASE+I
-# (FLOWMATCH_CLUSTER_PORT, default 47400) and serves /metrics on BASE+100+I;
+# (FLOWMATCH_CLUSTER_PORT, default 27400) and serves /metrics on BASE+100+I;
 # its log is var/cluster/nI.log.
 #
 #   tools/cluster.sh up N [actor-system options for every node]
@@ -23,7 +23,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=var/cluster
-base=${FLOWMATCH_CLUSTER_PORT:-47400}
+base=${FLOWMATCH_CLUSTER_PORT:-27400}
 mkdir -p "$dir"
 
 die() { echo "cluster.sh: $*" >&2; exit 1; }

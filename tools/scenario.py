@@ -899,7 +899,9 @@ class Scenario:
 
     def cluster_port(self, i):
         # Every scenario its own ports (CTest runs several at once).
-        base = 40000 + (zlib.crc32(self.name.encode()) % 2000) * 10
+        # Below the ephemeral range (32768 and up), where a client socket of
+        # another test could hold the port.
+        base = 20000 + (zlib.crc32(self.name.encode()) % 1000) * 10
         return base + i
 
     def advertised(self, i):

@@ -156,7 +156,7 @@ def main():
     sh(os.path.join(ROOT, "tools", "pg.sh"), "start")
     sh(os.path.join(ROOT, "tools", "redis.sh"), "start")
     url = sh(os.path.join(ROOT, "tools", "redis.sh"), "url")
-    env = dict(os.environ, FLOWMATCH_CLUSTER_PORT="47600")
+    env = dict(os.environ, FLOWMATCH_CLUSTER_PORT="27600")
     times = []
     for n in range(1, opts.trials + 1):
         t, who = trial(n, opts, url, env)

@@ -88,7 +88,7 @@ def main():
         total = sum(1 for line in f if line.strip())
     # The generator's orphan flows stay pending until their hold timeout.
     orphans = 5 * opts.copies
-    env = dict(os.environ, FLOWMATCH_CLUSTER_PORT="47700")
+    env = dict(os.environ, FLOWMATCH_CLUSTER_PORT="27700")
     results = []
 
     def fresh(keys):
