@@ -322,6 +322,43 @@ void start_source(node_ptr self) {
   st.already_applied = processed_ids{};
 }
 
+/// One PostGIS sync per registry worker, each a committing subscriber of
+/// its worker's batches; in cluster mode fenced by the node's id.
+void start_syncs(node_ptr self) {
+  auto& st = self->state;
+  for (uint32_t i = 0; i < st.cfg.registry_workers; ++i) {
+    auto sync = self->spawn<caf::detached + caf::linked>(
+      postgis_sync, i, st.cfg.postgis, st.dead_letters,
+      st.cfg.cluster.node_id);
+    st.syncs.push_back(sync);
+    started(self, fmt::format("PostGIS sync {}", i), sync);
+    self->send(st.coordinator, subscribe_atom::value, commit_sink_actor{sync},
+               i);
+  }
+}
+
+/// The dispatcher with the registry's worker-pool group.
+void start_dispatcher(node_ptr self) {
+  auto& st = self->state;
+  group_settings registry_group;
+  registry_group.name = "registry";
+  registry_group.workers = st.cfg.registry_workers;
+  registry_group.policy = st.cfg.registry_policy;
+  registry_group.max_in_flight = st.cfg.registry_max_in_flight;
+  registry_group.handles = contract_event_types();
+  registry_group.factory = registry_worker_factory(
+    st.coordinator, st.dead_letters, st.cfg.worker);
+  registry_group.supervision = st.cfg.supervision;
+  registry_group.on_pool_started = [self](const worker_pool_actor& pool) {
+    // The dispatcher stops its pools; telemetry still watches them.
+    self->send(self->state.telemetry, attach_atom::value,
+               status_source_actor{pool});
+  };
+  st.dispatcher = self->spawn<caf::linked>(
+    dispatcher, std::vector<group_settings>{std::move(registry_group)});
+  started(self, "dispatcher", st.dispatcher);
+}
+
 /// Starts the stages in order (the component table); with a database, the
 /// stored state goes into them before the source starts.
 void start_stages(node_ptr self, std::optional<stored_state> stored) {
@@ -347,13 +384,7 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
   st.coordinator = self->spawn<caf::linked>(commit_coordinator, st.cfg.limits);
   started(self, "commit coordinator", st.coordinator);
   if (with_db)
-    for (uint32_t i = 0; i < st.cfg.registry_workers; ++i) {
-      auto sync = self->spawn<caf::detached + caf::linked>(
-        postgis_sync, i, st.cfg.postgis, st.dead_letters, std::string{});
-      started(self, fmt::format("PostGIS sync {}", i), sync);
-      self->send(st.coordinator, subscribe_atom::value,
-                 commit_sink_actor{sync}, i);
-    }
+    start_syncs(self);
   // The match service: one partition per class, each with its sinks (the
   // matches table, the match stream).
   if (!st.cfg.output_matches.empty()) {
@@ -393,23 +424,7 @@ void start_stages(node_ptr self, std::optional<stored_state> stored) {
   started(self, "match router", st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);
-  group_settings registry_group;
-  registry_group.name = "registry";
-  registry_group.workers = st.cfg.registry_workers;
-  registry_group.policy = st.cfg.registry_policy;
-  registry_group.max_in_flight = st.cfg.registry_max_in_flight;
-  registry_group.handles = contract_event_types();
-  registry_group.factory = registry_worker_factory(
-    st.coordinator, st.dead_letters, st.cfg.worker);
-  registry_group.supervision = st.cfg.supervision;
-  registry_group.on_pool_started = [self](const worker_pool_actor& pool) {
-    // The dispatcher stops its pools; telemetry still watches them.
-    self->send(self->state.telemetry, attach_atom::value,
-               status_source_actor{pool});
-  };
-  st.dispatcher = self->spawn<caf::linked>(
-    dispatcher, std::vector<group_settings>{std::move(registry_group)});
-  started(self, "dispatcher", st.dispatcher);
+  start_dispatcher(self);
   log()->info("{} running: input {}, {} workers, {} scheduler threads{}",
               self->name(), input_name(st.cfg),
               st.cfg.registry_workers, st.cfg.threads,
@@ -695,14 +710,7 @@ void start_cluster_stages(node_ptr self) {
   started(self, "dead-letter sink", st.dead_letters);
   st.coordinator = self->spawn<caf::linked>(commit_coordinator, cfg.limits);
   started(self, "commit coordinator", st.coordinator);
-  for (uint32_t i = 0; i < cfg.registry_workers; ++i) {
-    auto sync = self->spawn<caf::detached + caf::linked>(
-      postgis_sync, i, cfg.postgis, st.dead_letters, cfg.cluster.node_id);
-    st.syncs.push_back(sync);
-    started(self, fmt::format("PostGIS sync {}", i), sync);
-    self->send(st.coordinator, subscribe_atom::value, commit_sink_actor{sync},
-               i);
-  }
+  start_syncs(self);
   send_fences(self);
   if (!cfg.output_matches.empty()) {
     st.match_stream = self->spawn<caf::detached + caf::linked>(
@@ -718,22 +726,7 @@ void start_cluster_stages(node_ptr self) {
   started(self, "match router", st.matcher);
   self->send(st.coordinator, subscribe_atom::value,
              commit_sink_actor{st.matcher}, all_workers);
-  group_settings registry_group;
-  registry_group.name = "registry";
-  registry_group.workers = cfg.registry_workers;
-  registry_group.policy = cfg.registry_policy;
-  registry_group.max_in_flight = cfg.registry_max_in_flight;
-  registry_group.handles = contract_event_types();
-  registry_group.factory = registry_worker_factory(
-    st.coordinator, st.dead_letters, cfg.worker);
-  registry_group.supervision = cfg.supervision;
-  registry_group.on_pool_started = [self](const worker_pool_actor& pool) {
-    self->send(self->state.telemetry, attach_atom::value,
-               status_source_actor{pool});
-  };
-  st.dispatcher = self->spawn<caf::linked>(
-    dispatcher, std::vector<group_settings>{std::move(registry_group)});
-  started(self, "dispatcher", st.dispatcher);
+  start_dispatcher(self);
   st.shard_host = self->spawn<caf::linked>(
     shard_host, cfg.cluster, admission_actor{st.dispatcher}, st.coordinator,
     cfg.dedup_retention, cfg.limits);

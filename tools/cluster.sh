@@ -75,6 +75,20 @@ psql_cluster() {
 schema() { local s; s=$(saved_opt postgis.schema); echo "${s:-cluster}"; }
 stream() { local s; s=$(saved_opt ingest.stream); echo "${s:-flowmatch:events}"; }
 partitions() { local p; p=$(saved_opt ingest.partitions); echo "${p:-4}"; }
+# Stream key of partition $1.
+partition_key() {
+  local key; key=$(stream)
+  [ "$(partitions)" -gt 1 ] && key="$key:$1"
+  echo "$key"
+}
+# "PENDING LAG" of the flowmatch group on stream key $1 ("? ?" if unknown).
+group_progress() {
+  local info pending lag
+  info=$(tools/redis.sh cli XINFO GROUPS "$1" 2>/dev/null | tr '\n' ' ')
+  pending=$(echo "$info" | sed -n 's/.*pending \([0-9]*\).*/\1/p')
+  lag=$(echo "$info" | sed -n 's/.* lag \([0-9-]*\).*/\1/p')
+  echo "${pending:-?} ${lag:-?}"
+}
 
 case "${1:-}" in
   up)
@@ -156,12 +170,9 @@ case "${1:-}" in
       FROM cluster_leases GROUP BY owner ORDER BY owner" || true
     echo "stream partitions (pending, lag):"
     for q in $(seq 0 $(($(partitions) - 1))); do
-      key=$(stream)
-      [ "$(partitions)" -gt 1 ] && key="$key:$q"
-      info=$(tools/redis.sh cli XINFO GROUPS "$key" 2>/dev/null | tr '\n' ' ')
-      pending=$(echo "$info" | sed -n 's/.*pending \([0-9]*\).*/\1/p')
-      lag=$(echo "$info" | sed -n 's/.* lag \([0-9-]*\).*/\1/p')
-      echo "  $key: pending ${pending:-?}, lag ${lag:-?}"
+      key=$(partition_key "$q")
+      read -r pending lag <<< "$(group_progress "$key")"
+      echo "  $key: pending $pending, lag $lag"
     done
     ;;
   wait-idle)
@@ -170,12 +181,8 @@ case "${1:-}" in
     while :; do
       busy=0
       for q in $(seq 0 $(($(partitions) - 1))); do
-        key=$(stream)
-        [ "$(partitions)" -gt 1 ] && key="$key:$q"
-        info=$(tools/redis.sh cli XINFO GROUPS "$key" 2>/dev/null | tr '\n' ' ')
-        pending=$(echo "$info" | sed -n 's/.*pending \([0-9]*\).*/\1/p')
-        lag=$(echo "$info" | sed -n 's/.* lag \([0-9-]*\).*/\1/p')
-        [ "${pending:-1}" = 0 ] && [ "${lag:-1}" = 0 ] || busy=1
+        read -r pending lag <<< "$(group_progress "$(partition_key "$q")")"
+        [ "$pending" = 0 ] && [ "$lag" = 0 ] || busy=1
       done
       [ $busy = 0 ] && break
       [ $SECONDS -lt $deadline ] || die "the streams were not consumed within $limit s"
