@@ -382,7 +382,9 @@ using match_router_actor = commit_sink_actor::extend<
   // Cluster mode: this node took registry shard `shard`; its entities
   // (loaded from the database) are placed, and unless its previous owner
   // released it cleanly (`clean`), sent to every partition to replace
-  // what they held of the shard. Answers once all partitions took them.
+  // what they held of the shard. Answers once the parts are queued ahead
+  // of the shard's next changes (not once the partitions took them: a
+  // partition may be the next lease round's, which waits for this one).
   caf::replies_to<resync_atom, uint32_t, bool,
                   registry_snapshot>::with<caf::ok_atom>,
   // Cluster mode: who owns which partition now.

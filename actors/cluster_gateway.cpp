@@ -49,21 +49,27 @@ void forward(gateway_ptr self, cluster_gateway_state::held& h) {
 /// Serves held requests in order: those of a partition open at their
 /// epoch go on, those for an older epoch (or that waited a lease time for
 /// a partition never opened) are refused; the rest keep waiting. A request
-/// waits behind an earlier one of the same partition.
+/// waits behind an earlier one of the same partition, and once one timed
+/// out, every later one of that partition is refused with it: its sender
+/// sends them all again in order, and a copy left waiting here would reach
+/// the partition ahead of the resent earlier part.
 void serve(gateway_ptr self, bool expire) {
   auto& st = self->state;
   auto now = std::chrono::steady_clock::now();
   std::deque<cluster_gateway_state::held> keep;
   std::vector<bool> blocked(st.partitions.size(), false);
+  std::vector<bool> timed_out(st.partitions.size(), false);
   while (!st.waiting.empty()) {
     auto h = std::move(st.waiting.front());
     st.waiting.pop_front();
     auto p = h.partition;
     auto held = st.partition_epochs[p];
-    if (!blocked[p] && held == h.epoch && st.partitions[p]) {
+    bool open = held == h.epoch && st.partitions[p];
+    if (!open && expire && !blocked[p] && now - h.since > st.cluster.lease)
+      timed_out[p] = true;
+    if (!blocked[p] && open) {
       forward(self, h);
-    } else if (held > h.epoch
-               || (expire && now - h.since > st.cluster.lease)) {
+    } else if (held > h.epoch || timed_out[p]) {
       h.rp.deliver(refusal(fmt::format(
         "node {} does not hold match partition {} at epoch {}",
         st.cluster.node_id, p, h.epoch)));

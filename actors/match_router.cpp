@@ -201,21 +201,21 @@ match_router(match_router_actor::stateful_pointer<match_router_state> self,
       if (clean)
         return caf::ok_atom::value;
       // Every partition gets the shard's part, empty or not: it replaces
-      // whatever the partition held of the shard.
-      auto rp = self->make_response_promise<caf::ok_atom>();
-      auto left = std::make_shared<size_t>(placed.size());
+      // whatever the partition held of the shard. Queued is enough: a
+      // partition's parts go in queue order, so the shard's later changes
+      // reach it after the resync, and no event of the shard settles
+      // before its changes were taken. Waiting for the answers here could
+      // deadlock the node's lease rounds: the partition may have lost its
+      // owner too and be this node's in the round after this one.
       for (uint32_t p = 0; p < placed.size(); ++p) {
         auto part = std::make_shared<match_router_state::remote_part>();
         part->resync = true;
         part->shard = shard;
         part->entities = std::move(placed[p]);
-        part->done = [left, rp]() mutable {
-          if (--*left == 0)
-            rp.deliver(caf::ok_atom::value);
-        };
+        part->done = [] {};
         add_part(self, p, std::move(part));
       }
-      return rp;
+      return caf::ok_atom::value;
     },
     [self](directory_atom, cluster_directory& d) {
       auto& st = self->state;

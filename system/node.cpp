@@ -20,6 +20,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -522,6 +523,15 @@ void take_next_gains(node_ptr self);
 void take_gains(node_ptr self, std::vector<lease_gain> round) {
   auto& node = self->state;
   node.gaining = true;
+  auto unclean = std::count_if(round.begin(), round.end(),
+                               [](const lease_gain& g) { return !g.clean; });
+  // Said before the work starts, so that an operator (and the scenario
+  // that kills a node during a takeover) sees a takeover under way.
+  log()->info("{} taking over {} leases{}", self->name(), round.size(),
+              unclean == 0 ? std::string{}
+                           : fmt::format(", {} of them expired (their holder "
+                                         "did not release them)",
+                                         unclean));
   for (auto& g : round)
     if (g.resource.kind == resource_kind::shard)
       node.shard_leases[resource_name(g.resource)] = g.epoch;

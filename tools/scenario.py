@@ -638,7 +638,13 @@ class Scenario:
             last = lambda: f"    last value: {seen['value']}"
         delay = 0.01
         while not probe():
-            if self.node and not self.node.running():
+            if self.cluster_nodes:
+                # A cluster's nodes do the work (the single node of an
+                # earlier step may have exited long ago).
+                if not any(n.running() for n in self.cluster_nodes.values()):
+                    raise Failed(f"wait for {what}: every cluster node "
+                                 "exited first")
+            elif self.node and not self.node.running():
                 raise Failed(f"wait for {what}: the node exited "
                              f"({self.node.proc.poll()}) first; log:\n"
                              + tail(self.node.stderr()))
@@ -1003,7 +1009,7 @@ class Scenario:
             raise ScenarioError(f"cluster: no node {i}")
         return node
 
-    def wait_for(self, what, check, timeout, describe):
+    def wait_for(self, what, check, timeout, describe, poll=0.1):
         deadline = time.monotonic() + timeout
         while True:
             if check():
@@ -1011,7 +1017,7 @@ class Scenario:
             if time.monotonic() > deadline:
                 raise Failed(f"{what} did not happen within {timeout:g} s"
                              + (f": {describe()}" if describe else ""))
-            time.sleep(0.1)
+            time.sleep(poll)
 
     def partition_keys(self):
         if not self.cluster_nodes or self.cluster_partitions <= 1:
@@ -1043,7 +1049,7 @@ class Scenario:
         {exited: {node: I, code: C}}, {log: {node: I, contains: TEXT}},
         {probe: {node: I, peer: rogue|no_certificate|garbage}},
         {up: N, proxy: [I]} puts a cutting proxy in front of node I, then
-        {cut: I} / {heal: I}; {wait_log: {node: I, contains: TEXT}},
+        {cut: I} / {heal: I}; {wait_log: {node: I, contains: TEXT, poll: S}},
         `down` (SIGTERM every node, each must exit 0)."""
         if self.transport != "redis":
             raise ScenarioError("cluster: steps need the redis transport "
@@ -1144,7 +1150,8 @@ class Scenario:
             self.wait_for(f"n{value['node']} logging {needle!r}",
                           lambda: needle in node.stderr(),
                           float(value.get("timeout", 60)),
-                          lambda: "\n" + tail(node.stderr()))
+                          lambda: "\n" + tail(node.stderr()),
+                          float(value.get("poll", 0.1)))
         elif action == "log":
             node = self.cluster_node(value["node"])
             needles = value["contains"]
