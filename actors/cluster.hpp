@@ -236,8 +236,10 @@ using gateway_control_actor = cluster_gateway_actor::extend<
   caf::reacts_to<open_atom, uint32_t, int64_t, match_partition_actor>,
   // Timer: refuse held requests for partitions never opened.
   caf::reacts_to<expire_atom>,
-  // The node is leaving: refuse every new request.
-  caf::reacts_to<stop_atom>>;
+  // The node is leaving and its own work drained: refuse every new
+  // request; answers once the parts already handed to partitions are
+  // answered (then the writers can be flushed and the leases released).
+  caf::replies_to<stop_atom>::with<caf::ok_atom>>;
 
 struct cluster_gateway_state {
   static inline const char* name = "cluster-gateway";
@@ -259,6 +261,9 @@ struct cluster_gateway_state {
   std::deque<held> waiting;
   wait_limits limits;
   bool closed = false;
+  /// Parts handed to partitions and not answered yet.
+  size_t forwarded = 0;
+  std::vector<caf::typed_response_promise<caf::ok_atom>> stops;
 };
 
 gateway_control_actor::behavior_type

@@ -30,12 +30,31 @@ bool from_here(gateway_ptr self) {
   return sender && sender->node() == self->node();
 }
 
+/// Answers the stops once nothing handed to a partition is outstanding.
+void check_stops(gateway_ptr self) {
+  auto& st = self->state;
+  if (st.forwarded > 0)
+    return;
+  for (auto& rp : st.stops)
+    rp.deliver(caf::ok_atom::value);
+  st.stops.clear();
+}
+
 /// Hands one request to its partition; answers when the partition did.
 void forward(gateway_ptr self, cluster_gateway_state::held& h) {
   auto& part = self->state.partitions[h.partition];
   auto rp = h.rp;
-  auto done = [rp](caf::ok_atom) mutable { rp.deliver(caf::ok_atom::value); };
-  auto failed = [rp](caf::error& err) mutable { rp.deliver(std::move(err)); };
+  ++self->state.forwarded;
+  auto done = [self, rp](caf::ok_atom) mutable {
+    rp.deliver(caf::ok_atom::value);
+    --self->state.forwarded;
+    check_stops(self);
+  };
+  auto failed = [self, rp](caf::error& err) mutable {
+    rp.deliver(std::move(err));
+    --self->state.forwarded;
+    check_stops(self);
+  };
   if (h.resync)
     self->request(part, self->state.limits.stall, resync_atom::value,
                   h.shard, self->state.cluster.shape.shards,
@@ -172,15 +191,19 @@ cluster_gateway(gateway_control_actor::stateful_pointer<cluster_gateway_state> s
       st.partitions[p] = std::move(partition);
       serve(self, false);
     },
-    [self](stop_atom) {
+    [self](stop_atom) -> caf::result<caf::ok_atom> {
       auto& st = self->state;
       if (!from_here(self))
-        return;
+        return refusal("only the node itself stops its gateway");
       st.closed = true;
       for (auto& h : st.waiting)
         h.rp.deliver(refusal(fmt::format("node {} is leaving the cluster",
                                          st.cluster.node_id)));
       st.waiting.clear();
+      auto rp = self->make_response_promise<caf::ok_atom>();
+      st.stops.push_back(rp);
+      check_stops(self);
+      return rp;
     },
     [self](expire_atom) {
       serve(self, true);

@@ -108,22 +108,29 @@ void pump_all(router_ptr self) {
 }
 
 /// Ends drains when nothing is unsettled, or when every batch went out
-/// and outcomes stopped coming (what is left waits for its sites).
+/// (or has no reachable owner to go to) and outcomes stopped coming. What
+/// is left stays pending in the stream for the partition's next reader:
+/// events that wait for their sites, and events of a shard whose owner
+/// died while no one took its lease yet (every node may be leaving).
 void check_drains(router_ptr self) {
   auto& st = self->state;
   if (st.drains.empty())
     return;
   bool all_sent = true;
-  for (auto& q : st.shards)
-    for (auto& k : q)
-      if (k->left > 0 && k->node.empty())
+  for (uint32_t s = 0; s < st.shards.size(); ++s) {
+    bool reachable = s < st.directory.shards.size()
+                     && st.directory.gateway_of(st.directory.shards[s]);
+    for (auto& k : st.shards[s])
+      if (k->left > 0 && k->node.empty() && reachable)
         all_sent = false;
+  }
   auto quiet = std::chrono::steady_clock::now() - st.last_outcome
                > 2 * st.cluster.beat;
   if (st.unsettled == 0 || (all_sent && quiet)) {
     if (st.unsettled > 0)
-      log()->info("{} {} events wait for their sites; they stay pending "
-                  "in the stream",
+      log()->info("{} {} events were not settled (they wait for their "
+                  "sites, or for an owner of their shard); they stay "
+                  "pending in the stream",
                   self->name(), st.unsettled);
     for (auto& rp : st.drains)
       rp.deliver(caf::ok_atom::value);

@@ -793,9 +793,12 @@ std::vector<drain_step> cluster_drain_steps(node_ptr self) {
     steps.push_back(ask_step<uint64_t>(
       "acknowledging stream entries", source, reply, drain_atom::value,
       [](node_ptr s, uint64_t left) { s->state.unacknowledged += left; }));
-  steps.push_back({"refusing new work", [](node_ptr s, std::function<void()> next) {
+  // The shard host refuses new events first; the gateway keeps taking
+  // match parts until this node's own work drained, because the nodes'
+  // work depends on each other's partitions (the whole cluster may be
+  // stopping at once).
+  steps.push_back({"refusing new events", [](node_ptr s, std::function<void()> next) {
                      s->send(s->state.shard_host, stop_atom::value);
-                     s->send(s->state.gateway, stop_atom::value);
                      next();
                    }});
   steps.push_back(ask_step<caf::ok_atom>(
@@ -803,6 +806,9 @@ std::vector<drain_step> cluster_drain_steps(node_ptr self) {
     [](node_ptr s, caf::ok_atom) {
       s->state.drained = std::chrono::steady_clock::now();
     }));
+  steps.push_back(ask_step<caf::ok_atom>(
+    "closing the gateway", st.gateway, long_wait, stop_atom::value,
+    [](node_ptr, caf::ok_atom) {}));
   steps.push_back(ask_step<dispatch_status>(
     "counting events", st.dispatcher, reply, flight_atom::value,
     [](node_ptr s, dispatch_status& status) {

@@ -771,7 +771,7 @@ def main():
             os.path.join(work, "cluster_routing.json"))
         for name, script, args in (
                 ("cluster_failover", "cluster_failover.py",
-                 ["--trials", "2" if opts.quick else "10"]),
+                 ["--trials", "2" if opts.quick else "20"]),
                 ("cluster_scaling", "cluster_scaling.py",
                  ["--copies", "1", "--nodes", "1,2"] if opts.quick
                  else ["--copies", "2"])):
