@@ -119,7 +119,11 @@ using lease_keeper_actor = caf::typed_actor<
   // rendezvous hashing gives this node.
   caf::replies_to<tick_atom, bool>::with<cluster_view>,
   // A graceful leave: releases every lease, marks the member gone.
-  caf::replies_to<leave_atom>::with<caf::ok_atom>>;
+  caf::replies_to<leave_atom>::with<caf::ok_atom>,
+  // Stopping after a lost lease: marks this run's member row gone so that
+  // a restart can join at once, and releases nothing (what it holds was
+  // not finished: the next owners repair it after the leases expire).
+  caf::replies_to<stop_atom>::with<caf::ok_atom>>;
 
 struct lease_keeper_state {
   static inline const char* name = "lease-keeper";

@@ -423,6 +423,16 @@ lease_keeper(lease_keeper_actor::stateful_pointer<lease_keeper_state> self,
       st.held.clear();
       return caf::ok_atom::value;
     },
+    [self](stop_atom) -> caf::result<caf::ok_atom> {
+      auto& st = self->state;
+      st.held.clear();
+      if (auto e = ensure_session(st.conn, st.postgis, "flowmatch-leases"))
+        return db_failure(*e);
+      if (auto e = cluster_store::leave(st.conn, st.cluster.node_id,
+                                        st.incarnation))
+        return db_failure(*e);
+      return caf::ok_atom::value;
+    },
   };
 }
 

@@ -841,6 +841,31 @@ std::vector<drain_step> cluster_drain_steps(node_ptr self) {
   return steps;
 }
 
+/// Cluster mode: a lease is lost (or the node id is another process's
+/// now). The node stops with exit 7 at once, without releasing anything;
+/// its member row is marked gone first (briefly: the database may be what
+/// failed) so that a restart with the same id can join without waiting.
+void stop_lease_lost(node_ptr self, const std::string& why) {
+  auto& st = self->state;
+  if (st.now == node_state::phase::finished || st.stopping_lease_lost)
+    return;
+  st.stopping_lease_lost = true;
+  log()->critical("{} {}: stopping (restart to rejoin the cluster)",
+                  self->name(), why);
+  if (!st.keeper) {
+    finish(self, exit_lease_lost);
+    return;
+  }
+  self->request(st.keeper, st.cfg.cluster.beat, stop_atom::value)
+    .then([self](caf::ok_atom) { finish(self, exit_lease_lost); },
+          [self](caf::error& err) {
+            log()->warn("{} could not mark the member row gone ({}): a "
+                        "restart may wait for its heartbeat to age",
+                        self->name(), self->system().render(err));
+            finish(self, exit_lease_lost);
+          });
+}
+
 /// Cluster mode: the first signal starts a graceful leave.
 void start_cluster_leave(node_ptr self) {
   auto& st = self->state;
@@ -895,9 +920,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       return;
     auto why = error_text(self, msg.reason);
     if (why.rfind(lease_lost_prefix, 0) == 0) {
-      log()->critical("{} {}: stopping (restart to rejoin the cluster)",
-                      self->name(), why);
-      finish(self, exit_lease_lost);
+      stop_lease_lost(self, why);
       return;
     }
     log()->critical("{} a stage failed: {}", self->name(),
@@ -1059,13 +1082,7 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
       st.gains.push_back(std::move(round));
       take_next_gains(self);
     },
-    [self](leave_atom, std::string& why) {
-      if (self->state.now == node_state::phase::finished)
-        return;
-      log()->critical("{} {}: stopping (restart to rejoin the cluster)",
-                      self->name(), why);
-      finish(self, exit_lease_lost);
-    },
+    [self](leave_atom, std::string& why) { stop_lease_lost(self, why); },
     [self](retry_atom) { take_next_gains(self); },
     [self](deadline_atom) {
       if (self->state.now == node_state::phase::finished)

@@ -80,6 +80,8 @@ struct node_state {
   gateway_control_actor gateway;
   shard_router_actor shard_router;
   lease_keeper_actor keeper;
+  /// A lost lease is stopping the node (exit 7).
+  bool stopping_lease_lost = false;
   cluster_membership_actor membership;
   /// The shard leases held (name -> epoch): every sync's fence.
   std::map<std::string, int64_t> shard_leases;

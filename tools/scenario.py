@@ -1338,6 +1338,10 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--self-test", metavar="DIR")
     ap.add_argument("--transport", choices=["file", "redis"], default="file")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="run every scenario N times (the long fault "
+                         "matrix: timing-dependent faults land elsewhere "
+                         "each time)")
     ap.add_argument("--redis-url",
                     default=os.environ.get("FLOWMATCH_TEST_REDIS_URL"))
     opts = ap.parse_args()
@@ -1357,7 +1361,7 @@ def main():
             return self_test(opts.self_test, opts)
         if not opts.paths:
             ap.error("name a scenario file or folder")
-        return run_all(collect(opts.paths), opts)
+        return run_all(collect(opts.paths) * max(1, opts.repeat), opts)
     except ScenarioError as e:
         print(f"scenario: {e}")
         return 2
