@@ -243,6 +243,12 @@ class CutProxy:
             self.pairs = []
 
     def close(self):
+        # shutdown wakes the thread blocked in accept(); a bare close()
+        # would leave the port listening until that call returned.
+        try:
+            self.server.shutdown(self.socket_module.SHUT_RDWR)
+        except OSError:
+            pass
         self.server.close()
         self.set_cut(False)
 
