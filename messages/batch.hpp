@@ -102,8 +102,11 @@ struct change {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, change& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    return check_enum(x.kind, change::flow_deleted, "change.kind");
+  });
   return f(caf::meta::type_name("change"), x.kind, x.event_id, x.site_data,
-           x.flow_data, x.id, x.stored);
+           x.flow_data, x.id, x.stored, checked);
 }
 
 

@@ -50,8 +50,12 @@ struct dead_letter {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, dead_letter& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    return check_enum(x.reason, reject_reason::permanent_db_error,
+                      "dead_letter.reason");
+  });
   return f(caf::meta::type_name("dead_letter"), x.event_id, x.origin,
-           x.reason, x.detail, x.payload, x.attempts);
+           x.reason, x.detail, x.payload, x.attempts, checked);
 }
 
 } // namespace flowmatch

@@ -4,9 +4,13 @@
 // events that change them. Every type here can cross an actor or a node, so
 // each has a CAF `inspect` overload and a type id (see type_ids.hpp).
 
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 #include <caf/optional.hpp>
+#include <caf/sec.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -25,6 +29,38 @@ enum class event_type : uint8_t {
 };
 
 std::string_view to_string(event_type t);
+
+/// For `inspect` when loading: a value that crossed from another node (or
+/// any bytes a peer could send) must be one of the enum's values. CAF 0.17
+/// loads an enum as its underlying integer, unchecked; a value past the
+/// last enumerator would index past the tables kept per type, reason or
+/// class. Each struct with an enum checks it in a load callback.
+/// For `inspect` when loading: every number that crosses nodes is finite
+/// (v1.1: no output ever holds NaN or infinity). CAF 0.17.6 decodes an
+/// all-ones exponent as infinity, and its encoder never returns from an
+/// infinity (caf/detail/ieee_754.hpp halves it until it is below 2): a
+/// peer's bytes would hang the next node that sends the value on. Found
+/// by tests/fuzz/fuzz_wire.cpp.
+inline caf::error check_finite(double value, const char* what) {
+  if (std::isfinite(value))
+    return caf::none;
+  return caf::make_error(caf::sec::invalid_argument,
+                         std::string{what} + " is not finite");
+}
+
+inline caf::error check_finite(const caf::optional<double>& value,
+                               const char* what) {
+  return value ? check_finite(*value, what) : caf::none;
+}
+
+template <class Enum>
+caf::error check_enum(Enum value, Enum last, const char* what) {
+  if (static_cast<uint64_t>(value) <= static_cast<uint64_t>(last))
+    return caf::none;
+  return caf::make_error(caf::sec::invalid_argument,
+                         std::string{what} + " out of range: "
+                           + std::to_string(static_cast<uint64_t>(value)));
+}
 
 /// True for the two site types and the two flow types that mean upsert.
 inline bool is_site_event(event_type t) {
@@ -52,8 +88,13 @@ struct site {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, site& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    if (auto err = check_finite(x.lat, "site.lat"))
+      return err;
+    return check_finite(x.lon, "site.lon");
+  });
   return f(caf::meta::type_name("site"), x.site_id, x.name, x.lat, x.lon,
-           x.country, x.nace, x.version);
+           x.country, x.nace, x.version, checked);
 }
 
 bool operator==(const site& a, const site& b);
@@ -88,10 +129,29 @@ struct resource_flow {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, resource_flow& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    if (auto err = check_enum(x.direction, flow_direction::demand,
+                              "resource_flow.direction"))
+      return err;
+    for (auto [value, what] :
+         {std::pair{&x.quantity, "resource_flow.quantity"},
+          std::pair{&x.annual_quantity, "resource_flow.annual_quantity"}})
+      if (auto err = check_finite(*value, what))
+        return err;
+    for (auto [value, what] :
+         {std::pair{&x.operating_hours, "resource_flow.operating_hours"},
+          std::pair{&x.temperature_c, "resource_flow.temperature_c"},
+          std::pair{&x.max_transport_km, "resource_flow.max_transport_km"}})
+      if (auto err = check_finite(*value, what))
+        return err;
+    return check_enum(x.resource, resource_class::co2,
+                      "resource_flow.resource");
+  });
   return f(caf::meta::type_name("resource_flow"), x.flow_id, x.site_id,
            x.direction, x.resource, x.quantity, x.unit, x.annual_quantity,
            x.operating_hours, x.temperature_c, x.medium, x.ewc, x.accepts_ewc,
-           x.hazardous, x.accepts_hazardous, x.max_transport_km, x.version);
+           x.hazardous, x.accepts_hazardous, x.max_transport_km, x.version,
+           checked);
 }
 
 bool operator==(const resource_flow& a, const resource_flow& b);
@@ -152,8 +212,12 @@ struct event {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, event& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    return check_enum(x.type, event_type::resource_flow_deleted,
+                      "event.type");
+  });
   return f(caf::meta::type_name("event"), x.id, x.type, x.time, x.site_data,
-           x.flow_data, x.target_id, x.origin, x.raw);
+           x.flow_data, x.target_id, x.origin, x.raw, checked);
 }
 
 } // namespace flowmatch

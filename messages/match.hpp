@@ -33,10 +33,17 @@ struct match {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, match& x) {
+  auto checked = caf::meta::load_callback([&x]() -> caf::error {
+    for (auto v : {x.distance_m, x.exchange_qty, x.score, x.s_size, x.s_dist,
+                   x.s_econ, x.f_quality, x.f_taxonomy})
+      if (auto err = check_finite(v, "a match's number"))
+        return err;
+    return check_enum(x.resource, resource_class::co2, "match.resource");
+  });
   return f(caf::meta::type_name("match"), x.supply_flow_id, x.demand_flow_id,
            x.supply_site_id, x.demand_site_id, x.resource, x.distance_m,
            x.exchange_qty, x.score, x.s_size, x.s_dist, x.s_econ, x.f_quality,
-           x.f_taxonomy, x.flags);
+           x.f_taxonomy, x.flags, checked);
 }
 
 bool operator==(const match& a, const match& b);

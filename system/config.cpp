@@ -238,6 +238,11 @@ caf::error flowmatch_config::read_config_file(const std::string& path) {
     return caf::make_error(caf::sec::invalid_argument,
                            "config file " + path + ": cannot read: "
                              + std::strerror(errno));
+  return read_config_text(in, path);
+}
+
+caf::error flowmatch_config::read_config_text(std::istream& in,
+                                              const std::string& path) {
   auto fail = [&](size_t line, const std::string& what) {
     return caf::make_error(caf::sec::invalid_argument,
                            fmt::format("{}:{}: {}", path, line, what));
@@ -467,8 +472,10 @@ caf::error validate_cluster(const flowmatch_config& cfg, settings& s) {
 
 } // namespace
 
-caf::expected<settings> validate(const flowmatch_config& cfg) {
+caf::expected<settings> validate(const flowmatch_config& cfg,
+                                 file_checks files) {
   settings s;
+  auto checks = files == file_checks::on;
   auto cores = std::max(1u, std::thread::hardware_concurrency());
   s.threads = cfg.threads == 0 ? cores : cfg.threads;
   if (s.threads > 256)
@@ -544,11 +551,11 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("ingest.burst must be within 0..100000000 (0: one batch)");
   s.source.burst = cfg.ingest_burst;
   s.output_state = cfg.output_state;
-  if (!s.output_state.empty() && !can_replace(s.output_state))
+  if (checks && !s.output_state.empty() && !can_replace(s.output_state))
     return bad("output.state: cannot write '" + s.output_state + "'");
   s.output_dead_letters = cfg.output_dead_letters;
   s.output_matches = cfg.output_matches;
-  if (!s.output_matches.empty() && s.output_matches != "-"
+  if (checks && !s.output_matches.empty() && s.output_matches != "-"
       && !can_write(s.output_matches))
     return bad("output.matches: cannot write '" + s.output_matches + "'");
   if (auto why = cfg.match.validate(); !why.empty())
@@ -565,7 +572,8 @@ caf::expected<settings> validate(const flowmatch_config& cfg) {
     return bad("match.tile-km must be between 0 and 20000 km, got "
                + std::to_string(cfg.match_tile_km));
   s.match_tile_km = cfg.match_tile_km;
-  if (!s.output_dead_letters.empty() && !can_write(s.output_dead_letters))
+  if (checks && !s.output_dead_letters.empty()
+      && !can_write(s.output_dead_letters))
     return bad("output.dead-letters: cannot write '" + s.output_dead_letters
                + "'");
   s.registry_workers = static_cast<uint32_t>(

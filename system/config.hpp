@@ -20,6 +20,7 @@
 #include <caf/timespan.hpp>
 
 #include <chrono>
+#include <istream>
 #include <string>
 
 namespace flowmatch {
@@ -38,6 +39,9 @@ public:
   /// what the node does). Values take effect at once; the command line,
   /// parsed after, overrides them.
   caf::error read_config_file(const std::string& path);
+
+  /// The same for text already read (`name` is what errors show).
+  caf::error read_config_text(std::istream& in, const std::string& name);
 
   /// Every option, flowmatch's and CAF's (for the test that config.ini
   /// documents each key).
@@ -162,8 +166,14 @@ struct settings {
   std::chrono::milliseconds peer_timeout{2000};
 };
 
+/// Whether `validate` checks the files named by the options (it may
+/// create an empty output file to see that it can). The configuration
+/// fuzzer turns this off: it must not create files at random paths.
+enum class file_checks { on, off };
+
 /// Checks every option; the error names the key and the allowed values.
-caf::expected<settings> validate(const flowmatch_config& cfg);
+caf::expected<settings> validate(const flowmatch_config& cfg,
+                                 file_checks files = file_checks::on);
 
 /// Exit codes of `actor-system`.
 enum exit_code : int {

@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake make pkg-config
+  clang libclang-rt-14-dev  # fuzzing and sanitizer builds (tools/fuzz.sh, tools/sanitize.sh)
   # libraries
   libcaf-dev            # C++ Actor Framework 0.17.6 (core, io, openssl)
   libssl-dev openssl    # TLS between cluster nodes; tools/certs.sh

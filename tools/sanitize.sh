@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Sanitizer builds (docs/reliability.md).
+#
+#   tools/sanitize.sh asan   clang, AddressSanitizer + UndefinedBehavior-
+#                            Sanitizer + libFuzzer coverage in build-fuzz/
+#                            (the same build as tools/fuzz.sh): builds the
+#                            unit, actor and db tests and the fuzz targets,
+#                            runs those tests and the fuzz regressions.
+#                            CI runs this.
+#   tools/sanitize.sh tsan   ThreadSanitizer in build-tsan/ (on demand): the
+#                            unit and actor tests.
+#
+# The db tests need the PostgreSQL of tools/pg.sh (FLOWMATCH_TEST_DSN, as
+# tools/test.sh sets it). Any report ends its test with a failure
+# (-fno-sanitize-recover); suppressions, each with its reason, are in
+# tools/sanitizers/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-asan}
+supp=$PWD/tools/sanitizers
+
+tests_of() { # the test executables of the labels given, from CTest's list
+  local dir=$1 labels=$2
+  (cd "$dir" && ctest -N -V -L "$labels" 2>/dev/null) \
+    | sed -n 's/.*Test command: \([^ ]*\).*/\1/p' | xargs -r -n1 basename \
+    | sort -u
+}
+
+case $mode in
+  asan)
+    dir=build-fuzz
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_COMPILER=clang++ -DFLOWMATCH_FUZZ=ON \
+      -DFLOWMATCH_SANITIZE=address,undefined -DBUILD_TESTING=ON >/dev/null
+    labels='^(unit|actors|db|fuzz)$'
+    export ASAN_OPTIONS=detect_leaks=1:suppressions=$supp/asan.supp
+    export LSAN_OPTIONS=suppressions=$supp/lsan.supp
+    export UBSAN_OPTIONS=print_stacktrace=1:suppressions=$supp/ubsan.supp
+    ;;
+  tsan)
+    dir=build-tsan
+    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DCMAKE_CXX_COMPILER=clang++ -DFLOWMATCH_SANITIZE=thread \
+      -DBUILD_TESTING=ON >/dev/null
+    labels='^(unit|actors)$'
+    export TSAN_OPTIONS=second_deadlock_stack=1:suppressions=$supp/tsan.supp
+    ;;
+  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
+# Only what the labels run (the benchmarks and the scenarios' executable
+# are not needed), plus the fuzz targets in the ASan build.
+targets=$(tests_of "$dir" "$labels" | grep -v '^fuzz-' || true)
+if [ -z "$targets" ]; then
+  # First run: CTest knows the tests only once their executables exist.
+  targets=$(sed -n 's/^flowmatch_test(\([a-z_0-9]*\) \(unit\|actors\|db\) .*/\1/p' \
+    tests/CMakeLists.txt)
+fi
+extra=()
+[ "$mode" = asan ] && extra=(fuzz-decoder fuzz-redis-reply fuzz-config fuzz-wire)
+# shellcheck disable=SC2086
+cmake --build "$dir" -j"$(nproc)" --target $targets "${extra[@]}"
+cd "$dir"
+ctest -L "$labels" -j"$(nproc)" --output-on-failure --timeout 900
