@@ -919,8 +919,17 @@ node_actor::behavior_type node(node_actor::stateful_pointer<node_state> self,
     if (!msg.reason || self->state.now == node_state::phase::finished)
       return;
     auto why = error_text(self, msg.reason);
-    if (why.rfind(lease_lost_prefix, 0) == 0) {
+    // A fenced write (FL001) is a lost lease whichever stage saw it first.
+    if (why.rfind(lease_lost_prefix, 0) == 0
+        || why.find("FL001") != std::string::npos) {
       stop_lease_lost(self, why);
+      return;
+    }
+    if (self->state.stopping_lease_lost) {
+      // Stopping with exit 7 already: other stages fail with it (their
+      // writes are fenced too); that is not another failure.
+      log()->warn("{} while stopping after a lost lease: {}", self->name(),
+                  why);
       return;
     }
     log()->critical("{} a stage failed: {}", self->name(),
