@@ -74,10 +74,27 @@ std::optional<std::string> take_owner_lock(pg::connection& conn,
 void attempt(owner_ptr self) {
   auto& st = self->state;
   auto& pgs = st.settings;
-  auto conn = pg::connection::open(pgs.dsn, "flowmatch-node");
-  std::optional<pg::db_error> err = conn.error;
+  // With least privilege the owner migrates (and grants the node's role
+  // its rights) on a connection of its own, closed at once; the node then
+  // works as postgis.dsn, which finds the schema up to date.
+  const char* which = "postgis.dsn";
+  std::optional<pg::db_error> err;
+  if (!pgs.owner_dsn.empty()) {
+    which = "postgis.owner-dsn";
+    auto owner = pg::connection::open(pgs.owner_dsn, "flowmatch-migrate");
+    err = owner.error;
+    if (!err)
+      err = migrate(*owner.value, pgs.schema, pgs.app_role).error;
+  }
+  pg::outcome<pg::connection> conn;
   if (!err) {
-    auto m = migrate(*conn.value, pgs.schema);
+    which = "postgis.dsn";
+    conn = pg::connection::open(pgs.dsn, "flowmatch-node");
+    err = conn.error;
+  }
+  if (!err) {
+    auto m = migrate(*conn.value, pgs.schema,
+                     pgs.owner_dsn.empty() ? pgs.app_role : std::string{});
     if (m.error) {
       err = m.error;
     } else if (auto taken = take_owner_lock(*conn.value, pgs.schema,
@@ -105,8 +122,8 @@ void attempt(owner_ptr self) {
     // rights: retrying cannot help, so say so at once.
     st.answer.deliver(caf::make_error(
       caf::sec::runtime_error,
-      "cannot use the database (postgis.dsn, postgis.schema): "
-        + err->describe()));
+      fmt::format("cannot use the database ({}, postgis.schema): {}", which,
+                  err->describe())));
     return;
   }
   log()->warn("{} database unreachable at start: {}; retrying in {} ms",

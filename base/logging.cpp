@@ -1,5 +1,8 @@
 #include "base/logging.hpp"
 
+#include "base/secrets.hpp"
+
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <fmt/format.h>
@@ -8,10 +11,53 @@
 
 namespace flowmatch {
 
+namespace {
+
+/// Hides passwords (base/secrets.hpp) in every line before `inner` formats
+/// it: a libpq or Redis error, or a setting echoed in a message, may carry
+/// a conninfo.
+class masking_formatter final : public spdlog::formatter {
+public:
+  explicit masking_formatter(std::unique_ptr<spdlog::formatter> inner)
+    : inner_(std::move(inner)) {
+  }
+
+  void format(const spdlog::details::log_msg& msg,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view text{msg.payload.data(), msg.payload.size()};
+    if (!may_hold_secret(text)) {
+      inner_->format(msg, dest);
+      return;
+    }
+    auto masked = mask_secrets(text);
+    auto copy = msg;
+    copy.payload = spdlog::string_view_t{masked.data(), masked.size()};
+    inner_->format(copy, dest);
+    // The colour sink reads where the level's colour goes from the message
+    // it passed in.
+    msg.color_range_start = copy.color_range_start;
+    msg.color_range_end = copy.color_range_end;
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<masking_formatter>(inner_->clone());
+  }
+
+private:
+  std::unique_ptr<spdlog::formatter> inner_;
+};
+
+void use_pattern(spdlog::logger& l, const std::string& pattern) {
+  l.set_formatter(std::make_unique<masking_formatter>(
+    std::make_unique<spdlog::pattern_formatter>(pattern)));
+}
+
+} // namespace
+
 std::shared_ptr<spdlog::logger>& log() {
   static std::shared_ptr<spdlog::logger> instance = [] {
     auto l = spdlog::stderr_color_mt("flowmatch");
-    l->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    use_pattern(*l, "%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
     l->set_level(spdlog::level::info);
     l->flush_on(spdlog::level::warn);
     return l;
@@ -102,7 +148,8 @@ std::string json_log_line(std::chrono::system_clock::time_point time,
 }
 
 void use_json_logs() {
-  log()->set_formatter(std::make_unique<json_formatter>());
+  log()->set_formatter(
+    std::make_unique<masking_formatter>(std::make_unique<json_formatter>()));
 }
 
 bool configure_logging(const std::string& level, const std::string& pattern) {
@@ -112,7 +159,7 @@ bool configure_logging(const std::string& level, const std::string& pattern) {
     return false;
   log()->set_level(lvl);
   if (!pattern.empty())
-    log()->set_pattern(pattern);
+    use_pattern(*log(), pattern);
   return true;
 }
 

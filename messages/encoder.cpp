@@ -1,5 +1,6 @@
 #include "messages/encoder.hpp"
 
+#include "base/secrets.hpp"
 #include "messages/decoder.hpp"
 
 #include <fmt/format.h>
@@ -199,7 +200,7 @@ std::string dead_letter_line(const dead_letter& dl) {
   std::string out;
   object_writer w{out};
   w.str("reason", to_string(dl.reason));
-  w.str("detail", dl.detail);
+  w.str("detail", mask_secrets(dl.detail));
   if (dl.event_id.empty()) {
     w.key("event_id");
     out.append("null");

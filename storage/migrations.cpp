@@ -2,6 +2,9 @@
 
 #include "base/logging.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <vector>
 
 namespace flowmatch {
@@ -182,11 +185,88 @@ std::optional<pg::db_error> use_schema(pg::connection& conn,
   return r.error;
 }
 
-pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
+namespace {
+
+constexpr const char* insufficient_privilege = "42501";
+
+/// The newest migration applied to `schema`: 0 when it has none, -1 when
+/// it has no `schema_migrations` table (or no such schema).
+pg::outcome<int> applied_version(pg::connection& conn,
+                                 const std::string& schema) {
   pg::outcome<int> out;
+  if (auto e = conn.prepare("flowmatch_has_migrations",
+                            "SELECT 1 FROM pg_class c JOIN pg_namespace n "
+                            "ON n.oid = c.relnamespace WHERE n.nspname = $1 "
+                            "AND c.relname = 'schema_migrations'")) {
+    out.error = std::move(e);
+    return out;
+  }
+  auto r = conn.run("flowmatch_has_migrations", {schema});
+  conn.exec("DEALLOCATE flowmatch_has_migrations");
+  if (r.error) {
+    out.error = std::move(r.error);
+    return out;
+  }
+  if (r.value->rows() == 0) {
+    out.value = -1;
+    return out;
+  }
+  auto v = conn.exec("SELECT coalesce(max(version), 0) FROM "
+                     + conn.quote_identifier(schema) + ".schema_migrations");
+  if (v.error)
+    out.error = std::move(v.error);
+  else
+    out.value = static_cast<int>(v.value->as_int64(0, 0));
+  return out;
+}
+
+/// Lets `role` do what a node does and no more: use the schema, read and
+/// write its tables and sequences, run its functions (the fence). No
+/// CREATE, ALTER, DROP or TRUNCATE: those stay with the owner.
+std::optional<pg::db_error> grant_app_role(pg::connection& conn,
+                                           const std::string& schema,
+                                           const std::string& role) {
+  auto s = conn.quote_identifier(schema);
+  auto r = conn.quote_identifier(role);
+  for (auto sql :
+       {"GRANT USAGE ON SCHEMA " + s + " TO " + r,
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA " + s
+          + " TO " + r,
+        "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA " + s
+          + " TO " + r,
+        "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA " + s + " TO " + r})
+    if (auto res = conn.exec(sql); res.error)
+      return res.error;
+  return std::nullopt;
+}
+
+} // namespace
+
+pg::outcome<int> migrate(pg::connection& conn, const std::string& schema,
+                         const std::string& app_role) {
+  pg::outcome<int> out;
+  // Up to date: nothing here needs more than reading, so a node that runs
+  // as a role without the owner's rights starts (the owner migrated it).
+  auto before = applied_version(conn, schema);
+  if (before.error) {
+    out.error = std::move(before.error);
+    return out;
+  }
+  if (*before.value >= latest_migration() && app_role.empty()) {
+    out.error = use_schema(conn, schema);
+    if (!out.error)
+      out.value = 0;
+    return out;
+  }
   auto fail = [&](pg::db_error e) {
     // Release the lock on every path (a no-op when not held).
     conn.exec("SELECT pg_advisory_unlock_all()");
+    if (e.sqlstate == insufficient_privilege)
+      e.message = fmt::format(
+        "this role may not migrate schema {} (it is at migration {}, this "
+        "build needs {}): run `actor-system --migrate` with the owner's "
+        "conninfo, or set postgis.owner-dsn ({})",
+        schema, std::max(*before.value, 0), latest_migration(), e.message);
     out.error = std::move(e);
     return out;
   };
@@ -197,8 +277,10 @@ pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
       r.error)
     return fail(*r.error);
   auto q = conn.quote_identifier(schema);
+  // "already exists, skipping" is no news to an operator.
   for (const char* sql :
-       {"CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public"}) {
+       {"SET client_min_messages TO warning",
+        "CREATE EXTENSION IF NOT EXISTS postgis WITH SCHEMA public"}) {
     if (auto r = conn.exec(sql); r.error)
       return fail(*r.error);
   }
@@ -243,6 +325,13 @@ pg::outcome<int> migrate(pg::connection& conn, const std::string& schema) {
     log()->info("migrations applied version {} ({}) in schema {}", m.version,
                 m.name, schema);
     ++count;
+  }
+  if (!app_role.empty()) {
+    if (auto e = grant_app_role(conn, schema, app_role))
+      return fail(*e);
+    log()->info("migrations granted role {} the use of schema {} (read "
+                "and write its tables; no schema changes)",
+                app_role, schema);
   }
   conn.exec(std::string{"SELECT pg_advisory_unlock("} + lock_key + ")");
   out.value = count;

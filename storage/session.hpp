@@ -11,7 +11,13 @@
 namespace flowmatch {
 
 struct postgis_settings {
+  /// The node's own conninfo: with least privilege, a role that may only
+  /// read and write the schema's tables.
   std::string dsn;
+  /// The schema owner's conninfo, used only to migrate; empty: `dsn`.
+  std::string owner_dsn;
+  /// Granted DML on the schema after migrating (empty: no grant).
+  std::string app_role;
   std::string schema = "public";
   /// Changes per transaction before a flush.
   size_t batch_size = 16384;

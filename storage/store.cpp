@@ -1,5 +1,6 @@
 #include "storage/store.hpp"
 
+#include "base/secrets.hpp"
 #include "messages/decoder.hpp"
 
 #include <fmt/format.h>
@@ -847,7 +848,7 @@ insert_dead_letters(pg::connection& conn,
       entry_id.emplace_back(clean_text(dl.origin.entry));
     }
     reason.emplace_back(std::string{to_string(dl.reason)});
-    detail.emplace_back(clean_text(dl.detail));
+    detail.emplace_back(clean_text(mask_secrets(dl.detail)));
     // Text columns hold UTF-8 only; invalid bytes become U+FFFD.
     payload.emplace_back(clean_text(dl.payload));
     attempts.emplace_back(dl.attempts);

@@ -3,6 +3,7 @@
 #include "core/match_tiling.hpp"
 
 #include "base/logging.hpp"
+#include "base/secrets.hpp"
 #include "streams/redis.hpp"
 #include "system/http_endpoint.hpp"
 
@@ -25,6 +26,21 @@ namespace flowmatch {
 
 namespace {
 
+/// Every text value of `xs`, passwords masked.
+void mask_settings(caf::settings& xs) {
+  for (auto& kvp : xs) {
+    auto& v = kvp.second;
+    if (auto str = caf::get_if<std::string>(&v))
+      *str = mask_secrets(*str);
+    else if (auto dict = caf::get_if<caf::settings>(&v))
+      mask_settings(*dict);
+    else if (auto list = caf::get_if<caf::config_value::list>(&v))
+      for (auto& x : *list)
+        if (auto s = caf::get_if<std::string>(&x))
+          *s = mask_secrets(*s);
+  }
+}
+
 /// A consumer name that stays the same across restarts on this machine,
 /// so a restarted node re-reads its own pending entries first.
 std::string default_consumer_name() {
@@ -36,7 +52,17 @@ std::string default_consumer_name() {
 
 } // namespace
 
+caf::settings flowmatch_config::dump_content() const {
+  auto result = actor_system_config::dump_content();
+  mask_settings(result);
+  return result;
+}
+
 flowmatch_config::flowmatch_config() {
+  opt_group{custom_options_, "global"}.add(
+    migrate_only, "migrate",
+    "apply the schema's migrations (as postgis.owner-dsn when set), grant "
+    "postgis.app-role its rights, and exit");
   opt_group{custom_options_, "system"}.add(
     threads, "threads",
     "CAF scheduler threads; 0 means one per core");
@@ -195,6 +221,12 @@ flowmatch_config::flowmatch_config() {
   opt_group{custom_options_, "postgis"}
     .add(postgis_dsn, "dsn",
          "libpq conninfo of PostgreSQL+PostGIS; empty means no database")
+    .add(postgis_owner_dsn, "owner-dsn",
+         "libpq conninfo of the schema's owner, used only to migrate (at "
+         "start or with --migrate); empty: postgis.dsn migrates")
+    .add(postgis_app_role, "app-role",
+         "after migrating, grant this role what the node needs and no more "
+         "(read and write the schema's tables); empty: grant nothing")
     .add(postgis_schema, "schema", "schema of flowmatch's tables")
     .add(postgis_batch_size, "batch-size",
          "changes per transaction before a flush")
@@ -494,11 +526,14 @@ caf::expected<settings> validate(const flowmatch_config& cfg,
     return bad("log.progress-interval must not be negative");
   s.progress_interval = to_ms(cfg.log_progress_interval);
   s.match_check = cfg.match_check;
+  s.migrate_only = cfg.migrate_only;
+  // Neither a check nor a migration reads events.
+  bool no_input = cfg.match_check || cfg.migrate_only;
   bool stream = !cfg.ingest_redis.empty();
   if (stream && !cfg.ingest_ndjson.empty())
     return bad("ingest.ndjson and ingest.redis exclude each other: read a "
                "file or consume a stream, not both");
-  if (!stream && cfg.ingest_ndjson.empty() && !cfg.match_check)
+  if (!stream && cfg.ingest_ndjson.empty() && !no_input)
     return bad("ingest.ndjson or ingest.redis is required: a file path, - "
                "for stdin, or redis://host:port[/db]");
   if (stream) {
@@ -526,7 +561,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg,
     st.read_count = cfg.ingest_read_count;
     st.until_caught_up = cfg.ingest_until_caught_up;
   }
-  if (!stream && !cfg.match_check && cfg.ingest_ndjson != "-") {
+  if (!stream && !no_input && cfg.ingest_ndjson != "-") {
     if (::access(cfg.ingest_ndjson.c_str(), R_OK) != 0)
       return bad("ingest.ndjson: cannot read '" + cfg.ingest_ndjson + "'");
     struct stat sb {};
@@ -650,6 +685,20 @@ caf::expected<settings> validate(const flowmatch_config& cfg,
     return bad("shutdown.grace-period must be positive");
   s.grace_period = to_ms(cfg.shutdown_grace_period);
   s.postgis.dsn = cfg.postgis_dsn;
+  s.postgis.owner_dsn = cfg.postgis_owner_dsn;
+  if (cfg.migrate_only && cfg.postgis_dsn.empty()
+      && cfg.postgis_owner_dsn.empty())
+    return bad("--migrate needs postgis.owner-dsn or postgis.dsn");
+  if (!cfg.migrate_only && !cfg.postgis_owner_dsn.empty()
+      && cfg.postgis_dsn.empty())
+    return bad("postgis.owner-dsn needs postgis.dsn: the owner's conninfo "
+               "only migrates, the node works as postgis.dsn");
+  if (cfg.postgis_app_role.size() > 63)
+    return bad("postgis.app-role must be at most 63 characters");
+  if (!cfg.postgis_app_role.empty() && cfg.postgis_dsn.empty()
+      && cfg.postgis_owner_dsn.empty())
+    return bad("postgis.app-role needs a database (postgis.dsn)");
+  s.postgis.app_role = cfg.postgis_app_role;
   if (cfg.postgis_schema.empty() || cfg.postgis_schema.size() > 63)
     return bad("postgis.schema must be 1..63 characters");
   s.postgis.schema = cfg.postgis_schema;

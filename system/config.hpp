@@ -49,6 +49,13 @@ public:
     return custom_options_;
   }
 
+  /// What `--dump-config` prints: every setting, passwords masked
+  /// (base/secrets.hpp).
+  caf::settings dump_content() const override;
+
+  /// `--migrate`: apply the migrations and exit.
+  bool migrate_only = false;
+
   // [system]
   size_t threads = 0;
   // [log]
@@ -118,6 +125,8 @@ public:
   caf::timespan shutdown_grace_period = std::chrono::seconds{30};
   // [postgis]
   std::string postgis_dsn;
+  std::string postgis_owner_dsn;
+  std::string postgis_app_role;
   std::string postgis_schema = postgis_settings{}.schema;
   size_t postgis_batch_size = postgis_settings{}.batch_size;
   caf::timespan postgis_max_batch_age = postgis_settings{}.max_age;
@@ -140,6 +149,9 @@ struct settings {
   double match_tile_km = 0;
   /// Run the consistency check instead of the node.
   bool match_check = false;
+  /// Apply the migrations (as postgis.owner-dsn when set) instead of
+  /// running the node.
+  bool migrate_only = false;
   uint32_t registry_workers = 1;
   routing_policy registry_policy = routing_policy::key_hash;
   uint64_t registry_max_in_flight = 65536;

@@ -150,6 +150,10 @@ std::string check_listen_address(const std::string& listen) {
   if (host != "localhost" && ::inet_pton(AF_INET, host.c_str(), &addr) != 1)
     return "the host must be an IPv4 address or localhost, got '" + host
            + "'";
+  // The endpoint has no authentication: on the network only where an
+  // operator names the interface, never by a wildcard.
+  if (addr.s_addr == INADDR_ANY && host != "localhost")
+    return "listen on an explicit address, not on every interface";
   if (port.empty() || port.size() > 5
       || port.find_first_not_of("0123456789") != std::string::npos
       || std::stoi(port) > 65535)

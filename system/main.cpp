@@ -3,7 +3,9 @@
 #include "messages/type_ids.hpp"
 #include "system/config.hpp"
 #include "base/logging.hpp"
+#include "base/secrets.hpp"
 #include "system/match_check.hpp"
+#include "system/migrate_command.hpp"
 #include "system/node.hpp"
 #include "system/signals.hpp"
 
@@ -103,14 +105,14 @@ int main(int argc, char** argv) {
   // of the wrong type.
   if (!config_file.empty()) {
     if (auto err = cfg.read_config_file(config_file)) {
-      std::cerr << "actor-system: configuration error: " << describe(cfg, err)
-                << "\n";
+      std::cerr << "actor-system: configuration error: "
+                << mask_secrets(describe(cfg, err)) << "\n";
       return exit_config;
     }
   }
   std::istringstream no_ini;
   if (auto err = cfg.parse(std::move(args), no_ini)) {
-    std::cerr << "actor-system: " << cfg.render(err) << "\n"
+    std::cerr << "actor-system: " << mask_secrets(cfg.render(err)) << "\n"
               << "run with --help for the options\n";
     return exit_config;
   }
@@ -119,11 +121,13 @@ int main(int argc, char** argv) {
   auto s = validate(cfg);
   if (!s) {
     std::cerr << "actor-system: configuration error: "
-              << describe(cfg, s.error()) << "\n";
+              << mask_secrets(describe(cfg, s.error())) << "\n";
     return exit_config;
   }
   if (s->match_check)
     return check_matches(*s);
+  if (s->migrate_only)
+    return run_migrations(*s);
   cfg.set("scheduler.max-threads", s->threads);
   if (s->cluster.enabled()) {
     // The network layer only in cluster mode: a single node opens no

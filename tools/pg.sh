@@ -7,7 +7,11 @@
 #   tools/pg.sh stop      fast shutdown
 #   tools/pg.sh restart   immediate restart (crash-like; used by fault tests)
 #   tools/pg.sh status    running or not (exit 0 / 3)
-#   tools/pg.sh dsn       print the libpq conninfo of the cluster
+#   tools/pg.sh dsn       print the libpq conninfo of the cluster (the owner)
+#   tools/pg.sh app-dsn   print the conninfo of flowmatch_app, a role that may
+#                         only read and write the tables it is granted
+#                         (least privilege: nodes run as it, the owner
+#                         migrates; docs/operations.md)
 #   tools/pg.sh psql ...  run psql against the cluster
 #
 # Port: FLOWMATCH_PG_PORT (default 54329). Data: var/pg/data in the project
@@ -22,6 +26,12 @@ port=${FLOWMATCH_PG_PORT:-54329}
 bindir=/usr/lib/postgresql/15/bin
 db=flowmatch
 role=flowmatch
+# The least-privilege role of the tests and the example. Its password
+# guards a cluster on loopback that exists for development only; it is
+# checked (scram-sha-256), so a test sees it pass through, and masked
+# wherever flowmatch prints a conninfo.
+app_role=flowmatch_app
+app_password=flowmatch-app-local-only
 
 if [ ! -x "$bindir/initdb" ]; then
   echo "pg.sh: PostgreSQL 15 is not installed; run tools/setup.sh" >&2
@@ -82,6 +92,7 @@ EOF
 start() {
   create
   if is_running; then
+    ensure_app_role
     return 0
   fi
   as_owner mkdir -p "$sock"
@@ -96,7 +107,26 @@ start() {
       "select 1 from pg_database where datname = '$db'" | grep -q 1; then
     as_owner "$bindir/createdb" -h "$sock" -p "$port" -U "$role" "$db"
   fi
+  ensure_app_role
   echo "pg.sh: running on 127.0.0.1:$port"
+}
+
+# The app role: may log in (with its password, over TCP) and connect; every
+# right on a schema's tables comes from `actor-system --migrate
+# --postgis.app-role=flowmatch_app` (or a node started with owner-dsn).
+ensure_app_role() {
+  local hba="$data/pg_hba.conf" line="host all $app_role 127.0.0.1/32 scram-sha-256"
+  if ! as_owner grep -qx "$line" "$hba"; then
+    # First match wins: before the trust lines initdb wrote.
+    as_owner sh -c "{ echo '$line'; cat '$hba'; } > '$hba.new' && mv '$hba.new' '$hba'"
+    as_owner "$bindir/pg_ctl" -D "$data" reload >/dev/null
+  fi
+  as_owner "$bindir/psql" -h "$sock" -p "$port" -U "$role" -d "$db" -qtAc "
+    DO \$\$ BEGIN
+      IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '$app_role') THEN
+        CREATE ROLE $app_role LOGIN PASSWORD '$app_password';
+      END IF;
+    END \$\$;" >/dev/null
 }
 
 stop() {
@@ -118,12 +148,13 @@ case "${1:-}" in
     if is_running; then echo "running on 127.0.0.1:$port"; else echo "not running"; exit 3; fi
     ;;
   dsn) echo "host=127.0.0.1 port=$port dbname=$db user=$role" ;;
+  app-dsn) echo "host=127.0.0.1 port=$port dbname=$db user=$app_role password=$app_password" ;;
   psql)
     shift
     exec "$bindir/psql" "host=127.0.0.1 port=$port dbname=$db user=$role" "$@"
     ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

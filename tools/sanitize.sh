@@ -19,12 +19,6 @@ cd "$(dirname "$0")/.."
 mode=${1:-asan}
 supp=$PWD/tools/sanitizers
 
-tests_of() { # the test executables of the labels given, from CTest's list
-  local dir=$1 labels=$2
-  (cd "$dir" && ctest -N -V -L "$labels" 2>/dev/null) \
-    | sed -n 's/.*Test command: \([^ ]*\).*/\1/p' | xargs -r -n1 basename \
-    | sort -u
-}
 
 case $mode in
   asan)
@@ -47,14 +41,11 @@ case $mode in
     ;;
   *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
-# Only what the labels run (the benchmarks and the scenarios' executable
-# are not needed), plus the fuzz targets in the ASan build.
-targets=$(tests_of "$dir" "$labels" | grep -v '^fuzz-' || true)
-if [ -z "$targets" ]; then
-  # First run: CTest knows the tests only once their executables exist.
-  targets=$(sed -n 's/^flowmatch_test(\([a-z_0-9]*\) \(unit\|actors\|db\) .*/\1/p' \
-    tests/CMakeLists.txt)
-fi
+# Only the test executables of these labels (the benchmarks and the
+# scenarios' executable are not needed), plus the fuzz targets in the ASan
+# build: the tests/CMakeLists.txt lines `flowmatch_test(NAME LABEL ...)`.
+targets=$(sed -n 's/^flowmatch_test(\([a-z_0-9]*\) \(unit\|actors\|db\) .*/\1 \2/p' \
+  tests/CMakeLists.txt | grep -E " (${labels//[()^$]/})\$" | cut -d' ' -f1)
 extra=()
 [ "$mode" = asan ] && extra=(fuzz-decoder fuzz-redis-reply fuzz-config fuzz-wire)
 # shellcheck disable=SC2086

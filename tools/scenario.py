@@ -7,7 +7,10 @@ tools/pg.sh, through the steps of a scenario file and checks what comes out.
                                             with the message it names
 
 Options: --exe PATH (default build/actor-system), --dsn CONNINFO (default
-$FLOWMATCH_TEST_DSN, else tools/pg.sh dsn), --keep (keep each scenario's
+$FLOWMATCH_TEST_DSN, else tools/pg.sh dsn: the schema owner), --app-dsn
+CONNINFO (default $FLOWMATCH_TEST_APP_DSN, else tools/pg.sh app-dsn: the
+least-privilege role every node runs as, the owner migrating for it; '-'
+for none), --keep (keep each scenario's
 schema and work folder for a look afterwards), --verbose (print every step),
 --transport file|redis (how events reach the node, default file: a pipe;
 redis: a Redis stream, published with Python's redis package, a client
@@ -447,7 +450,7 @@ class Scenario:
         else:
             args = ["--ingest.ndjson=-"]
         args += ["--metrics.listen=",  # scenarios run beside other tests
-                 f"--postgis.dsn={self.opts.dsn}",
+                 *node_db_args(self.opts),
                 f"--postgis.schema={self.schema}",
                 f"--output.matches={self.stream}",
                 f"--output.state={os.path.join(self.work, f'run{self.runs}.state.ndjson')}",
@@ -929,7 +932,7 @@ class Scenario:
                 f"--ingest.stream={self.stream_key}",
                 f"--ingest.partitions={self.cluster_partitions}",
                 "--metrics.listen=",
-                f"--postgis.dsn={self.opts.dsn}",
+                *node_db_args(self.opts),
                 f"--postgis.schema={self.schema}",
                 "--system.threads=2", "--registry.workers=2",
                 f"--cluster.node-id=n{i}",
@@ -1335,11 +1338,26 @@ def self_test(folder, opts):
     return 0 if bad == 0 else 1
 
 
+def node_db_args(opts):
+    """A node's database options: least privilege when there is an app role
+    (tools/pg.sh app-dsn): the node works as it, the owner only migrates and
+    grants it the schema's tables."""
+    if not opts.app_dsn:
+        return [f"--postgis.dsn={opts.dsn}"]
+    role = re.search(r"\buser=(\S+)", opts.app_dsn)
+    return [f"--postgis.dsn={opts.app_dsn}",
+            f"--postgis.owner-dsn={opts.dsn}",
+            f"--postgis.app-role={role.group(1) if role else ''}"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("paths", nargs="*")
     ap.add_argument("--exe", default=os.path.join(ROOT, "build", "actor-system"))
     ap.add_argument("--dsn", default=os.environ.get("FLOWMATCH_TEST_DSN"))
+    ap.add_argument("--app-dsn", default=os.environ.get("FLOWMATCH_TEST_APP_DSN"),
+                    help="the least-privilege role nodes run as (default: "
+                         "tools/pg.sh app-dsn; '-' runs them as --dsn)")
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--verbose", action="store_true")
     ap.add_argument("--self-test", metavar="DIR")
@@ -1358,6 +1376,12 @@ def main():
     if not opts.dsn:
         opts.dsn = subprocess.run([os.path.join(ROOT, "tools", "pg.sh"), "dsn"],
                                   capture_output=True, text=True).stdout.strip()
+    if not opts.app_dsn:
+        opts.app_dsn = subprocess.run(
+            [os.path.join(ROOT, "tools", "pg.sh"), "app-dsn"],
+            capture_output=True, text=True).stdout.strip()
+    if opts.app_dsn == "-":
+        opts.app_dsn = ""
     if not os.path.exists(opts.exe):
         print(f"scenario: no executable at {opts.exe} (build first: "
               "tools/build.sh)")

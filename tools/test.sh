@@ -13,6 +13,7 @@ tools/build.sh
 # stream tests the local Redis (port 63790).
 tools/pg.sh start
 export FLOWMATCH_TEST_DSN="$(tools/pg.sh dsn)"
+export FLOWMATCH_TEST_APP_DSN="$(tools/pg.sh app-dsn)"
 tools/redis.sh start
 export FLOWMATCH_TEST_REDIS_URL="$(tools/redis.sh url)"
 cd build
