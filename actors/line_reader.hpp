@@ -35,6 +35,13 @@ struct stream_settings {
   /// Entries pending this long with another consumer are claimed (the
   /// consumer is taken for dead).
   std::chrono::milliseconds claim_idle{std::chrono::seconds{30}};
+  /// Cluster mode: this reader holds the partition's lease, so no other
+  /// consumer may still work on its entries. Before the first new entry it
+  /// claims every pending entry of every consumer, however briefly idle:
+  /// the entries a lost holder read and never acknowledged are older than
+  /// any new one and must be applied first (waiting claim_idle for them
+  /// would apply a later update of the same site before them).
+  bool claim_all_at_start = false;
   /// An entry delivered more often than this is dead-lettered as poison
   /// and acknowledged.
   uint32_t delivery_limit = 5;

@@ -339,7 +339,11 @@ private:
   /// XCLAIM (which does).
   bool fetch_claimed() {
     phase_ = phase::claiming;
-    auto idle = std::to_string(s_.claim_idle.count());
+    // Before the first new entry, a lease holder takes everything pending
+    // (stream_settings::claim_all_at_start): order before patience.
+    auto idle = !caught_up_ && s_.claim_all_at_start
+                  ? std::string{"0"}
+                  : std::to_string(s_.claim_idle.count());
     auto count = std::to_string(s_.read_count);
     auto r = conn_.command({"XAUTOCLAIM", s_.stream, s_.group, s_.consumer,
                             idle, claim_cursor_, "COUNT", count, "JUSTID"});

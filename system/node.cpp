@@ -596,6 +596,7 @@ void take_gains(node_ptr self, std::vector<lease_gain> round) {
           for (auto& g : stream_gains) {
             auto src = now.cfg.source;
             src.reader.stream.stream = stream_key(now.cfg, g.resource.index);
+            src.reader.stream.claim_all_at_start = true;
             src.require_site_id = true;
             auto source = self->spawn<caf::detached + caf::linked>(
               ingest_source, src, admission_actor{now.shard_router},
