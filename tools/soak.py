@@ -1,0 +1,332 @@
+#!/usr/bin/env python3
+"""The soak: the bundled example's generator in a loop through Redis into
+one node and PostGIS, for an hour, with faults at random times; RSS,
+latency p99, dead letters, lost and duplicate counts over time, plotted.
+
+    tools/soak.py                       an hour (on demand; not in CI)
+    tools/soak.py --minutes 10          shorter
+    tools/soak.py --out docs/performance/soak   where the CSV and plot go
+
+Each round publishes one generated log (tools/generate_events.py, a new
+seed per round from a small set) with every id -- events, sites, flows --
+prefixed by the round, so rounds are separate worlds sharing one node, one
+stream and one schema. After its entries are taken and its holds are over,
+a round is checked against a clean run of the same seed (made first, on
+its own schema):
+
+- lost: the round's event ids neither applied nor dead-lettered, and
+  reference rows (sites, flows) the round lacks;
+- duplicates: rows the round has and the reference has not, rows whose
+  values differ, dead letters the reference has not;
+
+then the round's sites are deleted (site_deleted events, also counted) so
+the tables stay the size of a few rounds. Every 2 to 8 minutes (random, a
+seed makes it repeatable) one fault: kill -9 of the node and a restart,
+SIGTERM and a restart, PostgreSQL immediate restart, Redis kill -9 and
+start. Every 5 s the node's RSS and its event latency p99 over the last
+window (flowmatch_event_latency_seconds buckets) are sampled. At the end:
+the matches equal a recomputation (--match.check).
+
+Needs tools/pg.sh and tools/redis.sh running and gnuplot for the plot.
+Exit 0 when nothing was lost or duplicated.
+"""
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import faults  # noqa: E402  (its Case, Db and reference runs)
+
+
+def prefixed(lines, prefix):
+    """Every id of the log (event, site, flow) with `prefix`."""
+    out = []
+    for line in lines:
+        line = re.sub(r'"(id|site_id|flow_id)":"', r'"\1":"' + prefix, line)
+        out.append(line)
+    return out
+
+
+def strip(rows, prefix):
+    return {r.replace(prefix, "") for r in rows if r.startswith(prefix)
+            or ("|" + prefix) in r}
+
+
+class Metrics:
+    """The node's /metrics: event latency buckets, for the p99 of each
+    window (a restarted node starts its counters again)."""
+
+    def __init__(self, port):
+        self.port = port
+        self.last = None
+
+    def buckets(self):
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            return None
+        out = {}
+        for m in re.finditer(r'flowmatch_event_latency_seconds_bucket\{[^}]*'
+                             r'le="([^"]+)"[^}]*\} (\S+)', text):
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            out[le] = out.get(le, 0) + float(m.group(2))
+        return out
+
+    def p99(self):
+        now = self.buckets()
+        if not now:
+            self.last = None
+            return None
+        last = self.last
+        self.last = now
+        if not last or any(now.get(k, 0) < v for k, v in last.items()):
+            return None
+        delta = {k: now[k] - last.get(k, 0) for k in now}
+        total = delta.get(float("inf"), 0)
+        if total <= 0:
+            return None
+        for le in sorted(delta):
+            if delta[le] >= 0.99 * total:
+                return le
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=60)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--rate", type=int, default=3000)
+    ap.add_argument("--out", default=os.path.join(ROOT, "var", "soak"))
+    ap.add_argument("--exe", default=os.path.join(ROOT, "build", "actor-system"))
+    opts = ap.parse_args()
+    opts.dsn = os.environ.get("FLOWMATCH_TEST_DSN") or faults.sh(
+        os.path.join(ROOT, "tools", "pg.sh"), "dsn")
+    opts.app_dsn = os.environ.get("FLOWMATCH_TEST_APP_DSN") or faults.sh(
+        os.path.join(ROOT, "tools", "pg.sh"), "app-dsn")
+    opts.redis_url = os.environ.get("FLOWMATCH_TEST_REDIS_URL") or faults.sh(
+        os.path.join(ROOT, "tools", "redis.sh"), "url")
+    opts.work = os.path.join(ROOT, "var", "soak")
+    opts.keep = False
+    opts.cluster_base_port = 47700
+    os.makedirs(opts.work, exist_ok=True)
+    os.makedirs(opts.out, exist_ok=True)
+    rnd = random.Random(opts.seed)
+    seeds = [7, 8, 9]
+
+    # The reference of each seed: a clean run, prefix r0-.
+    refs = {}
+    for s in seeds:
+        lines = prefixed(faults.generate(opts, 1, seed=s), "r0-")
+        print(f"[reference seed {s}] {len(lines)} events ...", flush=True)
+        res, snap = faults.run_case(opts, f"soakref{s}", lines,
+                                    lambda c: None, rate=0)
+        refs[s] = {k: strip(v, "r0-") for k, v in snap.items()}
+
+    case = faults.Case("soak", opts, [], 1, 1)
+    case.db.reset()
+    case.r.delete(case.stream)
+    port = faults.socket.socket()
+    port.bind(("127.0.0.1", 0))
+    mport = port.getsockname()[1]
+    port.close()
+    # Applied ids are kept 10 minutes (not the default days), so the soak's
+    # state is bounded and its RSS says whether anything else grows.
+    case.extra_args = [f"--metrics.listen=127.0.0.1:{mport}",
+                       "--registry.dedup-retention=10min"]
+    metrics = Metrics(mport)
+    case.start(1)
+    t0 = time.monotonic()
+    end = t0 + opts.minutes * 60
+    rows = []          # the time series
+    totals = {"lost": 0, "duplicates": 0, "rounds": 0, "events": 0}
+    fault_log = []
+    stop = threading.Event()
+
+    def sampler():
+        while not stop.is_set():
+            p = case.procs.get(1)
+            rss = None
+            if p and p.poll() is None:
+                try:
+                    with open(f"/proc/{p.pid}/status") as f:
+                        rss = int(re.search(r"VmRSS:\s+(\d+)", f.read())
+                                  .group(1)) // 1024
+                except (OSError, AttributeError):
+                    pass
+            letters = case.db.try_count("SELECT count(*) FROM dead_letters")
+            rows.append({"minute": round((time.monotonic() - t0) / 60, 3),
+                         "rss_mib": rss, "p99_ms": (lambda v: None if v is None
+                                                    else round(v * 1000, 1))(
+                                                        metrics.p99()),
+                         "dead_letters": letters,
+                         "applied": case.applied(),
+                         "lost": totals["lost"],
+                         "duplicates": totals["duplicates"],
+                         "fault": ""})
+            stop.wait(5)
+    threading.Thread(target=sampler, daemon=True).start()
+
+    def inject():
+        kinds = ["kill -9", "SIGTERM", "PostgreSQL restart", "Redis restart"]
+        next_at = time.monotonic() + rnd.uniform(120, 480)
+        while not stop.is_set():
+            if time.monotonic() < next_at:
+                stop.wait(1)
+                continue
+            kind = rnd.choice(kinds)
+            began = time.monotonic()
+            try:
+                if kind == "kill -9":
+                    case.stop(1, signal.SIGKILL, want=None)
+                    case.start(1)
+                elif kind == "SIGTERM":
+                    case.stop(1, signal.SIGTERM, want=0)
+                    case.start(1)
+                elif kind == "PostgreSQL restart":
+                    faults.sh(os.path.join(ROOT, "tools", "pg.sh"), "restart")
+                else:
+                    faults.sh(os.path.join(ROOT, "tools", "redis.sh"),
+                              "restart")
+            except (faults.Failed, subprocess.SubprocessError) as e:
+                fault_log.append({"fault": kind, "error": str(e)[-500:]})
+            minute = round((began - t0) / 60, 2)
+            fault_log.append({"minute": minute, "fault": kind})
+            if rows:
+                rows[-1]["fault"] = kind
+            print(f"  fault at minute {minute}: {kind}", flush=True)
+            next_at = time.monotonic() + rnd.uniform(120, 480)
+    threading.Thread(target=inject, daemon=True).start()
+
+
+    ok = True
+    rnum = 0
+    try:
+        while time.monotonic() < end:
+            rnum += 1
+            seed = seeds[rnum % len(seeds)]
+            prefix = f"r{rnum}-"
+            lines = prefixed(faults.generate(opts, 1, seed=seed), prefix)
+            ids = faults.ids_of(lines)
+            publisher = case.publish(lines, opts.rate)
+            publisher.join()
+            # A held flow's entry stays pending until its site comes or it
+            # is dead-lettered: idle means the round's holds are over.
+            case.wait(f"round {rnum} taken and its holds over",
+                      lambda: case.idle() == (0, 0), 900)
+            time.sleep(2)
+            snap = case.db.snapshot()
+            mine = {k: strip(v, prefix) for k, v in snap.items()
+                    if k in ("sites", "flows", "letters", "applied")}
+            ref = refs[seed]
+            counts = faults.compare(
+                {**ref, "matches": set()}, {**mine, "matches": set()},
+                {i[len(prefix):]: s for i, s in ids.items()})
+            # Unaccounted ids are measured with the round's own payloads.
+            counts["unaccounted_ids"] = faults.unaccounted(
+                ids, {"applied": snap["applied"], "letters": snap["letters"]})
+            lost = counts["lost_events"] + counts["lost_sites"] \
+                + counts["lost_flows"] + counts["unaccounted_ids"]
+            dup = counts["duplicates"]
+            totals["lost"] += lost
+            totals["duplicates"] += dup
+            totals["rounds"] += 1
+            totals["events"] += len(lines)
+            print(f"[round {rnum}, seed {seed}, minute "
+                  f"{(time.monotonic() - t0) / 60:.1f}] {len(lines)} events: "
+                  f"lost {lost}, duplicates {dup}", flush=True)
+            if lost or dup:
+                ok = False
+                print("  " + json.dumps(counts))
+            # Clear the round's world: every site deleted (its flows go
+            # with it).
+            sites = sorted({r.split("|")[0] for r in snap["sites"]
+                            if r.startswith(prefix)})
+            deletes = [json.dumps({"id": f"{prefix}del-{i}",
+                                   "type": "site_deleted",
+                                   "data": {"site_id": s}},
+                                  separators=(",", ":"))
+                       for i, s in enumerate(sites)]
+            case.publish(deletes, opts.rate).join()
+            totals["events"] += len(deletes)
+    except faults.Failed as e:
+        ok = False
+        print(f"soak: {e}")
+    finally:
+        stop.set()
+        case.stop_sampling.set()
+        p = case.procs.get(1)
+        if p and p.poll() is None:
+            try:
+                case.stop(1)
+            except faults.Failed as e:
+                ok = False
+                print(f"soak: {e}")
+    consistent, line = faults.match_check(opts, case.schema)
+    ok = ok and consistent
+    csv_path = os.path.join(opts.out, "soak.csv")
+    with open(csv_path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else
+                           ["minute"])
+        w.writeheader()
+        w.writerows(rows)
+    summary = {"minutes": round((time.monotonic() - t0) / 60, 1), **totals,
+               "faults": fault_log, "matches_consistent": consistent,
+               "check": line,
+               "rss_mib_max": max((r["rss_mib"] or 0) for r in rows)
+               if rows else None,
+               "p99_ms_max": max((r["p99_ms"] or 0) for r in rows)
+               if rows else None}
+    with open(os.path.join(opts.out, "soak.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    plot(csv_path, os.path.join(opts.out, "soak.png"), fault_log)
+    case.db.reset()
+    case.r.delete(case.stream)
+    print(json.dumps({k: v for k, v in summary.items() if k != "faults"}))
+    return 0 if ok else 1
+
+
+def plot(csv_path, png, fault_log):
+    marks = "\n".join(
+        f"set arrow from {f['minute']},graph 0 to {f['minute']},graph 1 "
+        f"nohead lc rgb '#cc0000' dt 2" for f in fault_log if "minute" in f)
+    script = f"""
+set terminal pngcairo size 1100,900 font ',10'
+set output '{png}'
+set datafile separator ','
+set key autotitle columnhead left top
+set multiplot layout 3,1 title 'flowmatch soak: one node, Redis -> PostGIS, faults at dashed lines'
+set xlabel 'minutes'
+{marks}
+set ylabel 'MiB'
+plot '{csv_path}' using 1:2 with lines lw 2 title 'RSS'
+set ylabel 'ms'
+set logscale y
+plot '{csv_path}' using 1:3 with points pt 7 ps 0.5 title 'event latency p99 (5 s windows)'
+unset logscale y
+set ylabel 'count'
+plot '{csv_path}' using 1:4 with lines lw 2 title 'dead letters', \\
+     '' using 1:6 with lines lw 2 title 'lost', \\
+     '' using 1:7 with lines lw 2 title 'duplicates'
+unset multiplot
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"soak: no plot ({e})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
