@@ -812,7 +812,9 @@ def main():
                     help="events per second published (default: 4000, "
                          "8000 with --full)")
     ap.add_argument("--keep", action="store_true")
-    ap.add_argument("--cluster-base-port", type=int, default=47600)
+    ap.add_argument("--cluster-base-port", type=int, default=30600,
+                    help="cluster ports (below the ephemeral range, as the "
+                         "scenarios')")
     opts = ap.parse_args()
     opts.rate = opts.rate or (8000 if opts.full else 4000)
     opts.dsn = os.environ.get("FLOWMATCH_TEST_DSN") or sh(
