@@ -304,7 +304,9 @@ class Case:
         for key in self.keys():
             try:
                 groups = self.r.xinfo_groups(key)
-            except redis.ResponseError:
+            except (redis.ResponseError, redis.ConnectionError,
+                    redis.TimeoutError):
+                # No group yet, or Redis restarting: not idle.
                 return None
             if not groups:
                 return None
