@@ -17,7 +17,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-asan}
-supp=$PWD/tools/sanitizers
 
 
 case $mode in

@@ -19,7 +19,6 @@ role with its password), as tools/test.sh sets them; $FLOWMATCH_TEST_REDIS_URL
 for the stream run.
 """
 
-import json
 import os
 import re
 import subprocess
