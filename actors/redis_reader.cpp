@@ -479,9 +479,8 @@ private:
     if (auto row = redis::find_group(r.view(), s_.group)) {
       out.push_back(
         {"stream_group_pending", false, static_cast<double>(row->pending)});
-      if (row->lag >= 0)
-        out.push_back(
-          {"stream_group_lag", false, static_cast<double>(row->lag)});
+      if (auto lag = redis::checked_lag(conn_, s_.stream, *row); lag >= 0)
+        out.push_back({"stream_group_lag", false, static_cast<double>(lag)});
     }
   }
 

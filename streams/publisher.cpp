@@ -231,17 +231,8 @@ bool read_group_progress(const std::string& url, const std::string& stream,
   if (row) {
     out.exists = true;
     out.pending = row->pending;
-    out.lag = row->lag;
     out.consumers = row->consumers;
-  }
-  if (row && row->lag < 0) {
-    // Redis cannot count the lag (entries were deleted): the group is
-    // caught up when it was given the stream's last entry.
-    auto s = conn.command({"XINFO", "STREAM", stream});
-    if (s && !s.view().is_error())
-      for (size_t f = 0; f + 1 < s.view().size(); f += 2)
-        if (s.view()[f].text() == "last-generated-id")
-          out.lag = s.view()[f + 1].text() == row->last_delivered ? 0 : -1;
+    out.lag = redis::checked_lag(conn, stream, *row);
   }
   return true;
 }

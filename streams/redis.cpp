@@ -343,6 +343,20 @@ std::optional<group_row> find_group(reply_view groups,
   return std::nullopt;
 }
 
+int64_t checked_lag(connection& conn, std::string_view stream,
+                    const group_row& row) {
+  if (row.lag == 0)
+    return 0;
+  auto r = conn.command({"XINFO", "STREAM", stream});
+  if (!r || r.view().is_error())
+    return row.lag;
+  auto v = r.view();
+  for (size_t f = 0; f + 1 < v.size(); f += 2)
+    if (v[f].text() == "last-generated-id")
+      return v[f + 1].text() == row.last_delivered ? 0 : row.lag;
+  return row.lag;
+}
+
 bool id_less(std::string_view a, std::string_view b) {
   uint64_t ams = 0, aseq = 0, bms = 0, bseq = 0;
   if (!split_id(a, ams, aseq) || !split_id(b, bms, bseq))

@@ -163,6 +163,17 @@ struct group_row {
 /// Finds `group` in an `XINFO GROUPS` reply; nothing when it is not there.
 std::optional<group_row> find_group(reply_view groups, std::string_view group);
 
+/// The group's lag, checked: 0 when the group was given the stream's last
+/// entry, whatever XINFO GROUPS said; else its lag, or -1 when Redis cannot
+/// count it (entries were deleted). Redis 7.0 cannot be trusted with a
+/// positive lag: after an AOF rewrite and a restart, a group's entries-read
+/// comes back from the rewrite's time while its last-delivered-id is
+/// current, and the lag stays overstated by the difference for good
+/// (tests/streams/redis_lag.cpp). Costs an XINFO STREAM when the lag is not
+/// 0; `conn` failing leaves the unchecked value.
+int64_t checked_lag(connection& conn, std::string_view stream,
+                    const group_row& row);
+
 /// Stream ids compare as (ms, seq); `a < b`.
 bool id_less(std::string_view a, std::string_view b);
 

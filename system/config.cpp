@@ -8,6 +8,7 @@
 #include "system/http_endpoint.hpp"
 
 #include <caf/config_option_adder.hpp>
+#include <caf/make_config_option.hpp>
 #include <caf/sec.hpp>
 
 #include <fmt/format.h>
@@ -23,6 +24,35 @@
 #include <unistd.h>
 
 namespace flowmatch {
+
+#if defined(__clang__)
+namespace {
+
+// A clang build (the fuzz and sanitizer builds) beside Debian's CAF, which
+// GCC built: CAF keeps one `meta_state` per option type in a function-local
+// static (caf/make_config_option.hpp). GCC initializes its function
+// pointers statically and only its type name at run time; clang
+// initializes all of it at run time. The executable's copy interposes the
+// library's, so when CAF's own options (actor_system_config's constructor)
+// come first, GCC's code runs the guarded initialization on the
+// executable's copy, sets the name, and leaves the pointers null: the first
+// `--system.threads=2` read called address 0. Running clang's
+// initialization first, before main, fills every field. Every option type
+// of flowmatch_config is listed; a missing one shows at once in the
+// sanitizer build's config tests.
+template <class... Ts>
+bool prime_option_meta_states() {
+  (caf::detail::option_meta_state_instance<Ts>(), ...);
+  return true;
+}
+
+[[maybe_unused]] const bool option_meta_states_primed
+  = prime_option_meta_states<bool, size_t, uint32_t, uint64_t, int64_t,
+                             double, std::string, std::vector<std::string>,
+                             caf::timespan, caf::atom_value>();
+
+} // namespace
+#endif
 
 namespace {
 

@@ -111,13 +111,15 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
   CHECK(status.admitted == total);
   CHECK(status.totals.applied == total); // nothing dropped
   CHECK(status.in_flight[0] == 0);
-  // The producer was faster: it reached the budget...
-  CHECK(status.peak_in_flight[0] >= max_in_flight);
-  // ...and never got past it by more than the batch that crossed it.
+  // The budget is never passed by more than the batch that crossed it.
   CHECK(status.peak_in_flight[0] <= max_in_flight + batch_size);
-  // 1M events of ~500 bytes would be ~500 MiB if buffered; bounded
-  // in-flight keeps growth to a few MiB (64 MiB leaves room for allocator
-  // slack).
-  CHECK(peak_rss - baseline < size_t{64} << 20);
+  if (!under_address_sanitizer) {
+    // The producer was faster: it reached the budget.
+    CHECK(status.peak_in_flight[0] >= max_in_flight);
+    // 1M events of ~500 bytes would be ~500 MiB if buffered; bounded
+    // in-flight keeps growth to a few MiB (64 MiB leaves room for
+    // allocator slack).
+    CHECK(peak_rss - baseline < size_t{64} << 20);
+  }
   self->send_exit(d, caf::exit_reason::user_shutdown);
 }
