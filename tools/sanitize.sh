@@ -36,16 +36,9 @@ case $mode in
     ;;
   *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
-# Only the test executables of these labels (the benchmarks and the
-# scenarios' executable are not needed), plus the fuzz targets in the ASan
-# build: the tests/CMakeLists.txt lines `flowmatch_test(NAME LABEL ...)`.
-targets=$(sed -n 's/^flowmatch_test(\([a-z_0-9]*\) \(unit\|actors\|db\) .*/\1 \2/p' \
-  tests/CMakeLists.txt | grep -E " (${labels//[()^$]/})\$" | cut -d' ' -f1)
-# The db and system tests run the node itself: built with the same
-# sanitizers, so its reports fail those tests too.
-extra=(actor-system)
-[ "$mode" = asan ] && extra+=(fuzz-decoder fuzz-redis-reply fuzz-config fuzz-wire)
-# shellcheck disable=SC2086
-cmake --build "$dir" -j"$(nproc)" --target $targets "${extra[@]}"
+# The unit, actor and db tests, the node they run (built with the same
+# sanitizers, so its reports fail those tests too) and, in the ASan build,
+# the fuzz targets: the target sanitizer-tests (CMakeLists.txt).
+cmake --build "$dir" -j"$(nproc)" --target sanitizer-tests
 cd "$dir"
 ctest -L "$labels" -j"$(nproc)" --output-on-failure --timeout 900
