@@ -213,6 +213,15 @@ def main():
 
     ok = True
     rnum = 0
+
+    # Stopped early (SIGTERM, Ctrl-C): the rounds so far still count, and
+    # the data, summary and plot are written as at the end.
+    def interrupted(signum, frame):
+        raise Interrupted(f"stopped by signal {signum} at minute "
+                          f"{(time.monotonic() - t0) / 60:.1f}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    stopped_early = None
     try:
         while time.monotonic() < end:
             rnum += 1
@@ -264,7 +273,13 @@ def main():
     except faults.Failed as e:
         ok = False
         print(f"soak: {e}")
+    except Interrupted as e:
+        ok = False
+        stopped_early = str(e)
+        print(f"soak: {e}; writing what it measured")
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
         stop.set()
         case.stop_sampling.set()
         p = case.procs.get(1)
@@ -283,7 +298,8 @@ def main():
         w.writeheader()
         w.writerows(rows)
     summary = {"minutes": round((time.monotonic() - t0) / 60, 1), **totals,
-               "faults": fault_log, "matches_consistent": consistent,
+               "faults": fault_log, "stopped_early": stopped_early,
+               "matches_consistent": consistent,
                "check": line,
                "rss_mib_max": max((r["rss_mib"] or 0) for r in rows)
                if rows else None,
@@ -296,6 +312,10 @@ def main():
     case.r.delete(case.stream)
     print(json.dumps({k: v for k, v in summary.items() if k != "faults"}))
     return 0 if ok else 1
+
+
+class Interrupted(Exception):
+    pass
 
 
 def plot(csv_path, png, fault_log):
