@@ -34,6 +34,7 @@ Exit 0 when nothing was lost or duplicated.
 import argparse
 import csv
 import json
+import math
 import os
 import random
 import re
@@ -303,8 +304,14 @@ def main():
                "check": line,
                "rss_mib_max": max((r["rss_mib"] or 0) for r in rows)
                if rows else None,
-               "p99_ms_max": max((r["p99_ms"] or 0) for r in rows)
-               if rows else None}
+               # A window whose p99 is past the histogram's top bucket
+               # (during a fault) has no finite p99: counted apart.
+               "p99_ms_max": max((r["p99_ms"] for r in rows
+                                  if r["p99_ms"] is not None
+                                  and math.isfinite(r["p99_ms"])), default=None),
+               "p99_windows_past_top_bucket": sum(
+                   1 for r in rows if r["p99_ms"] is not None
+                   and not math.isfinite(r["p99_ms"]))}
     with open(os.path.join(opts.out, "soak.json"), "w") as f:
         json.dump(summary, f, indent=1)
     plot(csv_path, os.path.join(opts.out, "soak.png"), fault_log)
