@@ -169,7 +169,7 @@ std::optional<group_row> find_group(reply_view groups, std::string_view group);
 /// positive lag: after an AOF rewrite and a restart, a group's entries-read
 /// comes back from the rewrite's time while its last-delivered-id is
 /// current, and the lag stays overstated by the difference for good
-/// (tests/streams/redis_lag.cpp). Costs an XINFO STREAM when the lag is not
+/// (tests/streams/redis_reader.cpp). Costs an XINFO STREAM when the lag is not
 /// 0; `conn` failing leaves the unchecked value.
 int64_t checked_lag(connection& conn, std::string_view stream,
                     const group_row& row);

@@ -302,8 +302,8 @@ class Case:
         """Every entry delivered and acknowledged: (pending, undelivered)
         over the keys. Undelivered compares the group's last-delivered-id
         with the stream's last id rather than trusting XINFO's lag, which
-        Redis 7.0 can miscount after a restart (entries-read is an
-        estimate once the counter is lost)."""
+        Redis 7.0 overstates for good after an AOF rewrite and a restart
+        (streams/redis.hpp, checked_lag)."""
         pending = undelivered = 0
         for key in self.keys():
             try:

@@ -518,11 +518,14 @@ class Scenario:
             return None
         return None
 
-    def all_delivered(self, g):
-        """The group was given the stream's last entry (not XINFO's lag,
-        which Redis 7.0 can overstate after a restart)."""
+    def all_delivered(self, g, key=None):
+        """Group `g` of stream `key` (the main one by default) was given the
+        stream's last entry: not XINFO's lag, which Redis 7.0 can overstate
+        for good after an AOF rewrite and a restart (streams/redis.hpp,
+        checked_lag)."""
         try:
-            last = self.redis.xinfo_stream(self.stream_key)["last-generated-id"]
+            last = self.redis.xinfo_stream(key or self.stream_key)[
+                "last-generated-id"]
         except Exception:
             return False
         return g["last-delivered-id"] == last
@@ -1044,14 +1047,11 @@ class Scenario:
 
     def groups_idle(self):
         """(pending, undelivered) summed over the partitions; None when a
-        group is missing. Undelivered compares the group's last-delivered-id
-        with the stream's last id: Redis 7.0's lag can stay overstated after
-        an AOF rewrite and a restart (streams/redis.hpp, checked_lag)."""
+        group is missing. Undelivered: partitions not `all_delivered`."""
         pending = undelivered = 0
         for key in self.partition_keys():
             try:
                 groups = self.redis.xinfo_groups(key)
-                last = self.redis.xinfo_stream(key)["last-generated-id"]
             except Exception:
                 return None
             g = next((g for g in groups
@@ -1059,7 +1059,7 @@ class Scenario:
             if g is None:
                 return None
             pending += g["pending"]
-            if g["last-delivered-id"] != last:
+            if not self.all_delivered(g, key):
                 undelivered += 1
         return pending, undelivered
 
