@@ -140,6 +140,9 @@ using worker_pool_actor = caf::typed_actor<
   // with the ids of the sites and flows that moved.
   caf::replies_to<handover_atom, uint32_t, uint32_t,
                   std::string>::with<registry_part>,
+  // From the dispatcher, while nothing is in flight: the routing keys of
+  // worker `index` (its flows and sites), to rebuild the routing table.
+  caf::replies_to<keys_atom, uint32_t>::with<registry_part>,
   caf::replies_to<status_atom>::with<actor_status>>;
 
 /// What a worker's report to its pool says (see `done_atom` above), held
@@ -204,7 +207,9 @@ using worker_actor = caf::typed_actor<
   // Gives up a site and everything linked to it, for another worker.
   caf::replies_to<handover_atom, std::string>::with<registry_part>,
   // Takes in what another worker gave up.
-  caf::replies_to<takeover_atom, registry_part>::with<caf::ok_atom>>;
+  caf::replies_to<takeover_atom, registry_part>::with<caf::ok_atom>,
+  // The ids it holds that routing depends on (registry::routing_keys).
+  caf::replies_to<keys_atom>::with<registry_part>>;
 
 /// Routes each event to the worker-pool group that handles its type, and to
 /// a worker within it by the group's policy; admits input only while each

@@ -188,6 +188,13 @@ size_t route(dispatcher_ptr self,
 
 void admit_parked(dispatcher_ptr self);
 
+std::chrono::milliseconds reply_timeout(dispatcher_ptr self);
+
+/// Routing waits for a hand-over or a compaction.
+bool paused(const dispatcher_state& st) {
+  return st.pending_handover || st.pending_compaction;
+}
+
 /// Asks for the pending hand-over once its group has nothing in flight:
 /// everything routed before the waiting event is applied and committed.
 void ask_for_handover(dispatcher_ptr self) {
@@ -238,6 +245,105 @@ void ask_for_handover(dispatcher_ptr self) {
       });
 }
 
+// Routing-table compaction. flow_owner keeps every flow routed, and only
+// the workers know which flows a site's delete removed; so, once the table
+// reaches its size (compact_at), routing waits until the group has nothing
+// in flight, as for a hand-over, and the table is rebuilt from what the
+// workers hold then: the flows they know or hold, and the moved sites they
+// still know. With nothing in flight the workers' state is exactly what
+// routing must follow, so no entry a later event needs can go missing.
+
+void finish_compaction(dispatcher_ptr self) {
+  auto& st = self->state;
+  auto& c = *st.pending_compaction;
+  auto& g = st.groups[c.group];
+  auto before = g.flow_owner.size() + g.site_home.size();
+  size_t flows = 0;
+  for (auto& part : c.parts)
+    flows += part.flow_ids.size();
+  std::unordered_map<std::string, uint32_t> owners;
+  owners.reserve(flows);
+  std::unordered_map<std::string, uint32_t> homes;
+  for (uint32_t w = 0; w < c.parts.size(); ++w) {
+    for (auto& f : c.parts[w].flow_ids)
+      owners.emplace(std::move(f), w);
+    if (!g.site_home.empty())
+      for (auto& s : c.parts[w].site_ids)
+        if (auto i = g.site_home.find(s); i != g.site_home.end())
+          homes.insert(*i);
+  }
+  g.flow_owner = std::move(owners);
+  g.site_home = std::move(homes);
+  auto live = g.flow_owner.size() + g.site_home.size();
+  g.compact_at = std::max(g.settings.routing_table_floor, 2 * live);
+  ++g.compactions;
+  log()->info("{} group {}: routing table rebuilt from its workers: {} "
+              "entries, {} before; next at {}",
+              self->name(), g.settings.name, live, before, g.compact_at);
+  st.pending_compaction = caf::none;
+  admit_parked(self);
+}
+
+/// Asks worker `w` of the compacting group for its keys, then the next.
+void collect_keys(dispatcher_ptr self, uint32_t w) {
+  auto& c = *self->state.pending_compaction;
+  auto& g = self->state.groups[c.group];
+  if (w == g.settings.workers) {
+    finish_compaction(self);
+    return;
+  }
+  self->request(g.pool, reply_timeout(self), keys_atom::value, w)
+    .then(
+      [self, w](registry_part& keys) {
+        self->state.pending_compaction->parts.push_back(std::move(keys));
+        collect_keys(self, w + 1);
+      },
+      [self, w](caf::error& err) {
+        // A worker restarting, say. The table stays as it is (larger than
+        // need be, never wrong) and routing goes on; the next try comes
+        // after a quarter of the floor more entries.
+        auto& st = self->state;
+        auto& grp = st.groups[st.pending_compaction->group];
+        auto size = grp.flow_owner.size() + grp.site_home.size();
+        grp.compact_at = size + std::max<size_t>(
+                                  grp.settings.routing_table_floor / 4, 1);
+        log()->warn("{} group {}: routing-table compaction given up at "
+                    "worker {} ({}); next try at {} entries",
+                    self->name(), grp.settings.name, w,
+                    self->system().render(err), grp.compact_at);
+        st.pending_compaction = caf::none;
+        admit_parked(self);
+      });
+}
+
+/// Starts the pending compaction once its group has nothing in flight.
+void ask_for_compaction(dispatcher_ptr self) {
+  auto& c = self->state.pending_compaction;
+  if (!c || c->asked || self->state.groups[c->group].in_flight > 0)
+    return;
+  c->asked = true;
+  c->parts.clear();
+  collect_keys(self, 0);
+}
+
+/// After routing: a compaction of the first key-hash group whose table
+/// reached its size (one pause at a time: not during a hand-over).
+void maybe_compact(dispatcher_ptr self) {
+  auto& st = self->state;
+  if (paused(st))
+    return;
+  for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
+    auto& g = st.groups[gi];
+    if (g.settings.policy != routing_policy::key_hash
+        || g.flow_owner.size() + g.site_home.size() < g.compact_at)
+      continue;
+    st.pending_compaction = dispatcher_state::compaction{};
+    st.pending_compaction->group = gi;
+    ask_for_compaction(self);
+    return;
+  }
+}
+
 bool idle(dispatcher_ptr self) {
   if (!self->state.parked.empty())
     return false;
@@ -249,7 +355,7 @@ bool idle(dispatcher_ptr self) {
 
 void admit_parked(dispatcher_ptr self) {
   auto& st = self->state;
-  while (!st.parked.empty() && !st.pending_handover && has_credit(self)) {
+  while (!st.parked.empty() && !paused(st) && has_credit(self)) {
     auto& p = st.parked.front();
     p.next = route(self, p.events, p.next);
     if (st.pending_handover) {
@@ -258,6 +364,7 @@ void admit_parked(dispatcher_ptr self) {
     }
     p.promise.deliver(caf::ok_atom::value);
     st.parked.pop_front();
+    maybe_compact(self);
   }
   if (idle(self)) {
     for (auto& rp : st.drain_waiters)
@@ -282,6 +389,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
     g.settings = std::move(groups[gi]);
     g.worker_load.resize(g.settings.workers);
     g.picks.resize(g.settings.workers);
+    g.compact_at = g.settings.routing_table_floor;
     for (auto t : g.settings.handles)
       init.route[static_cast<size_t>(t)] = static_cast<int>(gi);
     g.pool = self->spawn<caf::linked>(worker_pool, g.settings.name, gi,
@@ -305,8 +413,9 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       auto shared = std::make_shared<const std::vector<event>>(
         std::move(events));
       size_t next = 0;
-      if (st.parked.empty() && !st.pending_handover && has_credit(self)) {
+      if (st.parked.empty() && !paused(st) && has_credit(self)) {
         next = route(self, shared, 0);
+        maybe_compact(self);
         if (next == shared->size())
           return caf::ok_atom::value;
       }
@@ -332,6 +441,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
       g.worker_load[worker] -= count;
       take_stats(self, stats);
       ask_for_handover(self);
+      ask_for_compaction(self);
       admit_parked(self);
     },
     [self](handover_atom) { ask_for_handover(self); },
@@ -385,6 +495,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         g.flow_owner[f.flow_id] = w;
         parts[w].flows.push_back(std::move(f));
       }
+      g.compact_at = std::max(g.settings.routing_table_floor,
+                              2 * g.flow_owner.size());
       auto rp = self->make_response_promise<caf::ok_atom>();
       gather_into<caf::ok_atom>(
         rp, n,
@@ -403,6 +515,8 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         s.in_flight.push_back(g.in_flight);
         s.peak_in_flight.push_back(g.peak);
         s.handovers += g.handovers;
+        s.routing_entries += g.flow_owner.size() + g.site_home.size();
+        s.compactions += g.compactions;
       }
       s.admitted = st.admitted;
       s.parked_batches = st.parked.size();
@@ -441,6 +555,11 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
                 static_cast<double>(g.in_flight));
         s.gauge("in_flight_budget{group=" + g.settings.name + "}",
                 static_cast<double>(g.settings.max_in_flight));
+        s.gauge("routing_table_entries{group=" + g.settings.name + "}",
+                static_cast<double>(g.flow_owner.size()
+                                    + g.site_home.size()));
+        s.counter("routing_table_compactions{group=" + g.settings.name + "}",
+                  static_cast<double>(g.compactions));
         handovers += g.handovers;
       }
       s.counter("handovers", static_cast<double>(handovers));

@@ -57,6 +57,10 @@ struct group_settings {
   routing_policy policy = routing_policy::key_hash;
   /// The in-flight budget: events admitted but not yet done.
   uint64_t max_in_flight = 65536;
+  /// Key-hash groups: the routing table (flows and moved sites) is rebuilt
+  /// from the workers once it reaches this size, and then whenever it
+  /// doubles what was live at its last rebuild.
+  size_t routing_table_floor = 65536;
   /// Event types routed to this group.
   std::vector<event_type> handles;
   worker_factory factory;
@@ -90,11 +94,20 @@ struct dispatcher_state {
     uint64_t next_round_robin = 0;
     /// Per-worker picks of the batch being routed.
     std::vector<std::vector<uint32_t>> picks;
-    /// Worker of each flow routed so far (key-hash groups only).
+    /// Worker of each flow routed (key-hash groups only). Deletes do not
+    /// take entries out: only the worker knows which flows a site's delete
+    /// removed, and an entry may only go once nothing routed before its
+    /// delete is in flight. So the table is rebuilt from the workers from
+    /// time to time (a compaction, see `compact_at`).
     std::unordered_map<std::string, uint32_t> flow_owner;
     /// Sites that moved to another worker than their hash's (hand-overs).
     std::unordered_map<std::string, uint32_t> site_home;
     uint64_t handovers = 0;
+    /// Size of flow_owner + site_home at which the next compaction starts:
+    /// twice what was live at the last one, at least the floor, so its
+    /// cost per routed event stays constant.
+    size_t compact_at = 0;
+    uint64_t compactions = 0;
   };
 
   /// An input batch waiting for credit or for a hand-over; `next` is the
@@ -123,6 +136,16 @@ struct dispatcher_state {
   std::array<int, event_type_count> route;
   std::deque<parked_batch> parked;
   caf::optional<handover> pending_handover;
+
+  /// A routing-table compaction of group `group`: routing waits, as for a
+  /// hand-over, until the group has nothing in flight; then the workers'
+  /// keys (asked one after another into `parts`) replace the table.
+  struct compaction {
+    uint32_t group = 0;
+    bool asked = false;
+    std::vector<registry_part> parts;
+  };
+  caf::optional<compaction> pending_compaction;
   std::vector<caf::typed_response_promise<caf::ok_atom>> drain_waiters;
   uint64_t admitted = 0;
   registry_stats totals;

@@ -185,6 +185,9 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
       self->state.memory->reg.take_over(std::move(part));
       return caf::ok_atom::value;
     },
+    [self](keys_atom) -> registry_part {
+      return self->state.memory->reg.routing_keys();
+    },
   };
 }
 

@@ -242,6 +242,17 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
               [=](caf::error& err) mutable { rp.deliver(err); });
       return rp;
     },
+    [self](keys_atom, uint32_t index) -> caf::result<registry_part> {
+      auto& st = self->state;
+      if (index >= st.slots.size())
+        return caf::make_error(caf::sec::invalid_argument,
+                               "routing keys of an unknown worker");
+      if (!st.slots[index].worker)
+        // The dispatcher tries again later.
+        return caf::make_error(caf::sec::request_receiver_down,
+                               "the worker is restarting");
+      return self->delegate(st.slots[index].worker, keys_atom::value);
+    },
     [self](handover_atom, uint32_t from, uint32_t to,
            std::string& site) -> caf::result<registry_part> {
       auto& st = self->state;

@@ -525,6 +525,22 @@ registry_snapshot registry::snapshot() const {
   return s;
 }
 
+registry_part registry::routing_keys() const {
+  registry_part keys;
+  keys.site_ids.reserve(sites_.size() + held_.size());
+  keys.flow_ids.reserve(flows_.size() + held_total_);
+  for (const auto& kv : sites_)
+    keys.site_ids.push_back(kv.first);
+  for (const auto& kv : flows_)
+    keys.flow_ids.push_back(kv.first);
+  for (const auto& [site_id, queue] : held_) {
+    keys.site_ids.push_back(site_id);
+    for (const auto& h : queue)
+      keys.flow_ids.push_back(h.ev.flow_data.flow_id);
+  }
+  return keys;
+}
+
 const site* registry::find_site(const std::string& id) const {
   auto i = sites_.find(id);
   return i == sites_.end() ? nullptr : &i->second;

@@ -88,6 +88,11 @@ public:
   /// Sorted by id, for stable output.
   registry_snapshot snapshot() const;
 
+  /// The ids the dispatcher routes by that live here (its routing table,
+  /// actors/dispatcher.hpp): in `flow_ids` the flows known or held, in
+  /// `site_ids` the sites known or waited for by a held flow.
+  registry_part routing_keys() const;
+
   size_t site_count() const {
     return sites_.size();
   }

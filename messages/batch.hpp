@@ -302,6 +302,10 @@ struct dispatch_status {
   uint64_t parked_batches = 0;          ///< batches waiting for credit
   /// Sites moved between workers so far, because a flow linked them.
   uint64_t handovers = 0;
+  /// Entries of the key-hash routing tables now (flows and moved sites),
+  /// and how often they were rebuilt from the workers.
+  uint64_t routing_entries = 0;
+  uint64_t compactions = 0;
   registry_stats totals;                ///< summed worker counters
 
   /// Events in flight over all groups.
@@ -317,7 +321,7 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, dispatch_status& x) {
   return f(caf::meta::type_name("dispatch_status"), x.in_flight,
            x.peak_in_flight, x.admitted, x.parked_batches, x.handovers,
-           x.totals);
+           x.routing_entries, x.compactions, x.totals);
 }
 
 } // namespace flowmatch

@@ -86,5 +86,6 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, gain_atom, "gain")
   CAF_ADD_ATOM(flowmatch, flowmatch, leave_atom, "leave")
   CAF_ADD_ATOM(flowmatch, flowmatch, retry_atom, "retry")
+  CAF_ADD_ATOM(flowmatch, flowmatch, keys_atom, "keys")
 
 CAF_END_TYPE_ID_BLOCK(flowmatch)

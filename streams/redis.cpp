@@ -137,6 +137,32 @@ void reply::deleter::operator()(redisReply* r) const {
   freeReplyObject(r);
 }
 
+// -- bounded replies ---------------------------------------------------------
+
+namespace {
+
+// hiredis's own reply functions (one static table in the library), set
+// once by bound_replies before any reader uses the bounded table.
+const redisReplyObjectFunctions* hiredis_functions = nullptr;
+
+void* create_bounded_array(const redisReadTask* task, int elements) {
+  if (elements > max_reply_elements)
+    return nullptr; // hiredis reports it as out of memory
+  return hiredis_functions->createArray(task, elements);
+}
+
+} // namespace
+
+void bound_replies(redisReader* reader) {
+  static redisReplyObjectFunctions bounded = [reader] {
+    hiredis_functions = reader->fn;
+    auto functions = *reader->fn;
+    functions.createArray = create_bounded_array;
+    return functions;
+  }();
+  reader->fn = &bounded;
+}
+
 // -- connection --------------------------------------------------------------
 
 connection connection::open(const endpoint& where,
@@ -153,6 +179,7 @@ connection connection::open(const endpoint& where,
     c.fail("connect");
     return c;
   }
+  bound_replies(c.ctx_->reader);
   c.set_io_timeout(io_timeout);
   if (where.db != 0) {
     auto db = std::to_string(where.db);

@@ -17,8 +17,22 @@
 
 struct redisContext;
 struct redisReply;
+struct redisReader;
 
 namespace flowmatch::redis {
+
+/// The most elements one reply array may announce. hiredis 0.14 allocates
+/// an array's element table as soon as it reads the header, before any
+/// element arrives: a peer sending `*666666662` made it ask for 5 GB
+/// (found by fuzz-redis-reply). Our largest reply is a read batch
+/// (ingest.read-count entries of a few fields each), far below this.
+constexpr int max_reply_elements = 1 << 20;
+
+/// Makes `reader` refuse a reply array announcing more than
+/// max_reply_elements (the reply fails as hiredis's out-of-memory error,
+/// and the connection is treated as broken). Every connection opened here
+/// has it.
+void bound_replies(redisReader* reader);
 
 /// Where a Redis server is: `redis://host:port[/db]`.
 struct endpoint {

@@ -71,13 +71,39 @@ class Metrics:
     def __init__(self, port):
         self.port = port
         self.last = None
+        self.text = None
 
-    def buckets(self):
+    def scrape(self):
+        """One read of /metrics (None when the node does not answer), kept
+        for p99() and state() of the same sample."""
         try:
             with urllib.request.urlopen(
                     f"http://127.0.0.1:{self.port}/metrics", timeout=2) as r:
-                text = r.read().decode()
+                self.text = r.read().decode()
         except OSError:
+            self.text = None
+        return self.text
+
+    # The state a node holds, beside its RSS: if RSS grows while these do
+    # not, something other than the data grows.
+    STATE = ("sites_known", "flows_known", "matches_current",
+             "dedup_window_ids")
+
+    def state(self):
+        """The state gauges of the last scrape, each summed over its labels
+        (workers, partitions, classes)."""
+        if not self.text:
+            return {}
+        out = {}
+        for name in self.STATE:
+            vals = re.findall(r"^flowmatch_" + name + r"(?:\{[^}]*\})? (\S+)$",
+                              self.text, re.M)
+            out[name] = int(sum(float(v) for v in vals)) if vals else None
+        return out
+
+    def buckets(self):
+        text = self.text
+        if text is None:
             return None
         out = {}
         for m in re.finditer(r'flowmatch_event_latency_seconds_bucket\{[^}]*'
@@ -112,6 +138,11 @@ def main():
     ap.add_argument("--rate", type=int, default=3000)
     ap.add_argument("--out", default=os.path.join(ROOT, "var", "soak"))
     ap.add_argument("--exe", default=os.path.join(ROOT, "build", "actor-system"))
+    ap.add_argument("--no-faults", action="store_true",
+                    help="no faults: one node life, for memory profiles")
+    ap.add_argument("--wrap", default="",
+                    help="a command the node runs under, e.g. 'heaptrack -o "
+                         "var/soak/node' (split on spaces)")
     opts = ap.parse_args()
     opts.dsn = os.environ.get("FLOWMATCH_TEST_DSN") or faults.sh(
         os.path.join(ROOT, "tools", "pg.sh"), "dsn")
@@ -148,7 +179,8 @@ def main():
     case.extra_args = [f"--metrics.listen=127.0.0.1:{mport}",
                        "--registry.dedup-retention=10min"]
     metrics = Metrics(mport)
-    case.start(1)
+    wrapper = opts.wrap.split()
+    case.start(1, wrapper=wrapper)
     t0 = time.monotonic()
     end = t0 + opts.minutes * 60
     rows = []          # the time series
@@ -168,10 +200,13 @@ def main():
                 except (OSError, AttributeError):
                     pass
             letters = case.db.try_count("SELECT count(*) FROM dead_letters")
+            metrics.scrape()
+            state = metrics.state()
             rows.append({"minute": round((time.monotonic() - t0) / 60, 3),
                          "rss_mib": rss, "p99_ms": (lambda v: None if v is None
                                                     else round(v * 1000, 1))(
                                                         metrics.p99()),
+                         **{k: state.get(k) for k in Metrics.STATE},
                          "dead_letters": letters,
                          "applied": case.applied(),
                          "lost": totals["lost"],
@@ -192,10 +227,10 @@ def main():
             try:
                 if kind == "kill -9":
                     case.stop(1, signal.SIGKILL, want=None)
-                    case.start(1)
+                    case.start(1, wrapper=wrapper)
                 elif kind == "SIGTERM":
                     case.stop(1, signal.SIGTERM, want=0)
-                    case.start(1)
+                    case.start(1, wrapper=wrapper)
                 elif kind == "PostgreSQL restart":
                     faults.sh(os.path.join(ROOT, "tools", "pg.sh"), "restart")
                 else:
@@ -209,7 +244,8 @@ def main():
                 rows[-1]["fault"] = kind
             print(f"  fault at minute {minute}: {kind}", flush=True)
             next_at = time.monotonic() + rnd.uniform(120, 480)
-    threading.Thread(target=inject, daemon=True).start()
+    if not opts.no_faults:
+        threading.Thread(target=inject, daemon=True).start()
 
 
     ok = True

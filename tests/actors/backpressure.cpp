@@ -53,6 +53,8 @@ slow_worker(worker_actor::stateful_pointer<slow_worker_state> self,
     },
     [](handover_atom, const std::string&) { return registry_part{}; },
     [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
+    // Holds no entities: nothing for the routing table.
+    [](keys_atom) { return registry_part{}; },
   };
 }
 

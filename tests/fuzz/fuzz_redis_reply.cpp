@@ -47,6 +47,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   redisReader* reader = redisReaderCreate();
   if (reader == nullptr)
     return 0;
+  redis::bound_replies(reader); // as on every connection of the node
   if (redisReaderFeed(reader, reinterpret_cast<const char*>(data), size)
       == REDIS_OK) {
     for (int n = 0; n < 64; ++n) {

@@ -69,6 +69,8 @@ bench_worker(worker_actor::stateful_pointer<bench_worker_state> self,
     },
     [](handover_atom, const std::string&) { return registry_part{}; },
     [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
+    // Holds no entities: nothing for the routing table.
+    [](keys_atom) { return registry_part{}; },
   };
 }
 
