@@ -43,8 +43,9 @@
 namespace flowmatch {
 
 /// How long a stage waits for another (every request has one of these):
-/// for an answer (`reply`: snapshots, restores, flushes), and for a stage
-/// downstream to take work (`stall`). A stall is backpressure and may
+/// for an answer (`reply`: snapshots, restores), and for a stage
+/// downstream to take work or store it (`stall`: commits, the dead-letter
+/// sink's flush before an acknowledgement). A stall is backpressure and may
 /// last as long as a database outage; past the limit the stage is taken
 /// for broken and the node stops with an error, naming it.
 struct wait_limits {

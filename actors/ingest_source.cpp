@@ -143,7 +143,7 @@ void acknowledge_settled(source_ptr self, bool now) {
     ack();
     return;
   }
-  self->request(st.dead_letters, st.settings.reply_timeout,
+  self->request(st.dead_letters, st.settings.flush_timeout,
                 caf::flush_atom::value)
     .then([ack](uint64_t) { ack(); },
           [self](caf::error& err) {

@@ -61,8 +61,11 @@ struct ingest_settings {
   /// partitioned stream is dead-lettered as missing_field).
   bool require_site_id = false;
   /// How long a flush of the dead-letter sink may take (before an
-  /// acknowledgement).
-  std::chrono::milliseconds reply_timeout{30000};
+  /// acknowledgement). The sink answers once its letters are stored, so a
+  /// database outage is waited out here as a commit waits for it: the
+  /// stall limit, not a reply's 30 s (with 30 s, PostgreSQL away for 120 s
+  /// stopped the node: tools/faults.py --full, pg_away).
+  std::chrono::milliseconds flush_timeout{std::chrono::minutes{15}};
 };
 
 /// Event ids already applied (from processed_events at a restart), with

@@ -690,7 +690,7 @@ caf::expected<settings> validate(const flowmatch_config& cfg,
   if (cfg.supervision_reply_timeout.count() <= 0)
     return bad("supervision.reply-timeout must be positive");
   s.limits.reply = to_ms(cfg.supervision_reply_timeout);
-  s.source.reply_timeout = s.limits.reply;
+  s.source.flush_timeout = s.limits.stall;
   if (cfg.supervision_stall_timeout.count() <= 0)
     return bad("supervision.stall-timeout must be positive");
   s.limits.stall = to_ms(cfg.supervision_stall_timeout);

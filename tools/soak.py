@@ -24,11 +24,16 @@ the tables stay the size of a few rounds. Every 2 to 8 minutes (random, a
 seed makes it repeatable) one fault: kill -9 of the node and a restart,
 SIGTERM and a restart, PostgreSQL immediate restart, Redis kill -9 and
 start. Every 5 s the node's RSS and its event latency p99 over the last
-window (flowmatch_event_latency_seconds buckets) are sampled. At the end:
-the matches equal a recomputation (--match.check).
+window (flowmatch_event_latency_seconds buckets) are sampled, with the
+state the node holds (its gauges: sites, flows, matches, dedup window,
+routing table). At the end: the matches equal a recomputation
+(--match.check), and in every node life long enough to tell, RSS grew by
+at most RSS_GROWTH_MIB once settled (settled_rss_growth below; with
+--no-faults the one life always is).
 
 Needs tools/pg.sh and tools/redis.sh running and gnuplot for the plot.
-Exit 0 when nothing was lost or duplicated.
+Exit 0 when nothing was lost or duplicated, the matches are consistent
+and memory stayed within its bound.
 """
 
 import argparse
@@ -87,7 +92,7 @@ class Metrics:
     # The state a node holds, beside its RSS: if RSS grows while these do
     # not, something other than the data grows.
     STATE = ("sites_known", "flows_known", "matches_current",
-             "dedup_window_ids")
+             "dedup_window_ids", "routing_table_entries")
 
     def state(self):
         """The state gauges of the last scrape, each summed over its labels
@@ -134,6 +139,8 @@ class Metrics:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=60)
+    # (the memory bound is checked in node lives longer than SETTLE_MIN + 5
+    # minutes: always with --no-faults and --minutes 20 or more)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--rate", type=int, default=3000)
     ap.add_argument("--out", default=os.path.join(ROOT, "var", "soak"))
@@ -177,7 +184,7 @@ def main():
     # Applied ids are kept 10 minutes (not the default days), so the soak's
     # state is bounded and its RSS says whether anything else grows.
     case.extra_args = [f"--metrics.listen=127.0.0.1:{mport}",
-                       "--registry.dedup-retention=10min"]
+                       f"--registry.dedup-retention={RETENTION_MIN}min"]
     metrics = Metrics(mport)
     wrapper = opts.wrap.split()
     case.start(1, wrapper=wrapper)
@@ -328,6 +335,9 @@ def main():
                 print(f"soak: {e}")
     consistent, line = faults.match_check(opts, case.schema)
     ok = ok and consistent
+    growth = settled_rss_growth(rows)
+    rss_bounded = all(g["growth_mib"] <= RSS_GROWTH_MIB for g in growth)
+    ok = ok and rss_bounded
     csv_path = os.path.join(opts.out, "soak.csv")
     with open(csv_path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0].keys()) if rows else
@@ -340,6 +350,11 @@ def main():
                "check": line,
                "rss_mib_max": max((r["rss_mib"] or 0) for r in rows)
                if rows else None,
+               # Per node life long enough to tell; must stay within the
+               # bound (None: no life was long enough).
+               "rss_growth_settled": growth or None,
+               "rss_growth_bound_mib": RSS_GROWTH_MIB,
+               "rss_bounded": rss_bounded,
                # A window whose p99 is past the histogram's top bucket
                # (during a fault) has no finite p99: counted apart.
                "p99_ms_max": max((r["p99_ms"] for r in rows
@@ -361,28 +376,76 @@ class Interrupted(Exception):
     pass
 
 
+# The memory bound: once a node life has settled (applied ids are kept
+# RETENTION_MIN minutes, so its dedup window is full SETTLE_MIN minutes
+# in), its RSS may grow by at most RSS_GROWTH_MIB for the rest of that
+# life. Before the routing-table fix (docs/reliability.md) a fault-free
+# soak grew 75 MiB between minutes 10 and 25; after it, 8 MiB.
+RETENTION_MIN = 10
+SETTLE_MIN = RETENTION_MIN + 2
+RSS_GROWTH_MIB = 32
+WINDOW = 6  # samples (30 s) averaged at each end: one sample is noisy
+
+
+def settled_rss_growth(rows):
+    """Per node life (a kill -9 or SIGTERM starts a new one): the RSS at
+    its end minus the RSS once settled, for lives that ran at least 5
+    minutes past settling; the rest are too short to say."""
+    lives, life = [], []
+    for r in rows:
+        if r.get("fault") in ("kill -9", "SIGTERM") and life:
+            lives.append(life)
+            life = []
+        if r.get("rss_mib"):
+            life.append(r)
+    if life:
+        lives.append(life)
+    out = []
+    for life in lives:
+        start = life[0]["minute"]
+        settled = [r for r in life if r["minute"] >= start + SETTLE_MIN]
+        if len(settled) < 2 * WINDOW or \
+                settled[-1]["minute"] - settled[0]["minute"] < 5:
+            continue
+        first = sum(r["rss_mib"] for r in settled[:WINDOW]) / WINDOW
+        last = sum(r["rss_mib"] for r in settled[-WINDOW:]) / WINDOW
+        out.append({"from_minute": settled[0]["minute"],
+                    "to_minute": settled[-1]["minute"],
+                    "growth_mib": round(last - first, 1)})
+    return out
+
+
 def plot(csv_path, png, fault_log):
     marks = "\n".join(
         f"set arrow from {f['minute']},graph 0 to {f['minute']},graph 1 "
         f"nohead lc rgb '#cc0000' dt 2" for f in fault_log if "minute" in f)
+    # Columns by name: the CSV's columns are the sampler's keys.
     script = f"""
-set terminal pngcairo size 1100,900 font ',10'
+set terminal pngcairo size 1100,1150 font ',10'
 set output '{png}'
 set datafile separator ','
 set key autotitle columnhead left top
-set multiplot layout 3,1 title 'flowmatch soak: one node, Redis -> PostGIS, faults at dashed lines'
+set multiplot layout 4,1 title 'flowmatch soak: one node, Redis -> PostGIS, faults at dashed lines'
 set xlabel 'minutes'
 {marks}
 set ylabel 'MiB'
-plot '{csv_path}' using 1:2 with lines lw 2 title 'RSS'
+plot '{csv_path}' using "minute":"rss_mib" with lines lw 2 title 'RSS'
 set ylabel 'ms'
 set logscale y
-plot '{csv_path}' using 1:3 with points pt 7 ps 0.5 title 'event latency p99 (5 s windows)'
+plot '{csv_path}' using "minute":"p99_ms" with points pt 7 ps 0.5 title 'event latency p99 (5 s windows)'
 unset logscale y
+set ylabel 'entries'
+set y2label 'ids'
+set y2tics
+plot '{csv_path}' using "minute":"flows_known" with lines lw 2 title 'flows known', \\
+     '' using "minute":"routing_table_entries" with lines lw 2 title 'routing table entries', \\
+     '' using "minute":"dedup_window_ids" axes x1y2 with lines lw 2 title 'dedup window ids (right axis)'
+unset y2label
+unset y2tics
 set ylabel 'count'
-plot '{csv_path}' using 1:4 with lines lw 2 title 'dead letters', \\
-     '' using 1:6 with lines lw 2 title 'lost', \\
-     '' using 1:7 with lines lw 2 title 'duplicates'
+plot '{csv_path}' using "minute":"dead_letters" with lines lw 2 title 'dead letters', \\
+     '' using "minute":"lost" with lines lw 2 title 'lost', \\
+     '' using "minute":"duplicates" with lines lw 2 title 'duplicates'
 unset multiplot
 """
     try:
