@@ -190,6 +190,18 @@ void admit_parked(dispatcher_ptr self);
 
 std::chrono::milliseconds reply_timeout(dispatcher_ptr self);
 
+/// Entries of a key-hash group's routing table.
+size_t routing_entries(const group_t& g) {
+  return g.flow_owner.size() + g.site_home.size();
+}
+
+/// Where the next compaction of `g` starts: twice what is live now, at
+/// least the floor.
+void plan_next_compaction(group_t& g) {
+  g.compact_at = std::max(g.settings.routing_table_floor,
+                          2 * routing_entries(g));
+}
+
 /// Routing waits for a hand-over or a compaction.
 bool paused(const dispatcher_state& st) {
   return st.pending_handover || st.pending_compaction;
@@ -257,7 +269,7 @@ void finish_compaction(dispatcher_ptr self) {
   auto& st = self->state;
   auto& c = *st.pending_compaction;
   auto& g = st.groups[c.group];
-  auto before = g.flow_owner.size() + g.site_home.size();
+  auto before = routing_entries(g);
   size_t flows = 0;
   for (auto& part : c.parts)
     flows += part.flow_ids.size();
@@ -274,12 +286,12 @@ void finish_compaction(dispatcher_ptr self) {
   }
   g.flow_owner = std::move(owners);
   g.site_home = std::move(homes);
-  auto live = g.flow_owner.size() + g.site_home.size();
-  g.compact_at = std::max(g.settings.routing_table_floor, 2 * live);
+  plan_next_compaction(g);
   ++g.compactions;
   log()->info("{} group {}: routing table rebuilt from its workers: {} "
               "entries, {} before; next at {}",
-              self->name(), g.settings.name, live, before, g.compact_at);
+              self->name(), g.settings.name, routing_entries(g), before,
+              g.compact_at);
   st.pending_compaction = caf::none;
   admit_parked(self);
 }
@@ -304,8 +316,7 @@ void collect_keys(dispatcher_ptr self, uint32_t w) {
         // after a quarter of the floor more entries.
         auto& st = self->state;
         auto& grp = st.groups[st.pending_compaction->group];
-        auto size = grp.flow_owner.size() + grp.site_home.size();
-        grp.compact_at = size + std::max<size_t>(
+        grp.compact_at = routing_entries(grp) + std::max<size_t>(
                                   grp.settings.routing_table_floor / 4, 1);
         log()->warn("{} group {}: routing-table compaction given up at "
                     "worker {} ({}); next try at {} entries",
@@ -335,7 +346,7 @@ void maybe_compact(dispatcher_ptr self) {
   for (uint32_t gi = 0; gi < st.groups.size(); ++gi) {
     auto& g = st.groups[gi];
     if (g.settings.policy != routing_policy::key_hash
-        || g.flow_owner.size() + g.site_home.size() < g.compact_at)
+        || routing_entries(g) < g.compact_at)
       continue;
     st.pending_compaction = dispatcher_state::compaction{};
     st.pending_compaction->group = gi;
@@ -495,8 +506,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         g.flow_owner[f.flow_id] = w;
         parts[w].flows.push_back(std::move(f));
       }
-      g.compact_at = std::max(g.settings.routing_table_floor,
-                              2 * g.flow_owner.size());
+      plan_next_compaction(g);
       auto rp = self->make_response_promise<caf::ok_atom>();
       gather_into<caf::ok_atom>(
         rp, n,
@@ -515,7 +525,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         s.in_flight.push_back(g.in_flight);
         s.peak_in_flight.push_back(g.peak);
         s.handovers += g.handovers;
-        s.routing_entries += g.flow_owner.size() + g.site_home.size();
+        s.routing_entries += routing_entries(g);
         s.compactions += g.compactions;
       }
       s.admitted = st.admitted;
@@ -556,8 +566,7 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         s.gauge("in_flight_budget{group=" + g.settings.name + "}",
                 static_cast<double>(g.settings.max_in_flight));
         s.gauge("routing_table_entries{group=" + g.settings.name + "}",
-                static_cast<double>(g.flow_owner.size()
-                                    + g.site_home.size()));
+                static_cast<double>(routing_entries(g)));
         s.counter("routing_table_compactions{group=" + g.settings.name + "}",
                   static_cast<double>(g.compactions));
         handovers += g.handovers;

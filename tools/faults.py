@@ -504,6 +504,7 @@ class Case:
 # the adversarial corpus has five and runs with a short hold, fault-free
 # (in --full, the long one: its 4x log made 10 s decide late-site flows).
 HOLD_TIMEOUT = "120s"
+FULL_HOLD = "300s"
 SHORT_HOLD = "10s"
 
 
@@ -768,8 +769,8 @@ def build_cases(opts):
                                        # --full: 4x the log on a loaded
                                        # machine, where 10 s decided some
                                        # late-site flows (2026-12-03).
-                                       hold=HOLD_TIMEOUT if full
-                                       else SHORT_HOLD)  # (300 s, main())
+                                       hold=opts.hold if full
+                                       else SHORT_HOLD)
 
     cases["replayed"] = dict(inject=lambda c: None, lines=base + base)
 
@@ -869,13 +870,11 @@ def main():
                          "scenarios')")
     opts = ap.parse_args()
     opts.rate = opts.rate or (8000 if opts.full else 4000)
-    if opts.full:
-        # The hold must outlast the longest fault: a flow waiting for its
-        # site while PostgreSQL is away 120 s is dead-lettered as an orphan
-        # once its hold is over (its site is still in Redis, unread: the
-        # node is held back). With 120 s it did (2026-12-03, pg_away).
-        global HOLD_TIMEOUT
-        HOLD_TIMEOUT = "300s"
+    # The hold must outlast the longest fault: a flow waiting for its site
+    # while PostgreSQL is away 120 s (--full) is dead-lettered as an orphan
+    # once its hold is over (its site is still in Redis, unread: the node
+    # is held back). With 120 s it did (2026-12-03, pg_away).
+    opts.hold = FULL_HOLD if opts.full else HOLD_TIMEOUT
     opts.dsn = os.environ.get("FLOWMATCH_TEST_DSN") or sh(
         os.path.join(ROOT, "tools", "pg.sh"), "dsn")
     opts.app_dsn = os.environ.get("FLOWMATCH_TEST_APP_DSN") or sh(
@@ -894,7 +893,7 @@ def main():
     results = []
     references = {}
 
-    def reference(key, lines, rate=None, hold=HOLD_TIMEOUT):
+    def reference(key, lines, rate=None, hold=opts.hold):
         if key not in references:
             print(f"[reference {key}] {len(lines)} events, no fault ...",
                   end=" ", flush=True)
@@ -919,7 +918,7 @@ def main():
             ref = reference("base", base)
         else:
             ref = reference(ref_key, lines, spec.get("rate"),
-                            spec.get("hold", HOLD_TIMEOUT))
+                            spec.get("hold", opts.hold))
         print(f"[{name}] {len(lines)} events ...", end=" ", flush=True)
         try:
             res, snap = run_case(opts, name, lines, spec["inject"],
@@ -929,7 +928,7 @@ def main():
                                  setup=spec.get("setup"),
                                  after=spec.get("after"),
                                  timeout=spec.get("timeout", 300),
-                                 hold=spec.get("hold", HOLD_TIMEOUT))
+                                 hold=spec.get("hold", opts.hold))
             if name == "poison_1pct":
                 # The poison is what the reference has not: only letters.
                 poison = spec["poison"]
