@@ -133,6 +133,8 @@ using worker_pool_actor = caf::typed_actor<
   caf::replies_to<release_atom>::with<registry_stats>,
   // The current entities of all workers.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // How many sites and flows all workers hold (in `sites` and `flows`).
+  caf::replies_to<count_atom>::with<registry_stats>,
   // At start-up: restores worker `index` from the database.
   caf::replies_to<restore_atom, uint32_t,
                   registry_snapshot>::with<caf::ok_atom>,
@@ -202,6 +204,9 @@ using worker_actor = caf::typed_actor<
   caf::replies_to<release_atom>::with<registry_stats>,
   // Copies out the current entities.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // How many sites and flows it holds (in `sites` and `flows`): what the
+  // drain reports, without copying the entities as `snapshot` does.
+  caf::replies_to<count_atom>::with<registry_stats>,
   // At start-up: takes in entities loaded from the database, without
   // publishing them.
   caf::replies_to<restore_atom, registry_snapshot>::with<caf::ok_atom>,
@@ -229,6 +234,8 @@ using dispatcher_actor = caf::typed_actor<
   caf::replies_to<release_atom>::with<registry_stats>,
   // The current entities of every worker, sorted by id.
   caf::replies_to<snapshot_atom>::with<registry_snapshot>,
+  // How many sites and flows every worker holds (in `sites` and `flows`).
+  caf::replies_to<count_atom>::with<registry_stats>,
   // In-flight accounting, for the node's progress log and tests.
   caf::replies_to<flight_atom>::with<dispatch_status>,
   // The status protocol (see messages/status.hpp).

@@ -475,6 +475,14 @@ dispatcher(dispatcher_actor::stateful_pointer<dispatcher_state> self,
         [self] { return self->state.totals; });
       return rp;
     },
+    [self](count_atom) -> caf::result<registry_stats> {
+      auto rp = self->make_response_promise<registry_stats>();
+      sum_into<registry_stats>(rp, self->state.groups.size(), [self](size_t i) {
+        return self->request(self->state.groups[i].pool, reply_timeout(self),
+                             count_atom::value);
+      });
+      return rp;
+    },
     [self](snapshot_atom) -> caf::result<registry_snapshot> {
       auto rp = self->make_response_promise<registry_snapshot>();
       auto all = std::make_shared<registry_snapshot>();

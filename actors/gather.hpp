@@ -58,4 +58,13 @@ void gather_into(Promise rp, size_t n, Ask ask, Each each, Done done) {
     [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
 }
 
+/// Gathers `Counts` answers (with an `operator+=`) into their sum.
+template <class Counts, class Promise, class Ask>
+void sum_into(Promise rp, size_t n, Ask ask) {
+  auto sum = std::make_shared<Counts>();
+  gather_into<Counts>(
+    std::move(rp), n, std::move(ask), [sum](Counts& x) { *sum += x; },
+    [sum] { return std::move(*sum); });
+}
+
 } // namespace flowmatch

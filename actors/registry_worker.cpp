@@ -160,6 +160,12 @@ registry_worker(worker_actor::stateful_pointer<registry_worker_state> self,
     [self](snapshot_atom) -> registry_snapshot {
       return self->state.memory->reg.snapshot();
     },
+    [self](count_atom) -> registry_stats {
+      registry_stats counts;
+      counts.sites = self->state.memory->reg.site_count();
+      counts.flows = self->state.memory->reg.flow_count();
+      return counts;
+    },
     [self](repair_atom, const std::vector<change>& refused,
            const registry_snapshot& stored) {
       auto& st = self->state;

@@ -218,12 +218,9 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
     },
     [self](release_atom) -> caf::result<registry_stats> {
       auto rp = self->make_response_promise<registry_stats>();
-      auto sum = std::make_shared<registry_stats>();
-      gather_into<registry_stats>(
-        rp, self->state.slots.size(),
-        [self](size_t i) { return ask_worker(self, i, release_atom::value); },
-        [sum](registry_stats& s) { *sum += s; },
-        [sum] { return std::move(*sum); });
+      sum_into<registry_stats>(rp, self->state.slots.size(), [self](size_t i) {
+        return ask_worker(self, i, release_atom::value);
+      });
       return rp;
     },
     [self](repair_atom, uint32_t index, std::vector<change>& refused,
@@ -299,6 +296,13 @@ worker_pool(worker_pool_actor::stateful_pointer<worker_pool_state> self,
         [self](size_t i) { return ask_worker(self, i, snapshot_atom::value); },
         [all](registry_snapshot& part) { all->append(std::move(part)); },
         [all] { return std::move(*all); });
+      return rp;
+    },
+    [self](count_atom) -> caf::result<registry_stats> {
+      auto rp = self->make_response_promise<registry_stats>();
+      sum_into<registry_stats>(rp, self->state.slots.size(), [self](size_t i) {
+        return ask_worker(self, i, count_atom::value);
+      });
       return rp;
     },
   };

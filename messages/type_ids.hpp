@@ -75,6 +75,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(flowmatch, caf::first_custom_type_id)
   CAF_ADD_ATOM(flowmatch, flowmatch, metrics_atom, "metrics")
   CAF_ADD_ATOM(flowmatch, flowmatch, settled_atom, "settled")
   CAF_ADD_ATOM(flowmatch, flowmatch, ready_atom, "ready")
+  CAF_ADD_ATOM(flowmatch, flowmatch, count_atom, "count")
   // Cluster mode (actors/cluster_*.hpp).
   CAF_ADD_ATOM(flowmatch, flowmatch, hello_atom, "hello")
   CAF_ADD_ATOM(flowmatch, flowmatch, route_atom, "route")

@@ -3,27 +3,18 @@
 // bounded, and every event must still arrive: slowed, never dropped.
 
 #include "actors/dispatcher.hpp"
+#include "base/memory.hpp"
 
 #include "../test_helpers.hpp"
 
 #include <catch2/catch.hpp>
 
-#include <fstream>
 #include <thread>
-#include <unistd.h>
 
 using namespace flowmatch;
 using namespace flowmatch::test;
 
 namespace {
-
-/// Resident set size of this process in bytes.
-size_t rss_bytes() {
-  std::ifstream statm{"/proc/self/statm"};
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
-}
 
 struct slow_worker_state {
   static inline const char* name = "slow-worker";
@@ -55,6 +46,7 @@ slow_worker(worker_actor::stateful_pointer<slow_worker_state> self,
     [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
     // Holds no entities: nothing for the routing table.
     [](keys_atom) { return registry_part{}; },
+    [](count_atom) { return registry_stats{}; },
   };
 }
 
@@ -80,7 +72,7 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
       slow_worker, index, caf::actor_cast<worker_pool_actor>(pool));
   };
   auto d = sys.spawn(dispatcher, std::vector<group_settings>{std::move(g)});
-  auto baseline = rss_bytes();
+  auto baseline = resident_bytes();
   size_t peak_rss = baseline;
   size_t sent = 0;
   size_t outstanding = 0;
@@ -102,7 +94,7 @@ TEST_CASE("a fast producer and a slow handler: bounded in flight and in memory")
     if (outstanding >= outstanding_limit)
       await_one();
     if (++batches % 64 == 0)
-      peak_rss = std::max(peak_rss, rss_bytes());
+      peak_rss = std::max(peak_rss, resident_bytes());
   }
   while (outstanding > 0)
     await_one();

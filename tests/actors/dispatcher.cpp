@@ -131,6 +131,10 @@ TEST_CASE_METHOD(fixture, "flow deletes reach the worker that holds the flow") {
   auto snap = ask<registry_snapshot>(self, d, snapshot_atom::value);
   CHECK(snap.sites.size() == 50);
   REQUIRE(snap.flows.size() == 25);
+  // What the drain reports, summed over the workers without a copy.
+  auto counts = ask<registry_stats>(self, d, count_atom::value);
+  CHECK(counts.sites == 50);
+  CHECK(counts.flows == 25);
   for (auto& f : snap.flows) {
     auto n = std::stoi(f.site_id.substr(1));
     CHECK(n % 2 == 1);
@@ -338,6 +342,7 @@ tally_worker(worker_actor::stateful_pointer<tally_worker_state> self,
     [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
     // Holds no entities: nothing for the routing table.
     [](keys_atom) { return registry_part{}; },
+    [](count_atom) { return registry_stats{}; },
   };
 }
 

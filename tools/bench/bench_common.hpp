@@ -6,17 +6,16 @@
 // done: the baseline pipelines and the deliberately slowed handler.
 
 #include "actors/dispatcher.hpp"
+#include "base/memory.hpp"
 #include "messages/type_ids.hpp"
 
 #include <caf/all.hpp>
 
 #include <algorithm>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
-#include <unistd.h>
 #include <vector>
 
 namespace flowmatch::bench {
@@ -31,14 +30,6 @@ inline const char* option_value(const char* arg, const char* key) {
   auto k = std::string{key} + "=";
   return std::string_view{arg}.substr(0, k.size()) == k ? arg + k.size()
                                                         : nullptr;
-}
-
-/// Resident set size of this process in bytes.
-inline size_t rss_bytes() {
-  std::ifstream statm{"/proc/self/statm"};
-  size_t pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return resident * static_cast<size_t>(::sysconf(_SC_PAGESIZE));
 }
 
 /// Called by a bench worker with each batch before it reports it done.
@@ -71,6 +62,7 @@ bench_worker(worker_actor::stateful_pointer<bench_worker_state> self,
     [](takeover_atom, registry_part&) { return caf::ok_atom::value; },
     // Holds no entities: nothing for the routing table.
     [](keys_atom) { return registry_part{}; },
+    [](count_atom) { return registry_stats{}; },
   };
 }
 

@@ -30,7 +30,7 @@
 
 using namespace flowmatch;
 using flowmatch::bench::median;
-using flowmatch::bench::rss_bytes;
+using flowmatch::resident_bytes;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -135,7 +135,7 @@ void fail(const char* what, const std::string& detail) {
 /// Builds the index by applying every site and flow as changes; notes the
 /// memory it took.
 void build_index(subject& s) {
-  size_t before = rss_bytes();
+  size_t before = resident_bytes();
   s.idx = std::make_unique<match_index>();
   std::vector<match_change> out;
   for (auto& site : s.data.sites) {
@@ -151,7 +151,7 @@ void build_index(subject& s) {
     s.idx->apply(c, out);
     out.clear();
   }
-  s.r.bytes_per_flow = static_cast<double>(rss_bytes() - before)
+  s.r.bytes_per_flow = static_cast<double>(resident_bytes() - before)
                        / static_cast<double>(s.n);
   s.r.matches = static_cast<double>(s.idx->match_count());
 }

@@ -57,7 +57,7 @@
 
 using namespace flowmatch;
 using flowmatch::bench::median;
-using flowmatch::bench::rss_bytes;
+using flowmatch::resident_bytes;
 using clock_type = std::chrono::steady_clock;
 
 namespace {
@@ -733,7 +733,7 @@ overload_result bench_overload(caf::actor_system& sys, const options& o) {
   auto w = make_workload(20000);
   auto batch_template = make_updates(w, 1024, 0);
   ::malloc_trim(0);
-  r.rss_start = rss_bytes();
+  r.rss_start = resident_bytes();
   r.rss_peak = r.rss_start;
   auto start = clock_type::now();
   auto next_sample = start;
@@ -749,7 +749,7 @@ overload_result bench_overload(caf::actor_system& sys, const options& o) {
       self->receive([&](caf::ok_atom) { --outstanding; });
     }
     if (clock_type::now() >= next_sample) {
-      auto rss = rss_bytes();
+      auto rss = resident_bytes();
       r.rss_peak = std::max(r.rss_peak, rss);
       r.samples.emplace_back(elapsed(), static_cast<double>(rss) / 1048576.0);
       next_sample += std::chrono::milliseconds{100};
@@ -761,7 +761,7 @@ overload_result bench_overload(caf::actor_system& sys, const options& o) {
     .receive([](caf::ok_atom) {}, [](caf::error&) {});
   r.seconds = elapsed();
   r.handler_per_s = static_cast<double>(sent) / r.seconds;
-  r.rss_end = rss_bytes();
+  r.rss_end = resident_bytes();
   // Growth over the second half of the samples.
   if (r.samples.size() >= 4) {
     auto mid = r.samples.size() / 2;
