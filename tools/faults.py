@@ -41,7 +41,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -50,6 +49,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from scenario import fnv1a64  # noqa: E402  (ingest.md's routing hash)
+from scenario import TcpProxy  # noqa: E402  (the proxies' accept loop)
 
 import redis  # noqa: E402  Debian's python3-redis
 
@@ -114,7 +114,7 @@ class Db:
 
 # -- a cutting proxy in front of PostgreSQL ------------------------------------
 
-class AmbiguousCommitProxy:
+class AmbiguousCommitProxy(TcpProxy):
     """Between the node and PostgreSQL: forwards both ways until the N-th
     `COMMIT` (a simple query, as flowmatch sends it) of the cut list passes
     to the server; then it drops the node's side at once and never lets the
@@ -123,35 +123,19 @@ class AmbiguousCommitProxy:
     ambiguous commit. It counts the COMMITs the server answered anyway."""
 
     def __init__(self, target_port, cut_at):
-        self.target = target_port
         self.cut_at = set(cut_at)
         self.commits = 0
         self.cuts = 0
         self.committed_unseen = 0
-        self.server = socket.socket()
-        self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.server.bind(("127.0.0.1", 0))
-        self.server.listen(64)
-        self.port = self.server.getsockname()[1]
         self.lock = threading.Lock()
-        threading.Thread(target=self.accept, daemon=True).start()
+        super().__init__(0, target_port, backlog=64)
 
-    def accept(self):
-        while True:
-            try:
-                down, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                up = socket.create_connection(("127.0.0.1", self.target))
-            except OSError:
-                down.close()
-                continue
-            link = {"cut": False}
-            threading.Thread(target=self.client_to_server,
-                             args=(down, up, link), daemon=True).start()
-            threading.Thread(target=self.server_to_client,
-                             args=(up, down, link), daemon=True).start()
+    def serve(self, down, up):
+        link = {"cut": False}
+        threading.Thread(target=self.client_to_server,
+                         args=(down, up, link), daemon=True).start()
+        threading.Thread(target=self.server_to_client,
+                         args=(up, down, link), daemon=True).start()
 
     def client_to_server(self, down, up, link):
         buf = b""
@@ -808,7 +792,7 @@ def build_cases(opts):
 
     # Every flow created before its site (held, then applied).
     def update_before_create(lines):
-        sites, flows, rest = {}, [], []
+        sites, rest = {}, []
         for line in lines:
             try:
                 v = json.loads(line)

@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import signal as signals
+import socket
 import subprocess
 import sys
 import tempfile
@@ -181,23 +182,21 @@ class Node:
             return f.read().decode("utf-8", "replace")
 
 
-class CutProxy:
-    """A TCP proxy in front of a node's cluster port, which can cut the link
-    for real: while cut, it forwards nothing either way (bytes are read and
-    dropped, as a network that loses every packet; heartbeats stop, CAF
-    drops the link after cluster.peer-timeout). Healing closes what crossed
-    the cut (those streams lost bytes), so the nodes connect again."""
+class TcpProxy:
+    """A TCP proxy on loopback: listens on `port` (0: a free one, then in
+    `self.port`), connects every client to `target` and hands the pair
+    (client side, server side) to `serve`, which starts the threads that
+    forward. The fault-injecting proxies (CutProxy here, faults.py's
+    AmbiguousCommitProxy) differ only in `serve`; set what it uses before
+    calling this constructor, which starts accepting at once."""
 
-    def __init__(self, port, target):
-        import socket
-        self.socket_module = socket
+    def __init__(self, port, target, backlog=16):
         self.target = target
-        self.cut = False
-        self.pairs = []
         self.server = socket.socket()
         self.server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.server.bind(("127.0.0.1", port))
-        self.server.listen(16)
+        self.server.listen(backlog)
+        self.port = self.server.getsockname()[1]
         threading.Thread(target=self.accept, daemon=True).start()
 
     def accept(self):
@@ -207,15 +206,33 @@ class CutProxy:
             except OSError:
                 return
             try:
-                up = self.socket_module.create_connection(
-                    ("127.0.0.1", self.target))
+                up = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
                 down.close()
                 continue
-            self.pairs.append((down, up))
-            for a, b in ((down, up), (up, down)):
-                threading.Thread(target=self.pump, args=(a, b),
-                                 daemon=True).start()
+            self.serve(down, up)
+
+    def serve(self, down, up):
+        raise NotImplementedError
+
+
+class CutProxy(TcpProxy):
+    """A TCP proxy in front of a node's cluster port, which can cut the link
+    for real: while cut, it forwards nothing either way (bytes are read and
+    dropped, as a network that loses every packet; heartbeats stop, CAF
+    drops the link after cluster.peer-timeout). Healing closes what crossed
+    the cut (those streams lost bytes), so the nodes connect again."""
+
+    def __init__(self, port, target):
+        self.cut = False
+        self.pairs = []
+        super().__init__(port, target)
+
+    def serve(self, down, up):
+        self.pairs.append((down, up))
+        for a, b in ((down, up), (up, down)):
+            threading.Thread(target=self.pump, args=(a, b),
+                             daemon=True).start()
 
     def pump(self, a, b):
         while True:
@@ -239,7 +256,7 @@ class CutProxy:
             for pair in self.pairs:
                 for s in pair:
                     try:
-                        s.shutdown(self.socket_module.SHUT_RDWR)
+                        s.shutdown(socket.SHUT_RDWR)
                         s.close()
                     except OSError:
                         pass
@@ -249,7 +266,7 @@ class CutProxy:
         # shutdown wakes the thread blocked in accept(); a bare close()
         # would leave the port listening until that call returned.
         try:
-            self.server.shutdown(self.socket_module.SHUT_RDWR)
+            self.server.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.server.close()

@@ -25,8 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+from http_get import get  # tests/tools/http_get.py
 
 EXE, SAMPLE = sys.argv[1], sys.argv[2]
 OWNER = os.environ.get("FLOWMATCH_TEST_DSN", "")
@@ -70,14 +70,6 @@ written = {}
 
 def keep(name, text):
     written[name] = written.get(name, "") + text
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 psql(OWNER, f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")

@@ -18,8 +18,8 @@ import re
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
+
+from http_get import get  # tests/tools/http_get.py
 
 EXE, SAMPLE = sys.argv[1], sys.argv[2]
 TIMEOUT = 30
@@ -31,14 +31,6 @@ def fail(why, proc=None):
         proc.kill()
         print(proc.stderr.read().decode(errors="replace")[-3000:])
     sys.exit(1)
-
-
-def get(url):
-    try:
-        with urllib.request.urlopen(url, timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def start(args, stdin=subprocess.PIPE):
