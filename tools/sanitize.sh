@@ -8,7 +8,8 @@
 #                            runs those tests and the fuzz regressions.
 #                            CI runs this.
 #   tools/sanitize.sh tsan   ThreadSanitizer in build-tsan/ (on demand): the
-#                            unit and actor tests, linked against a CAF
+#                            unit, actor and db tests (the db tests run the
+#                            node, built with TSan too), linked against a CAF
 #                            0.17.6 built with ThreadSanitizer too (from
 #                            Debian's source tarball, checked by its sha256,
 #                            into var/caf-tsan/ once): Debian's libcaf is
@@ -78,9 +79,9 @@ case $mode in
       -DCAF_IO_LIBRARY="$caf/lib/libcaf_io.so" \
       -DCAF_OPENSSL_LIBRARY="$caf/lib/libcaf_openssl.so" \
       -DBUILD_TESTING=ON >/dev/null
-    labels='^(unit|actors)$'
+    labels='^(unit|actors|db)$'
     ;;
-  *) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
 # The unit, actor and db tests, the node they run (built with the same
 # sanitizers, so its reports fail those tests too) and, in the ASan build,

@@ -44,6 +44,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -105,6 +106,23 @@ class Metrics:
                               self.text, re.M)
             out[name] = int(sum(float(v) for v in vals)) if vals else None
         return out
+
+    def oldest_wait(self):
+        """The stage whose oldest waiting item has waited longest (its
+        `actor` label) and for how long, and the dispatcher's events in
+        flight: where a stall sits (the queue that does not move)."""
+        if not self.text:
+            return None, None, None
+        worst, who = None, None
+        for m in re.finditer(r'^flowmatch_actor_oldest_wait_seconds\{[^}]*'
+                             r'actor="([^"]*)"[^}]*\} (\S+)$', self.text, re.M):
+            v = float(m.group(2))
+            if worst is None or v > worst:
+                worst, who = v, m.group(1)
+        flight = re.findall(r"^flowmatch_events_in_flight(?:\{[^}]*\})? (\S+)$",
+                            self.text, re.M)
+        return (None if worst is None else round(worst, 1), who,
+                int(sum(float(v) for v in flight)) if flight else None)
 
     def buckets(self):
         text = self.text
@@ -177,7 +195,7 @@ def main():
     case = faults.Case("soak", opts, [], 1, 1)
     case.db.reset()
     case.r.delete(case.stream)
-    port = faults.socket.socket()
+    port = socket.socket()
     port.bind(("127.0.0.1", 0))
     mport = port.getsockname()[1]
     port.close()
@@ -209,11 +227,35 @@ def main():
             letters = case.db.try_count("SELECT count(*) FROM dead_letters")
             metrics.scrape()
             state = metrics.state()
+            wait, waiting_stage, in_flight = metrics.oldest_wait()
+            if wait is not None and wait >= STALL_SECONDS and metrics.text:
+                # A stage has held an item this long: keep the node's whole
+                # scrape for the post-mortem (one per minute at most).
+                minute = int((time.monotonic() - t0) / 60)
+                path = os.path.join(opts.out, f"stall-minute-{minute}.prom")
+                if not os.path.exists(path):
+                    try:
+                        sessions = case.db.run(
+                            "SELECT application_name, state, wait_event_type,"
+                            " wait_event, now() - xact_start,"
+                            " left(query, 120) FROM pg_stat_activity WHERE"
+                            " application_name LIKE 'flowmatch%'",
+                            schema=False)
+                    except faults.Failed as e:
+                        sessions = f"(pg_stat_activity: {e})\n"
+                    with open(path, "w") as f:
+                        f.write(metrics.text)
+                        f.write("# the node's database sessions "
+                                "(pg_stat_activity):\n")
+                        f.writelines("# " + l + "\n"
+                                     for l in sessions.splitlines())
             rows.append({"minute": round((time.monotonic() - t0) / 60, 3),
                          "rss_mib": rss, "p99_ms": (lambda v: None if v is None
                                                     else round(v * 1000, 1))(
                                                         metrics.p99()),
                          **{k: state.get(k) for k in Metrics.STATE},
+                         "oldest_wait_s": wait, "oldest_wait_stage":
+                         waiting_stage, "events_in_flight": in_flight,
                          "dead_letters": letters,
                          "applied": case.applied(),
                          "lost": totals["lost"],
@@ -382,6 +424,9 @@ class Interrupted(Exception):
 # life. Before the routing-table fix (docs/reliability.md) a fault-free
 # soak grew 75 MiB between minutes 10 and 25; after it, 8 MiB.
 RETENTION_MIN = 10
+# A stage whose oldest item waited this long is stalled: the sampler keeps
+# the node's metrics then (stall-minute-N.prom beside the CSV).
+STALL_SECONDS = 20
 SETTLE_MIN = RETENTION_MIN + 2
 RSS_GROWTH_MIB = 32
 WINDOW = 6  # samples (30 s) averaged at each end: one sample is noisy

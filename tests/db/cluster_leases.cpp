@@ -182,8 +182,10 @@ TEST_CASE("the fence: a writer that lost its lease cannot commit, and a "
                                         std::string{"{shard/3}"},
                                         std::string{"{2}"}})
                   .error);
+  // The session is opened here: Catch's assertions inside session() are
+  // not thread-safe (ThreadSanitizer reported them from the async thread).
+  auto c3 = session(schema);
   auto takeover = std::async(std::launch::async, [&] {
-    auto c3 = session(schema);
     return cluster_store::acquire(c3, "n3", {"shard/3"}, 60s);
   });
   CHECK(takeover.wait_for(300ms) == std::future_status::timeout);
