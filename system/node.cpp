@@ -81,9 +81,11 @@ std::string input_name(const settings& cfg) {
 /// (the stages keep their own), so that the node's resident memory is what
 /// its state needs rather than the restore's peak; for the log.
 std::string returned_memory() {
-  auto bytes = trim_free_memory();
+  auto mib = trim_free_memory() >> 20;
+  if (mib == 0)
+    return {};
   return fmt::format(" ({} MiB of memory returned to the system after it)",
-                     bytes >> 20);
+                     mib);
 }
 
 /// Stops the stages in reverse order of start, then the node itself.
