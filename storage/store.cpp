@@ -385,16 +385,37 @@ void add_fence(pg::connection::pipeline& p, const fence& held) {
     p.add_prepared("cluster_fence", fence_params(held));
 }
 
+// The fence goes last, in one pipeline with the COMMIT: it takes a share
+// lock on the writer's lease rows, and a lock taken first would be held
+// while the writer sends its statements and COPY data. A writer frozen
+// then (SIGSTOP, a stalled VM) would keep it for as long as its TCP
+// connection lives, and no successor could take the lease: the cluster
+// fault cases saw takeovers wait forever. Taken last, it is held only from
+// the check to the COMMIT that follows at once; a writer woken after its
+// lease was taken fails the check and rolls back.
+std::optional<pg::db_error> fence_and_commit(pg::connection& conn,
+                                             pg::transaction& tx,
+                                             const fence& held) {
+  if (held.empty())
+    return tx.commit();
+  pg::connection::pipeline p{conn};
+  add_fence(p, held);
+  p.add("COMMIT");
+  auto r = p.sync();
+  if (r.error)
+    return r.error; // the transaction rolls back
+  tx.committed_in_pipeline();
+  return std::nullopt;
+}
+
 /// Sends BEGIN and the entity statements as one pipeline, leaving the
 /// transaction open. With `processed_in_pipeline`, processed_events goes
 /// into the pipeline too (as INSERT ... ON CONFLICT DO NOTHING).
 std::optional<pg::db_error> begin_and_write(pg::connection& conn,
                                             const write_set& ws,
-                                            bool processed_in_pipeline,
-                                            const fence& held) {
+                                            bool processed_in_pipeline) {
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
-  add_fence(p, held);
   // Deletes first: a flow delete is conditional on its old site, so it can
   // never remove a row an upsert below writes.
   if (!ws.flow_deletes.empty())
@@ -424,10 +445,10 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws,
   // whole transaction is redone with INSERT ... ON CONFLICT DO NOTHING.
   {
     pg::transaction tx{conn, pg::transaction::already_begun};
-    if (auto e = begin_and_write(conn, ws, false, held))
+    if (auto e = begin_and_write(conn, ws, false))
       return e;
     if (ws.processed.empty())
-      return tx.commit();
+      return fence_and_commit(conn, tx, held);
     std::string data;
     data.reserve(ws.processed.size() * 32);
     for (auto& [id, key] : ws.processed) {
@@ -440,14 +461,14 @@ std::optional<pg::db_error> write(pg::connection& conn, const write_set& ws,
                           "FROM STDIN",
                           data);
     if (!e)
-      return tx.commit();
+      return fence_and_commit(conn, tx, held);
     if (e->sqlstate != "23505")
       return e;
   } // rolled back: some ids were stored already
   pg::transaction again{conn, pg::transaction::already_begun};
-  if (auto e = begin_and_write(conn, ws, true, held))
+  if (auto e = begin_and_write(conn, ws, true))
     return e;
-  return again.commit();
+  return fence_and_commit(conn, again, held);
 }
 
 pg::outcome<std::vector<refused>>
@@ -464,9 +485,6 @@ write_isolating(pg::connection& conn,
   };
   if (tx.begin_error())
     return abort(*tx.begin_error());
-  if (!held.empty())
-    if (auto r = conn.run("cluster_fence", fence_params(held)); r.error)
-      return abort(*r.error);
   for (auto& batch : batches) {
     for (auto& c : batch.changes) {
       if (c.stored)
@@ -519,7 +537,7 @@ write_isolating(pg::connection& conn,
         r.error)
       return abort(*r.error);
   }
-  if (auto e = tx.commit())
+  if (auto e = fence_and_commit(conn, tx, held))
     return abort(*e);
   out.value = std::move(failures);
   return out;
@@ -754,7 +772,6 @@ write_matches(pg::connection& conn, const std::vector<match_change>& changes,
   pg::transaction tx{conn, pg::transaction::already_begun};
   pg::connection::pipeline p{conn};
   p.add("BEGIN");
-  add_fence(p, held);
   if (!del_s.empty())
     p.add_prepared("delete_matches",
                    {pg::text_array(del_s), pg::text_array(del_d)});
@@ -767,6 +784,7 @@ write_matches(pg::connection& conn, const std::vector<match_change>& changes,
                     pg::float_array(sdist), pg::float_array(econ),
                     pg::float_array(fq), pg::float_array(ft),
                     pg::text_array(flags)});
+  add_fence(p, held); // last: see fence_and_commit
   p.add("COMMIT");
   auto r = p.sync();
   if (r.error)

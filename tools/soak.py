@@ -65,6 +65,20 @@ def prefixed(lines, prefix):
     return out
 
 
+def while_restarting(query, limit=120):
+    """Runs a query of the harness's own, again while PostgreSQL is down
+    or recovering: a fault the soak injected may be under way (a round's
+    check raced a PostgreSQL restart once and ended the soak)."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            return query()
+        except faults.Failed:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def strip(rows, prefix):
     return {r.replace(prefix, "") for r in rows if r.startswith(prefix)
             or ("|" + prefix) in r}
@@ -193,7 +207,7 @@ def main():
         refs[s] = {k: strip(v, "r0-") for k, v in snap.items()}
 
     case = faults.Case("soak", opts, [], 1, 1)
-    case.db.reset()
+    while_restarting(case.db.reset)
     case.r.delete(case.stream)
     port = socket.socket()
     port.bind(("127.0.0.1", 0))
@@ -322,7 +336,7 @@ def main():
             case.wait(f"round {rnum} taken and its holds over",
                       lambda: case.idle() == (0, 0), 900)
             time.sleep(2)
-            snap = case.db.snapshot()
+            snap = while_restarting(case.db.snapshot)
             mine = {k: strip(v, prefix) for k, v in snap.items()
                     if k in ("sites", "flows", "letters", "applied")}
             ref = refs[seed]
@@ -408,7 +422,7 @@ def main():
     with open(os.path.join(opts.out, "soak.json"), "w") as f:
         json.dump(summary, f, indent=1)
     plot(csv_path, os.path.join(opts.out, "soak.png"), fault_log)
-    case.db.reset()
+    while_restarting(case.db.reset)
     case.r.delete(case.stream)
     print(json.dumps({k: v for k, v in summary.items() if k != "faults"}))
     return 0 if ok else 1
